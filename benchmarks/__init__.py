@@ -1,0 +1,1 @@
+"""Benchmarks for requests-pinning (see README, Performance)."""

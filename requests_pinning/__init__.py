@@ -1,0 +1,29 @@
+"""TLS certificate and public-key pinning for requests and urllib3.
+
+Mount a :class:`PinningAdapter` on a :class:`requests.Session` (or use
+:class:`PinningPoolManager` with urllib3) and every new TLS connection is
+checked against the pins configured for its host, after the handshake and
+before a single byte of the request is sent.
+"""
+
+from ._adapter import PinningAdapter
+from ._certs import cert_fingerprint, spki_pin
+from ._errors import PinConfigError, PinMismatchError
+from ._pins import Pin
+from ._pinset import HostPins, PinSet
+from ._report import PinFailure
+from ._urllib3 import PinningPoolManager, PinningProxyManager
+
+__all__ = [
+    "HostPins",
+    "Pin",
+    "PinConfigError",
+    "PinFailure",
+    "PinMismatchError",
+    "PinSet",
+    "PinningAdapter",
+    "PinningPoolManager",
+    "PinningProxyManager",
+    "cert_fingerprint",
+    "spki_pin",
+]

@@ -1,0 +1,157 @@
+"""PinningAdapter: the requests face of the urllib3 layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from requests.exceptions import RequestException
+from requests.models import PreparedRequest, Response
+from requests.utils import get_auth_from_url
+
+from ._errors import PinMismatchError
+from ._pinset import PinSet
+from ._report import OnFailure
+from ._urllib3 import PinningPoolManager, PinningProxyManager, PinSource, socks_proxy_manager
+from ._verify import Enforcer
+
+__all__ = ["PinningAdapter"]
+
+
+class PinningAdapter(HTTPAdapter):
+    """A requests transport adapter that checks certificate pins on every new TLS connection.
+
+    ::
+
+        session = requests.Session()
+        session.mount("https://", PinningAdapter("pins.json"))
+        session.get("https://api.example.com/")  # PinMismatchError on a foreign key
+
+    ``pins`` is anything :meth:`PinSet.load` accepts: a mapping, the path of a
+    JSON pin file, or a :class:`PinSet`. The check runs after the TLS handshake
+    and before any request byte is sent, directly, through HTTP, HTTPS and
+    SOCKS proxies, and after redirects. A failure raises
+    :class:`PinMismatchError` after exactly one handshake, whatever
+    ``max_retries`` says.
+
+    Keyword arguments:
+        report_only: log failures at WARNING and report them to ``on_failure``,
+            but let connections proceed (a rollout stage; fails open on purpose).
+        on_failure: called with a :class:`PinFailure` for every failed check.
+            Exceptions it raises are logged and change nothing.
+        allow_unpinned: when ``False``, hosts without an entry are refused.
+
+    Other keyword arguments (``pool_connections``, ``pool_maxsize``,
+    ``max_retries``, ``pool_block``) go to ``HTTPAdapter``. The adapter
+    pickles with its pins.
+    """
+
+    __attrs__: list[str] = [  # noqa: RUF012 - requests declares it this way
+        *HTTPAdapter.__attrs__,
+        "pinset",
+        "report_only",
+        "on_failure",
+        "allow_unpinned",
+    ]
+
+    def __init__(
+        self,
+        pins: PinSource,
+        *,
+        report_only: bool = False,
+        on_failure: OnFailure | None = None,
+        allow_unpinned: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.pinset = PinSet.load(pins)
+        self.report_only = report_only
+        self.on_failure = on_failure
+        self.allow_unpinned = allow_unpinned
+        self._enforcer = self._make_enforcer()
+        super().__init__(**kwargs)
+
+    def _make_enforcer(self) -> Enforcer:
+        # One enforcer per adapter, shared by all of its pool managers, so that
+        # e.g. the expiry warning is logged once per entry per adapter.
+        return Enforcer(
+            self.pinset,
+            report_only=self.report_only,
+            on_failure=self.on_failure,
+            allow_unpinned=self.allow_unpinned,
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.pinset = state["pinset"]
+        self.report_only = state["report_only"]
+        self.on_failure = state["on_failure"]
+        self.allow_unpinned = state["allow_unpinned"]
+        self._enforcer = self._make_enforcer()
+        super().__setstate__(state)  # type: ignore[misc]
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = PinningPoolManager(
+            self.pinset,
+            _enforcer=self._enforcer,
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
+            **pool_kwargs,
+        )
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        if proxy in self.proxy_manager:
+            return self.proxy_manager[proxy]
+        common = {
+            "_enforcer": self._enforcer,
+            "num_pools": self._pool_connections,
+            "maxsize": self._pool_maxsize,
+            "block": self._pool_block,
+            **proxy_kwargs,
+        }
+        manager: Any
+        if proxy.lower().startswith("socks"):
+            username, password = get_auth_from_url(proxy)
+            manager = socks_proxy_manager(
+                self.pinset, proxy, username=username, password=password, **common
+            )
+        else:
+            manager = PinningProxyManager(
+                self.pinset, proxy, proxy_headers=self.proxy_headers(proxy), **common
+            )
+        self.proxy_manager[proxy] = manager
+        return manager
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().send(request, *args, **kwargs)
+        except PinMismatchError:
+            raise
+        except RequestException as exc:
+            # requests wraps urllib3's errors (here a MaxRetryError whose reason
+            # is the PinMismatchError) in its own SSLError. Callers are promised
+            # the PinMismatchError itself.
+            error = _find_pin_error(exc)
+            if error is None:
+                raise
+            error.request = request
+            raise error from None
+
+
+def _find_pin_error(exc: BaseException) -> PinMismatchError | None:
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, PinMismatchError):
+            return item
+        todo.extend(item.args)
+        todo.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
+    return None

@@ -1,0 +1,238 @@
+"""DER helpers: the SubjectPublicKeyInfo as encoded, fingerprints, names for messages.
+
+An SPKI pin is a hash over the certificate's SubjectPublicKeyInfo *exactly as it
+is encoded in the certificate* (RFC 7469, section 2.4). Parsing the key and
+encoding it again is not the same thing: for some keys (explicit EC
+parameters, RSA-PSS parameters, non-minimal encodings) the two differ, and a
+pin computed from a re-encoding would never match what HPKP, OkHttp, curl and
+openssl compute. So the SPKI is cut out of the DER with a small TLV walker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from ._errors import PinConfigError
+
+__all__ = ["ALGORITHMS", "CertInput", "cert_fingerprint", "spki_pin"]
+
+#: Digest algorithms a pin may use, with their digest sizes in bytes.
+ALGORITHMS: dict[str, int] = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+CertInput = str | bytes | x509.Certificate
+
+_SEQUENCE = 0x30
+_INTEGER = 0x02
+_VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----",
+    re.DOTALL,
+)
+
+
+def _tlv(data: bytes, offset: int, expected_tag: int) -> tuple[int, int]:
+    """Read one DER element at ``offset``; return (start of contents, end of element)."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated DER")
+    if data[offset] != expected_tag:
+        raise ValueError(f"expected DER tag 0x{expected_tag:02x}, found 0x{data[offset]:02x}")
+    first = data[offset + 1]
+    start = offset + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        # 0x80 is BER's indefinite length, never valid in DER; no certificate
+        # needs more than four length bytes.
+        if count == 0 or count > 4 or start + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    if end > len(data):
+        raise ValueError("truncated DER")
+    return start, end
+
+
+def _skip(data: bytes, offset: int, tag: int) -> int:
+    return _tlv(data, offset, tag)[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def spki_of_der_cert(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo of a DER certificate, byte for byte as encoded.
+
+    Cached (bounded): the same intermediate and root certificates come back on
+    every handshake, and cutting them out again is wasted work.
+    """
+    start, end = _tlv(der, 0, _SEQUENCE)
+    if end != len(der):
+        raise ValueError("trailing data after the certificate")
+    pos, _ = _tlv(der, start, _SEQUENCE)  # TBSCertificate
+    if pos < len(der) and der[pos] == _VERSION:
+        pos = _skip(der, pos, _VERSION)
+    pos = _skip(der, pos, _INTEGER)  # serialNumber
+    for _field in ("signature", "issuer", "validity", "subject"):
+        pos = _skip(der, pos, _SEQUENCE)
+    spki_end = _skip(der, pos, _SEQUENCE)
+    return der[pos:spki_end]
+
+
+@functools.lru_cache(maxsize=2048)
+def spki_digest(der: bytes, algorithm: str = "sha256") -> bytes:
+    """Digest of a DER certificate's SPKI; cached (bounded) for the per-handshake path."""
+    return hashlib.new(algorithm, spki_of_der_cert(der)).digest()
+
+
+def cert_digest(der: bytes, algorithm: str = "sha256") -> bytes:
+    """Digest of a whole DER certificate (a fingerprint, as bytes)."""
+    return hashlib.new(algorithm, der).digest()
+
+
+def format_spki_pin(algorithm: str, digest: bytes) -> str:
+    """``sha256/<base64>``: the spelling HPKP and OkHttp use."""
+    return f"{algorithm}/{base64.b64encode(digest).decode('ascii')}"
+
+
+def format_fingerprint(digest: bytes) -> str:
+    """Upper-case colon-separated hex, as ``openssl x509 -fingerprint`` prints it."""
+    return ":".join(f"{byte:02X}" for byte in digest)
+
+
+def sha256_pin(der: bytes) -> str:
+    """The ``sha256/`` SPKI pin of a DER certificate."""
+    return format_spki_pin("sha256", spki_digest(der, "sha256"))
+
+
+def describe_name(der: bytes) -> str:
+    """The certificate's subject, most specific part first: ``CN=R3, O=Let's Encrypt``."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        rdns = reversed(list(cert.subject.rdns))
+        return ", ".join(rdn.rfc4514_string() for rdn in rdns) or "(empty subject)"
+    except ValueError:
+        return "(unparseable certificate)"
+
+
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in ALGORITHMS:
+        names = ", ".join(ALGORITHMS)
+        raise PinConfigError(f"unknown hash algorithm {algorithm!r}: use one of {names}")
+    return algorithm
+
+
+def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    blocks = []
+    for match in _PEM_BLOCK.finditer(data):
+        label = match.group(1).decode("ascii")
+        try:
+            body = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+        except binascii.Error:
+            raise PinConfigError(f"the PEM {label} block is not valid base64") from None
+        blocks.append((label, body))
+    return blocks
+
+
+def _load(cert: object) -> tuple[str, bytes]:
+    """Return ("certificate", DER) or ("public key", DER SPKI) for any accepted input."""
+    if isinstance(cert, x509.Certificate):
+        return "certificate", cert.public_bytes(serialization.Encoding.DER)
+    if isinstance(cert, str):
+        try:
+            data = cert.encode("ascii")
+        except UnicodeEncodeError:
+            raise PinConfigError("a PEM string must be ASCII") from None
+    elif isinstance(cert, bytes | bytearray | memoryview):
+        data = bytes(cert)
+    else:
+        raise PinConfigError(
+            f"cannot pin a {type(cert).__name__}: pass PEM text, DER bytes "
+            "or a cryptography x509.Certificate"
+        )
+    if b"-----BEGIN" in data:
+        blocks = _pem_blocks(data)
+        certs = [body for label, body in blocks if label in ("CERTIFICATE", "X509 CERTIFICATE")]
+        keys = [body for label, body in blocks if label == "PUBLIC KEY"]
+        if len(certs) + len(keys) > 1:
+            raise PinConfigError(
+                f"the PEM input holds {len(certs) + len(keys)} certificates or keys: pass "
+                "one at a time ('requests-pinning pins FILE' lists a whole chain)"
+            )
+        if certs:
+            return _validated("certificate", certs[0])
+        if keys:
+            return _validated("public key", keys[0])
+        labels = ", ".join(label for label, _ in blocks) or "no complete PEM block"
+        raise PinConfigError(
+            f"no CERTIFICATE or PUBLIC KEY block in the PEM input (found: {labels})"
+        )
+    if not data:
+        raise PinConfigError("cannot pin empty input")
+    try:
+        return _validated("certificate", data)
+    except PinConfigError:
+        pass
+    try:
+        return _validated("public key", data)
+    except PinConfigError:
+        raise PinConfigError(
+            "the input is neither a DER certificate nor a DER SubjectPublicKeyInfo"
+        ) from None
+
+
+def _validated(kind: str, der: bytes) -> tuple[str, bytes]:
+    """Let cryptography parse ``der`` first, so that garbage is never hashed."""
+    try:
+        if kind == "certificate":
+            x509.load_der_x509_certificate(der)
+            spki_of_der_cert(der)
+        else:
+            key: PublicKeyTypes = serialization.load_der_public_key(der)
+            del key
+    except (ValueError, TypeError, IndexError) as exc:
+        raise PinConfigError(f"not a valid DER {kind}: {exc}") from None
+    return kind, der
+
+
+def spki_pin(cert: CertInput, algorithm: str = "sha256") -> str:
+    """Return the SPKI pin of a certificate or public key, e.g. ``"sha256/r/mIkG3...="``.
+
+    ``cert`` may be a PEM string or bytes, DER bytes, a
+    ``cryptography.x509.Certificate``, or a ``PUBLIC KEY`` (PEM) /
+    SubjectPublicKeyInfo (DER) of a key that has no certificate yet, such as a
+    backup key. The hash covers the SubjectPublicKeyInfo exactly as it is
+    encoded, which is what HPKP, OkHttp, curl ``--pinnedpubkey`` and the openssl
+    pipeline ``openssl x509 -pubkey -noout | openssl pkey -pubin -outform der |
+    openssl dgst -sha256 -binary | base64`` compute.
+
+    ``algorithm`` is ``"sha256"`` (the default), ``"sha384"``, ``"sha512"`` or
+    the legacy ``"sha1"``. Raises :class:`PinConfigError` for input that is not
+    exactly one certificate or public key.
+    """
+    _check_algorithm(algorithm)
+    kind, der = _load(cert)
+    spki = spki_of_der_cert(der) if kind == "certificate" else der
+    return format_spki_pin(algorithm, hashlib.new(algorithm, spki).digest())
+
+
+def cert_fingerprint(cert: CertInput, algorithm: str = "sha256") -> str:
+    """Return the fingerprint of a whole certificate as upper-case colon-separated hex.
+
+    This is what ``openssl x509 -noout -fingerprint -sha256`` prints after the
+    ``=``, and it can be used as a pin. Accepts the same inputs as
+    :func:`spki_pin` except public keys, which have no certificate to hash.
+    """
+    _check_algorithm(algorithm)
+    kind, der = _load(cert)
+    if kind != "certificate":
+        raise PinConfigError("a public key has no certificate fingerprint: use spki_pin()")
+    return format_fingerprint(hashlib.new(algorithm, der).digest())

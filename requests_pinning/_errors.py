@@ -1,0 +1,109 @@
+"""The exceptions requests-pinning raises.
+
+::
+
+    ValueError
+     └── PinConfigError              a pin, a host pattern or a pin file is wrong
+
+    OSError
+     └── requests.exceptions.RequestException
+          └── requests.exceptions.ConnectionError
+               └── requests.exceptions.SSLError
+                    └── PinMismatchError    (also a urllib3.exceptions.SSLError)
+
+``PinMismatchError`` is both a requests and a urllib3 ``SSLError``, so code that
+already handles certificate failures from either library keeps handling it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import requests.exceptions
+import urllib3.exceptions
+
+__all__ = ["PinConfigError", "PinMismatchError"]
+
+
+class PinConfigError(ValueError):
+    """A pin, a host pattern or a pin file cannot be understood.
+
+    The message names the host key and the offending value, says what is wrong
+    and what would be right. Nothing is ever loaded partially: when this is
+    raised, no pin set was made.
+    """
+
+
+class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
+    """The server's certificate chain did not satisfy the pins for its host.
+
+    Raised before a single byte of the request was sent; the connection was
+    closed and never pooled.
+
+    Attributes:
+        host: the origin's host, normalised (never a proxy's).
+        port: the origin's port.
+        pattern: the pin-set entry that applied, or ``None`` when the host has none.
+        pinned: the pins that applied, in their canonical spelling.
+        denied: the deny pins that applied (a deny match is a failure).
+        served: ``sha256/`` SPKI pins of the certificates the server presented,
+            leaf first.
+        checked: ``sha256/`` SPKI pins of the certificates the check looked at:
+            the verified chain, or only the leaf when CA validation was off.
+        checked_chain: the DER certificates behind ``checked``.
+        verified: whether CA validation was on for the connection.
+        reason: one line saying why the check failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        port: int,
+        pattern: str | None = None,
+        pinned: Sequence[str] = (),
+        denied: Sequence[str] = (),
+        served: Sequence[str] = (),
+        checked: Sequence[str] = (),
+        checked_chain: Sequence[bytes] = (),
+        verified: bool = False,
+        reason: str = "",
+        **kwargs: Any,
+    ) -> None:
+        # requests' RequestException takes request= and response=; keep them working.
+        super().__init__(message, **kwargs)
+        self.host = host
+        self.port = port
+        self.pattern = pattern
+        self.pinned = list(pinned)
+        self.denied = list(denied)
+        self.served = list(served)
+        self.checked = list(checked)
+        self.checked_chain = list(checked_chain)
+        self.verified = verified
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # OSError's default pickling would lose the keyword-only fields.
+        fields = {
+            "host": self.host,
+            "port": self.port,
+            "pattern": self.pattern,
+            "pinned": self.pinned,
+            "denied": self.denied,
+            "served": self.served,
+            "checked": self.checked,
+            "checked_chain": self.checked_chain,
+            "verified": self.verified,
+            "reason": self.reason,
+        }
+        return (_rebuild_mismatch, (str(self), fields))
+
+
+def _rebuild_mismatch(message: str, fields: dict[str, Any]) -> PinMismatchError:
+    return PinMismatchError(message, **fields)

@@ -1,0 +1,435 @@
+"""PinSet and HostPins: host patterns, their normalisation, and loading dicts and JSON.
+
+Matching never scans the entries. Every pattern is normalised once, at load,
+into a key of one of three tables (exact hosts, ``*.`` wildcards, ``**.``
+subtrees); a lookup normalises the host once and probes the tables with the
+host and its label suffixes, most specific first. Its cost depends on the
+number of labels in the host, not on the size of the pin set.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from typing import Any, Literal
+
+import idna
+
+from ._errors import PinConfigError
+from ._pins import Pin
+
+__all__ = ["HostPins", "PinSet", "normalize_host"]
+
+_Kind = Literal["exact", "one", "tree"]
+_PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ENTRY_KEYS = ("pins", "include_subdomains", "expires", "report_only")
+
+
+@dataclass(frozen=True)
+class HostPins:
+    """The pinning policy for one host pattern of a :class:`PinSet`.
+
+    Attributes:
+        pattern: the entry's host pattern in canonical form (``api.example.com``,
+            ``*.example.com:8443``, ``**.example.org``, ``[2001:db8::1]:443``).
+        pins: the accepted pins; ``str(pin)`` is each one's canonical spelling.
+        include_subdomains: whether the entry also covers every name below its host.
+        expires: when the entry stops being enforced (an aware UTC datetime), or ``None``.
+        report_only: failures are reported and logged but connections proceed.
+    """
+
+    pattern: str
+    pins: tuple[Pin, ...]
+    include_subdomains: bool = False
+    expires: datetime | None = None
+    report_only: bool = False
+    _key: tuple[_Kind, str, int | None] = field(default=("exact", "", None), repr=False)
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True once ``now`` (default: the current time) is past :attr:`expires`."""
+        if self.expires is None:
+            return False
+        return (now or datetime.now(timezone.utc)) > self.expires
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry's value in the configuration format (without its key)."""
+        value: dict[str, Any] = {"pins": [str(pin) for pin in self.pins]}
+        if self.expires is not None:
+            value["expires"] = self.expires.isoformat()
+        if self.report_only:
+            value["report_only"] = True
+        return value
+
+
+class PinSet:
+    """An immutable, validated set of pins per host pattern; safe to share between threads.
+
+    Build one with :meth:`from_dict`, :meth:`from_json` or :meth:`load`
+    (``PinSet(mapping)`` is the same as ``PinSet.from_dict(mapping)``). A
+    configuration that cannot be understood raises :class:`PinConfigError`;
+    nothing is ever loaded partially.
+    """
+
+    __slots__ = ("_entries", "_tables")
+
+    _entries: tuple[HostPins, ...]
+    _tables: dict[_Kind, dict[tuple[str, int | None], HostPins]]
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise PinConfigError(
+                f"a pin configuration is an object mapping host patterns to pins, "
+                f"not a {type(config).__name__}"
+            )
+        tables: dict[_Kind, dict[tuple[str, int | None], HostPins]] = {
+            "exact": {},
+            "one": {},
+            "tree": {},
+        }
+        seen: dict[tuple[_Kind, str, int | None], str] = {}
+        entries = []
+        for raw_key, value in config.items():
+            entry = _parse_entry(raw_key, value)
+            kind, host, port = entry._key
+            if entry._key in seen:
+                raise PinConfigError(
+                    f"host patterns {seen[entry._key]!r} and {raw_key!r} are the same "
+                    f"pattern ({entry.pattern!r}): merge their pins into one entry"
+                )
+            seen[entry._key] = raw_key
+            tables[kind][(host, port)] = entry
+            entries.append(entry)
+        object.__setattr__(self, "_entries", tuple(entries))
+        object.__setattr__(self, "_tables", tables)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PinSet is immutable")
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> PinSet:
+        """Load a configuration given as a mapping of host patterns to pins."""
+        return cls(mapping)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> PinSet:
+        """Load a JSON pin file (UTF-8). Errors name the file, and line and column for syntax."""
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as file:
+                raw = file.read()
+        except OSError as exc:
+            raise PinConfigError(f"cannot read pin file {name!r}: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except json.JSONDecodeError as exc:
+            raise PinConfigError(
+                f"pin file {name!r} is not valid JSON: {exc.msg} "
+                f"at line {exc.lineno}, column {exc.colno}"
+            ) from None
+        except PinConfigError as exc:
+            raise PinConfigError(f"pin file {name!r}: {exc}") from None
+        try:
+            return cls(data)
+        except PinConfigError as exc:
+            raise PinConfigError(f"pin file {name!r}: {exc}") from None
+
+    @classmethod
+    def load(cls, source: PinSet | Mapping[str, Any] | str | os.PathLike[str]) -> PinSet:
+        """Load a mapping or a JSON file (``str`` or path-like path); a PinSet is returned as is."""
+        if isinstance(source, PinSet):
+            return source
+        if isinstance(source, Mapping):
+            return cls(source)
+        if isinstance(source, str | os.PathLike):
+            return cls.from_json(source)
+        raise PinConfigError(
+            f"pins must be a mapping, a path to a JSON file or a PinSet, "
+            f"not a {type(source).__name__}"
+        )
+
+    def match(self, host: str, port: int | None = 443) -> HostPins | None:
+        """Return the most specific entry for ``host`` and ``port``, or ``None``.
+
+        Precedence: host and port, host, ``*.`` wildcards, then ``**.`` subtrees
+        with the longest suffix first; at each level an entry with a port beats
+        one without. ``host`` may be in any case, end in a dot, be an IDN, or
+        be an IPv6 literal with or without brackets.
+        """
+        if port is None:
+            port = 443
+        name, is_ip = _lookup_form(host)
+        tables = self._tables
+        exact = tables["exact"]
+        found = exact.get((name, port)) or exact.get((name, None))
+        if found is not None or is_ip:
+            return found
+        parent = name.partition(".")[2]
+        if parent:
+            one = tables["one"]
+            found = one.get((parent, port)) or one.get((parent, None))
+            if found is not None:
+                return found
+        tree = tables["tree"]
+        suffix = name
+        while suffix:
+            found = tree.get((suffix, port)) or tree.get((suffix, None))
+            if found is not None:
+                return found
+            suffix = suffix.partition(".")[2]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A mapping that :meth:`from_dict` accepts and that describes the same policy."""
+        return {entry.pattern: entry.to_dict() for entry in self._entries}
+
+    def __iter__(self) -> Iterator[HostPins]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PinSet):
+            return NotImplemented
+        return set(self._entries) == set(other._entries)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._entries))
+
+    def __repr__(self) -> str:
+        return f"PinSet({len(self._entries)} entries)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PinSet, (self.to_dict(),))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys; a pin file that says two
+    # things about one host must not be half-understood.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise PinConfigError(f"key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _parse_entry(raw_key: object, value: object) -> HostPins:
+    if not isinstance(raw_key, str):
+        raise PinConfigError(
+            f"host pattern {raw_key!r} is a {type(raw_key).__name__}, not a string"
+        )
+    options: Mapping[str, Any]
+    if isinstance(value, list | tuple):
+        options = {"pins": value}
+    elif isinstance(value, Mapping):
+        options = value
+        unknown = [key for key in options if key not in _ENTRY_KEYS]
+        if unknown:
+            known = ", ".join(_ENTRY_KEYS)
+            raise PinConfigError(
+                f"entry for {raw_key!r}: unknown key {unknown[0]!r} (known keys: {known})"
+            )
+        if "pins" not in options:
+            raise PinConfigError(f"entry for {raw_key!r}: 'pins' is required")
+    else:
+        raise PinConfigError(
+            f"entry for {raw_key!r}: expected a list of pins or an object with 'pins', "
+            f"got {_describe(value)} (a single pin must still be in a list)"
+        )
+    include_subdomains = _optional_bool(raw_key, options, "include_subdomains")
+    report_only = _optional_bool(raw_key, options, "report_only")
+    kind, host, port = _parse_pattern(raw_key, include_subdomains)
+    pins = _parse_pins(raw_key, "pins", options["pins"])
+    expires = None
+    if options.get("expires") is not None:
+        expires = _parse_expires(raw_key, options["expires"])
+    return HostPins(
+        pattern=_format_pattern(kind, host, port),
+        pins=pins,
+        include_subdomains=kind == "tree",
+        expires=expires,
+        report_only=bool(report_only),
+        _key=(kind, host, port),
+    )
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _optional_bool(raw_key: str, options: Mapping[str, Any], name: str) -> bool | None:
+    value = options.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    raise PinConfigError(f"{name!r} for {raw_key!r} must be true or false, not {_describe(value)}")
+
+
+def _parse_pins(raw_key: str, name: str, value: object) -> tuple[Pin, ...]:
+    if not isinstance(value, list | tuple):
+        raise PinConfigError(
+            f"{name} for {raw_key!r}: expected a list of pins, got {_describe(value)}"
+            " (a single pin must still be in a list)"
+        )
+    if not value:
+        raise PinConfigError(f"{name} for {raw_key!r}: the list is empty; give at least one pin")
+    pins: dict[Pin, None] = {}  # ordered, and spelling variants of one pin merge
+    for item in value:
+        try:
+            pins[Pin.parse(item)] = None
+        except ValueError as exc:
+            raise PinConfigError(f"{name} for {raw_key!r}: {exc}") from None
+    return tuple(pins)
+
+
+def _parse_expires(raw_key: str, value: object) -> datetime:
+    problem = (
+        f"'expires' for {raw_key!r}: {value!r} is not an ISO 8601 date (2027-06-30) "
+        "or date-time with an offset (2027-06-30T12:00:00+00:00)"
+    )
+    if not isinstance(value, str):
+        raise PinConfigError(problem)
+    try:
+        if _DATE.fullmatch(value):
+            # A date means the whole of that day, in UTC.
+            day = date.fromisoformat(value)
+            return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise PinConfigError(f"{problem}: the date-time has no offset")
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise PinConfigError(problem) from None
+
+
+def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind, str, int | None]:
+    def bad(why: str) -> PinConfigError:
+        return PinConfigError(f"host pattern {raw_key!r}: {why}")
+
+    if "/" in raw_key or "://" in raw_key:
+        raise bad("write a host name, not a URL (no scheme, no path)")
+    host, port = _split_port(raw_key, bad)
+    kind: _Kind = "exact"
+    if host.startswith("**."):
+        kind, host = "tree", host[3:]
+    elif host.startswith("*."):
+        kind, host = "one", host[2:]
+    if "*" in host:
+        raise bad("'*' is allowed only as a leading '*.' or '**.' followed by a domain")
+    ip = _ip_form(host)
+    if ip is not None:
+        if kind != "exact" or include_subdomains:
+            raise bad("an IP address cannot have subdomains or wildcards")
+        return "exact", ip, port
+    name = _normalize_name(host)
+    if name is None or not _valid_name(name):
+        raise bad(
+            "not a valid host name (labels of letters, digits, '-' or '_', "
+            "1 to 63 characters, separated by single dots)"
+        )
+    if include_subdomains is True:
+        if kind == "one":
+            raise bad("'include_subdomains: true' contradicts a '*.' pattern")
+        kind = "tree"
+    elif include_subdomains is False and kind == "tree":
+        raise bad("'include_subdomains: false' contradicts a '**.' pattern")
+    return kind, name, port
+
+
+def _split_port(raw_key: str, bad: Any) -> tuple[str, int | None]:
+    if raw_key.startswith("["):
+        match = re.fullmatch(r"\[([^\]]*)\](?::([0-9]+))?", raw_key)
+        if match is None:
+            raise bad("write IPv6 addresses as [2001:db8::1] or [2001:db8::1]:8443")
+        host, port_text = match.group(1), match.group(2)
+        if _ip_form(host) is None or ":" not in host:
+            raise bad(f"{host!r} in brackets is not an IPv6 address")
+    elif raw_key.count(":") > 1:
+        host, port_text = raw_key, None  # a bare IPv6 address, no port
+        if _ip_form(host) is None:
+            raise bad("not an IPv6 address (to give a port, write [2001:db8::1]:8443)")
+    elif ":" in raw_key:
+        host, port_text = raw_key.split(":")
+        if not port_text:
+            raise bad("empty port after ':'")
+    else:
+        host, port_text = raw_key, None
+    if port_text is None:
+        return host, None
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise bad(f"port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _format_pattern(kind: _Kind, host: str, port: int | None) -> str:
+    if ":" in host:  # IPv6
+        host = f"[{host}]" if port is not None else host
+    text = _PREFIX[kind] + host
+    return text if port is None else f"{text}:{port}"
+
+
+def _ip_form(host: str) -> str | None:
+    """The compressed form of an IP literal, or None when ``host`` is not one."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return None
+
+
+def _normalize_name(name: str) -> str | None:
+    """IDNA (UTS 46) and lower case, one trailing dot removed; None when IDNA refuses it."""
+    if name.endswith("."):
+        name = name[:-1]
+    if name.isascii():
+        # For ASCII input, UTS 46 mapping is lower-casing: skip the (slow) codec.
+        return name.lower()
+    try:
+        encoded = idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    return encoded[:-1] if encoded.endswith(".") else encoded
+
+
+def _valid_name(name: str) -> bool:
+    labels = name.split(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookup_form(host: str) -> tuple[str, bool]:
+    """Normalise a host being looked up, exactly as keys were normalised at load.
+
+    A host that IDNA refuses is still matched, by its lower-cased text: a
+    lookup must never be skipped because the name could not be normalised.
+    """
+    ip = _ip_form(host)
+    if ip is not None:
+        return ip, True
+    name = _normalize_name(host)
+    if name is None:
+        name = host[:-1].lower() if host.endswith(".") else host.lower()
+    return name, False
+
+
+def normalize_host(host: str) -> str:
+    """The form in which a host is matched: IDNA A-labels, lower case, IPs compressed."""
+    return _lookup_form(host)[0]

@@ -1,0 +1,371 @@
+"""The urllib3 layer: connections that check pins in ``connect()``, and their pools.
+
+Where the check runs: at the end of ``HTTPSConnection.connect()``, after the TLS
+handshake and urllib3's CA and hostname checks, and before ``connect()``
+returns, so before a single byte of the request is written. On failure the
+socket is closed and the connection is never pooled.
+
+Why an internal exception: ``PinMismatchError`` is an ``OSError`` (through
+requests' ``SSLError``), and urllib3 turns an ``OSError`` raised in
+``connect()`` into ``ProtocolError("Connection aborted.")`` and may retry it.
+A pin failure is a verdict, not a transient fault. So ``connect()`` raises
+``_PinRefused``, which urllib3's ``urlopen`` neither wraps nor retries, and the
+pool's ``urlopen`` turns it back into what urllib3 callers expect: a
+``MaxRetryError`` whose ``reason`` is the ``PinMismatchError``, or the
+``PinMismatchError`` itself with ``retries=False``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from typing import Any
+
+from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
+from ._errors import PinMismatchError
+from ._pinset import PinSet, normalize_host
+from ._report import OnFailure
+from ._verify import Enforcer, PeerChain
+
+__all__ = ["PinningPoolManager", "PinningProxyManager", "peer_chain", "socks_proxy_manager"]
+
+PinSource = Any  # PinSet | Mapping[str, Any] | str | os.PathLike[str]
+
+_DER = getattr(ssl, "_ssl", None)
+_ENCODING_DER: int = getattr(_DER, "ENCODING_DER", 1)
+
+
+class _PinRefused(Exception):
+    """Carries a PinMismatchError through urllib3's urlopen without wrapping or retry."""
+
+    def __init__(self, error: PinMismatchError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _der_list(items: object) -> tuple[bytes, ...] | None:
+    """Certificates as DER, from whatever a TLS object returned (bytes, _ssl or pyOpenSSL)."""
+    if not items:
+        return None
+    result = []
+    for item in items:  # type: ignore[attr-defined]
+        if isinstance(item, bytes | bytearray):
+            result.append(bytes(item))
+        elif hasattr(item, "public_bytes"):  # _ssl.Certificate, cryptography
+            try:
+                result.append(bytes(item.public_bytes(_ENCODING_DER)))
+            except TypeError:
+                from cryptography.hazmat.primitives.serialization import Encoding
+
+                result.append(bytes(item.public_bytes(Encoding.DER)))
+        elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            result.append(bytes(item.to_cryptography().public_bytes(Encoding.DER)))
+        else:
+            return None
+    return tuple(result)
+
+
+def _call(obj: object, name: str) -> tuple[bytes, ...] | None:
+    method = getattr(obj, name, None)
+    if method is None:
+        return None
+    return _der_list(method())
+
+
+def peer_chain(sock: object) -> PeerChain:
+    """Read the served chain, the verified chain and the verify mode off a TLS socket.
+
+    Handles ``ssl.SSLSocket`` (public ``get_verified_chain`` on 3.13, the private
+    ``_sslobj`` on 3.10 to 3.12), urllib3's ``SSLTransport`` (TLS inside TLS,
+    through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. Raises
+    ``ValueError`` when nothing can be read, which the caller turns into a
+    refusal: a connection that cannot be checked is never waved through.
+    """
+    leaf: bytes | None = None
+    if isinstance(sock, ssl.SSLSocket):
+        tls: object = sock
+        verified = sock.context.verify_mode != ssl.CERT_NONE
+        candidates = [sock, getattr(sock, "_sslobj", None)]
+        leaf = sock.getpeercert(binary_form=True)
+    elif hasattr(sock, "sslobj") and isinstance(sock.sslobj, ssl.SSLObject):  # SSLTransport
+        tls = sock.sslobj
+        verified = sock.sslobj.context.verify_mode != ssl.CERT_NONE
+        candidates = [tls, getattr(tls, "_sslobj", None)]
+        leaf = sock.sslobj.getpeercert(binary_form=True)
+    elif hasattr(sock, "connection") and hasattr(sock.connection, "get_verified_chain"):
+        connection = sock.connection  # pyOpenSSL
+        verified = connection.get_context().get_verify_mode() != 0
+        candidates = [connection]
+        cert = connection.get_peer_certificate()
+        found = _der_list([cert]) if cert is not None else None
+        leaf = found[0] if found else None
+        return _assemble(
+            leaf,
+            served=_call(connection, "get_peer_cert_chain"),
+            verified_chain=_call(connection, "get_verified_chain"),
+            verified=verified,
+        )
+    else:
+        raise ValueError(f"cannot read certificates from a {type(sock).__name__}")
+    served = verified_chain = None
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        served = served or _call(candidate, "get_unverified_chain")
+        verified_chain = verified_chain or _call(candidate, "get_verified_chain")
+    del tls
+    return _assemble(leaf, served=served, verified_chain=verified_chain, verified=verified)
+
+
+def _assemble(
+    leaf: bytes | None,
+    *,
+    served: tuple[bytes, ...] | None,
+    verified_chain: tuple[bytes, ...] | None,
+    verified: bool,
+) -> PeerChain:
+    if leaf is None:
+        leaf = served[0] if served else None
+    if leaf is None:
+        raise ValueError("the TLS connection has no peer certificate")
+    served = served or (leaf,)
+    # With validation off, get_verified_chain() returns the *unverified* chain:
+    # only the leaf proves anything. With validation on but no chain to be
+    # had, the leaf is still checked: intermediate pins then fail, closed.
+    checked = verified_chain if verified and verified_chain else (leaf,)
+    return PeerChain(served=served, checked=checked, verified=verified)
+
+
+class _PinningConnectionMixin:
+    """Checks pins at the end of ``connect()``. Used only through the pools below."""
+
+    _pin_enforcer: Enforcer | None = None
+    _pin_origin: tuple[str, int] | None = None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        try:
+            self._check_pins()
+        except PinMismatchError as error:
+            self.close()  # type: ignore[attr-defined]
+            raise _PinRefused(error) from error
+        except BaseException:
+            self.close()  # type: ignore[attr-defined]
+            raise
+
+    def _check_pins(self) -> None:
+        enforcer, origin = self._pin_enforcer, self._pin_origin
+        conn: Any = self
+        if enforcer is None or origin is None:
+            # Fail closed: this class only exists to check pins.
+            raise PinMismatchError(
+                "Certificate pinning failure: the connection has no pin policy attached",
+                host=str(conn.host),
+                port=int(conn.port or 443),
+                reason="no pin policy attached",
+            )
+        host, port = origin
+        enforcer.check(host, port, self._peer(host, port))
+
+    def _peer(self, host: str, port: int) -> PeerChain:
+        conn: Any = self
+        # The TLS peer is the tunnel's far end when tunnelling (CONNECT), else
+        # the host this socket was opened to. When that is not the origin (an
+        # HTTPS proxy in forwarding mode), the origin's own certificate is
+        # never seen: a pinned origin must fail closed.
+        tunnel_host = getattr(conn, "_tunnel_host", None)
+        peer_host = tunnel_host or conn.host
+        peer_port = (getattr(conn, "_tunnel_port", None) if tunnel_host else conn.port) or 443
+        if normalize_host(peer_host) != normalize_host(host) or int(peer_port) != port:
+            return PeerChain(
+                served=(),
+                checked=(),
+                verified=False,
+                problem=(
+                    f"the TLS session is with the proxy {peer_host}:{peer_port}, not with "
+                    "the origin (an HTTPS proxy in forwarding mode): the origin's "
+                    "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
+                ),
+            )
+        try:
+            return peer_chain(conn.sock)
+        except ValueError as exc:
+            return PeerChain(served=(), checked=(), verified=False, problem=str(exc))
+
+
+class _PinningHTTPSConnection(_PinningConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _PinningPoolMixin:
+    """Attaches the enforcer and the origin to each new connection; unwraps refusals."""
+
+    _pin_enforcer: Enforcer | None = None
+
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()  # type: ignore[misc]
+        pool: Any = self
+        conn._pin_enforcer = self._pin_enforcer
+        conn._pin_origin = (pool.host, int(pool.port or 443))
+        return conn
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
+        except _PinRefused as refused:
+            error = refused.error
+            retries = kwargs["retries"] if "retries" in kwargs else (args[2:3] or [None])[0]
+            if retries is None:
+                retries = getattr(self, "retries", None)
+            # urllib3 raises errors raw when retries are off (retries=False);
+            # otherwise wrapped in MaxRetryError. Keep that contract.
+            if retries is False or (isinstance(retries, Retry) and retries.total is False):
+                raise error from None
+            pool: ConnectionPool = self  # type: ignore[assignment]
+            raise MaxRetryError(pool, url, reason=error) from error
+
+
+class _PinningHTTPSConnectionPool(_PinningPoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _PinningHTTPSConnection
+
+
+class _PinningManagerMixin:
+    """Swaps in pinning HTTPS pools and hands them the enforcer."""
+
+    pinset: PinSet
+    _pin_enforcer: Enforcer
+    _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
+
+    def _setup_pinning(
+        self,
+        pins: PinSource,
+        report_only: bool,
+        on_failure: OnFailure | None,
+        allow_unpinned: bool,
+        enforcer: Enforcer | None,
+    ) -> None:
+        if enforcer is None:
+            enforcer = Enforcer(
+                PinSet.load(pins),
+                report_only=report_only,
+                on_failure=on_failure,
+                allow_unpinned=allow_unpinned,
+            )
+        self._pin_enforcer = enforcer
+        self.pinset = enforcer.pinset
+        manager: Any = self
+        manager.pool_classes_by_scheme = {
+            **manager.pool_classes_by_scheme,
+            "https": self._https_pool_class,
+        }
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> Any:
+        pool = super()._new_pool(scheme, host, port, request_context)  # type: ignore[misc]
+        if isinstance(pool, _PinningPoolMixin):
+            pool._pin_enforcer = self._pin_enforcer
+        elif isinstance(pool, HTTPSConnectionPool):
+            # Fail closed: something replaced our pool classes.
+            raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
+        return pool
+
+
+class PinningPoolManager(_PinningManagerMixin, PoolManager):
+    """A ``urllib3.PoolManager`` that checks pins on every new HTTPS connection.
+
+    ``pins`` is anything :meth:`PinSet.load` accepts. Other keyword arguments
+    go to ``PoolManager`` (``num_pools``, ``maxsize``, ``cert_reqs``, ``ca_certs``...).
+    A failed check raises ``MaxRetryError`` with the :class:`PinMismatchError`
+    as its ``reason`` (or the error itself with ``retries=False``), after
+    exactly one handshake and before any request byte is sent.
+
+    ``report_only``, ``on_failure`` and ``allow_unpinned`` work as in
+    :class:`PinningAdapter`.
+    """
+
+    def __init__(
+        self,
+        pins: PinSource,
+        *,
+        report_only: bool = False,
+        on_failure: OnFailure | None = None,
+        allow_unpinned: bool = True,
+        _enforcer: Enforcer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+
+
+class PinningProxyManager(_PinningManagerMixin, ProxyManager):
+    """A ``urllib3.ProxyManager`` that checks the *origin's* pins through an HTTP(S) proxy.
+
+    HTTPS requests are tunnelled (CONNECT) and the origin's own certificate is
+    checked, whether the proxy speaks HTTP or HTTPS. With
+    ``use_forwarding_for_https=True`` the origin's certificate is never seen,
+    so requests to pinned hosts fail closed.
+    """
+
+    def __init__(
+        self,
+        pins: PinSource,
+        proxy_url: str,
+        *,
+        report_only: bool = False,
+        on_failure: OnFailure | None = None,
+        allow_unpinned: bool = True,
+        _enforcer: Enforcer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(proxy_url, **kwargs)
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+
+
+def socks_proxy_manager(
+    pins: PinSource,
+    proxy_url: str,
+    *,
+    report_only: bool = False,
+    on_failure: OnFailure | None = None,
+    allow_unpinned: bool = True,
+    _enforcer: Enforcer | None = None,
+    **kwargs: Any,
+) -> PoolManager:
+    """A pinning ``urllib3.contrib.socks.SOCKSProxyManager`` (needs PySocks).
+
+    The TLS session runs end to end through the SOCKS tunnel, so the origin's
+    certificate is checked as without a proxy.
+    """
+    manager: Any = _socks_manager_class()(proxy_url, **kwargs)
+    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+    result: PoolManager = manager
+    return result
+
+
+@functools.cache
+def _socks_manager_class() -> Any:
+    # Imported on first use: PySocks is optional (requests[socks]).
+    from urllib3.contrib.socks import (
+        SOCKSHTTPSConnection,
+        SOCKSHTTPSConnectionPool,
+        SOCKSProxyManager,
+    )
+
+    class _PinningSOCKSHTTPSConnection(_PinningConnectionMixin, SOCKSHTTPSConnection):
+        pass
+
+    class _PinningSOCKSHTTPSConnectionPool(_PinningPoolMixin, SOCKSHTTPSConnectionPool):
+        ConnectionCls = _PinningSOCKSHTTPSConnection
+
+    class _PinningSOCKSProxyManager(_PinningManagerMixin, SOCKSProxyManager):
+        _https_pool_class = _PinningSOCKSHTTPSConnectionPool
+
+    return _PinningSOCKSProxyManager

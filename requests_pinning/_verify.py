@@ -1,0 +1,234 @@
+"""The decision: (host policy, certificate chain, was it verified?) -> verdict.
+
+Nothing here knows about sockets. The socket layer (``_urllib3``) hands over a
+:class:`PeerChain`; :class:`Enforcer` decides, logs, calls ``on_failure`` and
+raises :class:`PinMismatchError` when the connection must not be used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+from ._certs import describe_name, sha256_pin
+from ._errors import PinMismatchError
+from ._pins import Pin
+from ._pinset import HostPins, PinSet, normalize_host
+from ._report import OnFailure, PinFailure
+
+__all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
+
+log = logging.getLogger("requests_pinning")
+
+
+@dataclass(frozen=True)
+class PeerChain:
+    """What the TLS layer could tell about the server.
+
+    ``checked`` is what proves something: the chain OpenSSL verified against
+    the trust store (root included) when CA validation was on, otherwise only
+    the leaf. ``served`` is what the server sent, for messages and reports
+    only: it is never what a pin is matched against, because an attacker can
+    append the genuine intermediate to a rogue chain (CVE-2016-2402).
+    ``problem`` says why nothing could be checked at all.
+    """
+
+    served: tuple[bytes, ...]
+    checked: tuple[bytes, ...]
+    verified: bool
+    problem: str | None = None
+
+
+Status = Literal["matched", "unpinned", "expired", "failed"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check; ``ok`` is False only for ``failed``."""
+
+    status: Status
+    reason: str
+    matched: Pin | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+def evaluate(
+    entry: HostPins | None, chain: PeerChain, *, allow_unpinned: bool, now: datetime
+) -> Verdict:
+    """Decide one connection. Pure: no logging, no callbacks, no exceptions."""
+    if entry is None:
+        if allow_unpinned:
+            return Verdict("unpinned", "no pins are configured for this host")
+        return Verdict(
+            "failed",
+            "no pins are configured for this host and unpinned hosts are refused "
+            "(allow_unpinned=False)",
+        )
+    if entry.is_expired(now):
+        # An expired entry is not enforced, and there is no fall-back to a
+        # broader entry: the user's pins for this host said "until then".
+        return Verdict("expired", f"the entry expired at {entry.expires}")
+    if chain.problem is not None:
+        return Verdict("failed", chain.problem)
+    if not chain.checked:
+        return Verdict("failed", "the server presented no certificate")
+    for der in chain.checked:
+        for pin in entry.pins:
+            if pin.matches(der):
+                return Verdict("matched", f"{pin} matched", matched=pin)
+    if chain.verified:
+        return Verdict("failed", "no certificate of the verified chain matches a pin")
+    return Verdict(
+        "failed",
+        "the leaf certificate matches no pin (CA validation is off, so only the "
+        "leaf is checked: intermediate and root pins cannot match)",
+    )
+
+
+class Enforcer:
+    """Applies a :class:`PinSet` with the adapter-wide policy switches. Thread-safe."""
+
+    def __init__(
+        self,
+        pinset: PinSet,
+        *,
+        report_only: bool = False,
+        on_failure: OnFailure | None = None,
+        allow_unpinned: bool = True,
+    ) -> None:
+        self.pinset = pinset
+        self.report_only = report_only
+        self.on_failure = on_failure
+        self.allow_unpinned = allow_unpinned
+        self._expired_warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def check(self, host: str, port: int, chain: PeerChain) -> None:
+        """Raise :class:`PinMismatchError` unless the connection may be used."""
+        host = normalize_host(host)
+        entry = self.pinset.match(host, port)
+        now = datetime.now(timezone.utc)
+        verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned, now=now)
+        if verdict.status == "matched":
+            log.debug("pin check passed for %s:%s: %s", host, port, verdict.reason)
+            return
+        if verdict.status == "unpinned":
+            log.debug("no pins configured for %s:%s; connection allowed", host, port)
+            return
+        if verdict.status == "expired":
+            assert entry is not None
+            self._warn_expired(entry)
+            return
+        report_only = self.report_only or (entry is not None and entry.report_only)
+        failure = _failure(host, port, entry, chain, verdict, report_only, now)
+        message = format_message(failure)
+        if report_only:
+            # Fail-open by the user's explicit choice: say so loudly.
+            log.warning("report-only pin failure (connection allowed): %s", message)
+        self._notify(failure)
+        if report_only:
+            return
+        raise PinMismatchError(
+            message,
+            host=host,
+            port=port,
+            pattern=failure.pattern,
+            pinned=failure.pinned,
+            served=failure.served,
+            checked=failure.checked,
+            checked_chain=failure.checked_chain,
+            verified=failure.verified,
+            reason=failure.reason,
+        )
+
+    def _warn_expired(self, entry: HostPins) -> None:
+        with self._lock:
+            first = entry.pattern not in self._expired_warned
+            self._expired_warned.add(entry.pattern)
+        if first:
+            log.warning(
+                "pins for %r expired at %s and are no longer enforced",
+                entry.pattern,
+                entry.expires.isoformat() if entry.expires else "?",
+            )
+
+    def _notify(self, failure: PinFailure) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            self.on_failure(failure)
+        except Exception:
+            # A broken callback must neither let a bad connection through nor
+            # break a report-only one; the verdict stands either way.
+            log.exception("on_failure callback raised for %s:%s", failure.host, failure.port)
+
+
+def _failure(
+    host: str,
+    port: int,
+    entry: HostPins | None,
+    chain: PeerChain,
+    verdict: Verdict,
+    report_only: bool,
+    now: datetime,
+) -> PinFailure:
+    return PinFailure(
+        host=host,
+        port=port,
+        pattern=entry.pattern if entry else None,
+        pinned=tuple(str(pin) for pin in entry.pins) if entry else (),
+        served=_pins_of(chain.served),
+        checked=_pins_of(chain.checked),
+        verified=chain.verified,
+        report_only=report_only,
+        date_time=now,
+        reason=verdict.reason,
+        served_chain=chain.served,
+        checked_chain=chain.checked,
+        include_subdomains=entry.include_subdomains if entry else False,
+        expires=entry.expires if entry else None,
+    )
+
+
+def _pins_of(chain: Sequence[bytes]) -> tuple[str, ...]:
+    pins = []
+    for der in chain:
+        try:
+            pins.append(sha256_pin(der))
+        except ValueError:
+            pins.append("(unparseable certificate)")
+    return tuple(pins)
+
+
+def format_message(failure: PinFailure) -> str:
+    """The error text people copy from: the chain checked and the pins configured."""
+    state = "verified" if failure.verified else "NOT verified: CA validation is off"
+    lines = [
+        f"Certificate pinning failure for {_hostport(failure.host, failure.port)}: {failure.reason}"
+    ]
+    if failure.checked_chain:
+        lines.append(f"  Chain checked ({state}):")
+        for pin, der in zip(failure.checked, failure.checked_chain, strict=True):
+            lines.append(f"    {pin}  {describe_name(der)}")
+    extra = failure.served_chain[len(failure.checked_chain) :] if not failure.verified else ()
+    if extra:
+        lines.append("  Also presented by the server (not trusted without CA validation):")
+        for der in extra:
+            lines.append(f"    {sha256_pin(der)}  {describe_name(der)}")
+    if failure.pattern is None:
+        lines.append(f"  No pins are configured for {failure.host}.")
+    else:
+        lines.append(f'  Pinned for {failure.host} (entry "{failure.pattern}"):')
+        lines.extend(f"    {pin}" for pin in failure.pinned)
+    return "\n".join(lines)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
