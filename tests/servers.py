@@ -125,6 +125,10 @@ class _Server:
         try:
             conn.settimeout(_TIMEOUT)
             if self._context is not None:
+                # Give up on a connection the peer has already reset: wrapping it would
+                # leak the new SSLSocket on some CPythons (python/cpython#113280), and
+                # its ResourceWarning would fail whichever test is running.
+                conn.getpeername()
                 # The handshake is done here, in this thread, rather than on accept,
                 # so that a failing one ends only this connection and is not counted.
                 sock = self._context.wrap_socket(

@@ -1,0 +1,147 @@
+"""Fixtures: a throwaway PKI made with trustme, and loopback servers that count bytes.
+
+The PKI has a root, an intermediate and a leaf (the genuine chain), plus a
+second "rogue" root that the client *also* trusts, playing a CA that
+mis-issues a certificate for our host: CA validation passes for the rogue
+server, so only pinning can stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from requests_pinning import spki_pin
+
+from .servers import ConnectProxy, Socks5Proxy, TLSServer
+
+HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class PKI:
+    """Everything a test needs to know about the certificates."""
+
+    root: trustme.CA
+    intermediate: trustme.CA
+    leaf: trustme.LeafCert
+    rogue_root: trustme.CA
+    rogue_leaf: trustme.LeafCert
+    #: rogue leaf followed by the genuine intermediate, as an attacker would serve it
+    rogue_with_real_intermediate: trustme.LeafCert
+    #: self-signed, from a CA nobody trusts: for verify=False with a leaf pin
+    untrusted_leaf: trustme.LeafCert
+    bundle: str  # PEM file trusting both roots (not the untrusted one)
+    leaf_pin: str
+    intermediate_pin: str
+    root_pin: str
+    rogue_leaf_pin: str
+    rogue_root_pin: str
+    untrusted_leaf_pin: str
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert(*HOSTS)
+    rogue_root = trustme.CA()
+    rogue_leaf = rogue_root.issue_cert(*HOSTS)
+    untrusted_leaf = trustme.CA().issue_cert(*HOSTS)
+    appended = trustme.LeafCert(
+        rogue_leaf.private_key_pem.bytes(),
+        rogue_leaf.cert_chain_pems[0].bytes(),
+        [intermediate.cert_pem.bytes()],
+    )
+    bundle = Path(tmp_path_factory.mktemp("pki")) / "bundle.pem"
+    bundle.write_bytes(root.cert_pem.bytes() + rogue_root.cert_pem.bytes())
+    return PKI(
+        root=root,
+        intermediate=intermediate,
+        leaf=leaf,
+        rogue_root=rogue_root,
+        rogue_leaf=rogue_leaf,
+        rogue_with_real_intermediate=appended,
+        untrusted_leaf=untrusted_leaf,
+        bundle=str(bundle),
+        leaf_pin=spki_pin(leaf.cert_chain_pems[0].bytes()),
+        intermediate_pin=spki_pin(intermediate.cert_pem.bytes()),
+        root_pin=spki_pin(root.cert_pem.bytes()),
+        rogue_leaf_pin=spki_pin(rogue_leaf.cert_chain_pems[0].bytes()),
+        rogue_root_pin=spki_pin(rogue_root.cert_pem.bytes()),
+        untrusted_leaf_pin=spki_pin(untrusted_leaf.cert_chain_pems[0].bytes()),
+    )
+
+
+@pytest.fixture
+def good(pki: PKI) -> Iterator[TLSServer]:
+    """The genuine server: leaf and intermediate of the pinned PKI."""
+    with TLSServer(pki.leaf) as server:
+        yield server
+
+
+@pytest.fixture
+def good2(pki: PKI) -> Iterator[TLSServer]:
+    """A second genuine server (another port), e.g. a redirect target."""
+    with TLSServer(pki.leaf) as server:
+        yield server
+
+
+@pytest.fixture
+def rogue(pki: PKI) -> Iterator[TLSServer]:
+    """An impostor with a certificate from the rogue CA, which the client trusts."""
+    with TLSServer(pki.rogue_leaf) as server:
+        yield server
+
+
+@pytest.fixture
+def appended(pki: PKI) -> Iterator[TLSServer]:
+    """An impostor that appends the genuine intermediate to its rogue leaf."""
+    with TLSServer(pki.rogue_with_real_intermediate) as server:
+        yield server
+
+
+@pytest.fixture
+def untrusted(pki: PKI) -> Iterator[TLSServer]:
+    """A server whose CA nobody trusts (a self-managed certificate)."""
+    with TLSServer(pki.untrusted_leaf) as server:
+        yield server
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    with ConnectProxy() as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def tls_proxy(pki: PKI) -> Iterator[ConnectProxy]:
+    with ConnectProxy(tls_cert=pki.leaf) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def socks_proxy() -> Iterator[Socks5Proxy]:
+    with Socks5Proxy() as proxy:
+        yield proxy
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests choose their proxies explicitly; a developer's environment must
+    # not route loopback traffic elsewhere.
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def pin_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="requests_pinning")
+    return caplog

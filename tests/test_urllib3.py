@@ -1,0 +1,154 @@
+"""PinningPoolManager and PinningProxyManager, for urllib3 users, against real servers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import urllib3
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
+from requests_pinning import PinMismatchError, PinningPoolManager, PinningProxyManager
+
+from .conftest import PKI
+from .servers import ConnectProxy, TLSServer
+
+
+def manager(pki: PKI, pins: Any, **kwargs: Any) -> PinningPoolManager:
+    return PinningPoolManager(pins, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle, **kwargs)
+
+
+def assert_nothing_leaked(server: TLSServer) -> None:
+    server.wait_idle()
+    assert server.handshakes == 1
+    assert server.bytes_received == 0
+
+
+def test_pool_manager_passes_genuine_and_refuses_impostor(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    http = manager(pki, {"localhost": [pki.intermediate_pin]})
+    response = http.request("GET", f"https://localhost:{good.port}/")
+    assert response.status == 200
+    assert response.data == b"ok"
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://localhost:{rogue.port}/")
+    error = info.value.reason
+    assert isinstance(error, PinMismatchError)
+    assert error.host == "localhost"
+    assert error.port == rogue.port
+    assert error.checked == [pki.rogue_leaf_pin, pki.rogue_root_pin]
+    assert_nothing_leaked(rogue)
+
+
+def test_retries_false_raises_the_error_itself(pki: PKI, rogue: TLSServer) -> None:
+    http = manager(pki, {"localhost": [pki.intermediate_pin]})
+    with pytest.raises(PinMismatchError):
+        http.request("GET", f"https://localhost:{rogue.port}/", retries=False)
+    assert_nothing_leaked(rogue)
+
+
+def test_configured_retries_make_exactly_one_handshake(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    http = manager(pki, {"localhost": [pki.intermediate_pin]}, retries=Retry(10, backoff_factor=0))
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://localhost:{rogue.port}/")
+    assert isinstance(info.value.reason, PinMismatchError)
+    assert_nothing_leaked(rogue)
+    assert http.request("GET", f"https://localhost:{good.port}/").status == 200
+
+
+def test_redirect_followed_by_urllib3_is_checked(
+    pki: PKI, good: TLSServer, good2: TLSServer, rogue: TLSServer
+) -> None:
+    http = manager(pki, {"localhost": [pki.intermediate_pin]})
+    target = f"https://localhost:{good2.port}/landed"
+    assert http.request("GET", f"https://localhost:{good.port}/redirect?to={target}").status == 200
+    bad = f"https://localhost:{rogue.port}/"
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://localhost:{good.port}/redirect?to={bad}")
+    assert isinstance(info.value.reason, PinMismatchError)
+    assert_nothing_leaked(rogue)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http-proxy", "https-proxy"])
+def test_proxy_manager_tunnels_and_pins_the_origin(
+    pki: PKI, good: TLSServer, rogue: TLSServer, tls: bool
+) -> None:
+    with ConnectProxy(tls_cert=pki.leaf if tls else None) as proxy:
+        http = PinningProxyManager(
+            {"localhost": [pki.intermediate_pin]},
+            proxy.url,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        assert http.request("GET", f"https://localhost:{good.port}/").status == 200
+        with pytest.raises(MaxRetryError) as info:
+            http.request("GET", f"https://localhost:{rogue.port}/")
+        assert isinstance(info.value.reason, PinMismatchError)
+        assert info.value.reason.port == rogue.port
+        assert proxy.connects == [f"localhost:{good.port}", f"localhost:{rogue.port}"]
+    assert_nothing_leaked(rogue)
+
+
+def test_forwarding_https_proxy_fails_closed_for_pinned_hosts(pki: PKI) -> None:
+    with ConnectProxy(tls_cert=pki.leaf) as proxy:
+        http = PinningProxyManager(
+            {"pinned.test": [pki.intermediate_pin]},
+            proxy.url,
+            use_forwarding_for_https=True,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        with pytest.raises(MaxRetryError) as info:
+            http.request("GET", "https://pinned.test/x")
+        error = info.value.reason
+        assert isinstance(error, PinMismatchError)
+        assert error.host == "pinned.test"
+        assert "forwarding mode" in str(error)
+        assert proxy.forwarded == []  # nothing reached the proxy
+        # The twin: an unpinned host goes through the same proxy.
+        response = http.request("GET", "https://unpinned.test/y")
+        assert response.data == b"forwarded"
+        assert proxy.forwarded == ["https://unpinned.test/y"]
+
+
+@pytest.fixture
+def pyopenssl() -> Iterator[None]:
+    """urllib3 with pyOpenSSL injected: a different socket type to read chains from."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from urllib3.contrib import pyopenssl
+
+    pyopenssl.inject_into_urllib3()
+    try:
+        yield
+    finally:
+        pyopenssl.extract_from_urllib3()
+
+
+@pytest.mark.usefixtures("pyopenssl")
+def test_pyopenssl_sockets_are_checked(pki: PKI, good: TLSServer, rogue: TLSServer) -> None:
+    http = manager(pki, {"localhost": [pki.root_pin]})
+    response = http.request("GET", f"https://localhost:{good.port}/")
+    assert response.status == 200
+    pool = http.connection_from_url(f"https://localhost:{good.port}/")
+    assert pool.pool is not None
+    [conn] = [c for c in pool.pool.queue if c is not None]
+    assert type(conn.sock).__name__ == "WrappedSocket"  # really the pyOpenSSL path
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://localhost:{rogue.port}/")
+    error = info.value.reason
+    assert isinstance(error, PinMismatchError)
+    assert error.checked == [pki.rogue_leaf_pin, pki.rogue_root_pin]
+    assert_nothing_leaked(rogue)
+
+
+def test_plain_http_pools_are_untouched(pki: PKI) -> None:
+    http = manager(pki, {"localhost": [pki.intermediate_pin]})
+    pool = http.connection_from_url("http://localhost:1/")
+    assert type(pool) is urllib3.HTTPConnectionPool
