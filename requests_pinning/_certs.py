@@ -17,6 +17,7 @@ import hashlib
 import re
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
@@ -198,7 +199,11 @@ def _validated(kind: str, der: bytes) -> tuple[str, bytes]:
         else:
             key: PublicKeyTypes = serialization.load_der_public_key(der)
             del key
-    except (ValueError, TypeError, IndexError) as exc:
+            # load_der_public_key also takes a bare PKCS#1 RSAPublicKey, which is
+            # not what a pin hashes: an SPKI opens with an AlgorithmIdentifier.
+            if der[_tlv(der, 0, _SEQUENCE)[0] :][:1] != bytes([_SEQUENCE]):
+                raise ValueError("not a SubjectPublicKeyInfo (a PKCS#1 RSA key?)")
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise PinConfigError(f"not a valid DER {kind}: {exc}") from None
     return kind, der
 

@@ -60,8 +60,9 @@ class Pin:
             digest = _b64_digest(candidate, size)
             if digest is not None:
                 return cls("spki", algorithm, digest)
+        name = algorithm.upper().replace("SHA", "SHA-")  # SHA-256, as the standards write it
         raise ValueError(
-            f"{text!r} is not base64 of a {size}-byte {algorithm.upper()} digest"
+            f"{text!r} is not base64 of a {size}-byte {name} digest"
             f" (expected {algorithm}/ followed by {4 * ((size + 2) // 3)} base64 characters)"
         )
 

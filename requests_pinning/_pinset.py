@@ -315,6 +315,8 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise PinConfigError(f"{problem}: the date-time has no offset")
         return moment.astimezone(timezone.utc)
+    except PinConfigError:
+        raise  # a ValueError too, but already says what is wrong
     except (ValueError, OverflowError):
         raise PinConfigError(problem) from None
 
@@ -333,12 +335,14 @@ def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind
         kind, host = "one", host[2:]
     if "*" in host:
         raise bad("'*' is allowed only as a leading '*.' or '**.' followed by a domain")
-    ip = _ip_form(host)
+    name = _normalize_name(host)
+    # IP literals are recognised after normalisation, as in lookups: "1.2.3.4."
+    # (or in fullwidth digits) is an address, not a name that may take wildcards.
+    ip = None if name is None else _ip_form(name)
     if ip is not None:
         if kind != "exact" or include_subdomains:
             raise bad("an IP address cannot have subdomains or wildcards")
         return "exact", ip, port
-    name = _normalize_name(host)
     if name is None or not _valid_name(name):
         raise bad(
             "not a valid host name (labels of letters, digits, '-' or '_', "
@@ -373,7 +377,12 @@ def _split_port(raw_key: str, bad: Any) -> tuple[str, int | None]:
         host, port_text = raw_key, None
     if port_text is None:
         return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+    # (the length test keeps int() away from its limit on digits, a ValueError)
+    if (
+        not (port_text.isascii() and port_text.isdigit())
+        or len(port_text) > 5
+        or not 1 <= int(port_text) <= 65535
+    ):
         raise bad(f"port {port_text!r} is not a number from 1 to 65535")
     return host, int(port_text)
 
@@ -397,11 +406,10 @@ def _ip_form(host: str) -> str | None:
 
 def _normalize_name(name: str) -> str | None:
     """IDNA (UTS 46) and lower case, one trailing dot removed; None when IDNA refuses it."""
-    if name.endswith("."):
-        name = name[:-1]
     if name.isascii():
         # For ASCII input, UTS 46 mapping is lower-casing: skip the (slow) codec.
-        return name.lower()
+        return (name[:-1] if name.endswith(".") else name).lower()
+    # idna.encode itself drops one trailing dot (any of the Unicode full stops).
     try:
         encoded = idna.encode(name, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
@@ -421,12 +429,12 @@ def _lookup_form(host: str) -> tuple[str, bool]:
     A host that IDNA refuses is still matched, by its lower-cased text: a
     lookup must never be skipped because the name could not be normalised.
     """
-    ip = _ip_form(host)
-    if ip is not None:
-        return ip, True
     name = _normalize_name(host)
     if name is None:
         name = host[:-1].lower() if host.endswith(".") else host.lower()
+    ip = _ip_form(name)
+    if ip is not None:
+        return ip, True
     return name, False
 
 

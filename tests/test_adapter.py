@@ -34,9 +34,7 @@ def url(server: TLSServer, path: str = "/", host: str = "localhost") -> str:
     return f"https://{host}:{server.port}{path}"
 
 
-def refuse(
-    session: requests.Session, server: TLSServer, **kwargs: Any
-) -> PinMismatchError:
+def refuse(session: requests.Session, server: TLSServer, **kwargs: Any) -> PinMismatchError:
     """Request ``server``, expect a PinMismatchError, and check nothing leaked."""
     with pytest.raises(PinMismatchError) as info:
         session.get(url(server), timeout=10, **kwargs)
@@ -154,9 +152,7 @@ def test_untrusted_server_still_fails_ca_validation_with_a_leaf_pin(
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_verify_false_only_the_leaf_counts(
-    pki: PKI, good: TLSServer, appended: TLSServer
-) -> None:
+def test_verify_false_only_the_leaf_counts(pki: PKI, good: TLSServer, appended: TLSServer) -> None:
     session = pinned_session({"localhost": [pki.intermediate_pin]})
     error = refuse(session, appended, verify=False)
     assert "only the leaf is checked" in error.reason
@@ -243,9 +239,7 @@ def test_many_threads_mixing_good_and_bad_hosts(
     assert rogue.handshakes == 24
 
 
-def test_two_adapters_with_different_pins_share_nothing(
-    pki: PKI, good: TLSServer
-) -> None:
+def test_two_adapters_with_different_pins_share_nothing(pki: PKI, good: TLSServer) -> None:
     trusting = pinned_session({"localhost": [pki.intermediate_pin]})
     distrusting = pinned_session({"localhost": [pki.rogue_root_pin]})
     accept(trusting, good, verify=pki.bundle)
@@ -429,7 +423,9 @@ def test_expired_entry_is_not_enforced_and_warns_once(
 
 
 def test_unexpired_entry_is_enforced(pki: PKI, rogue: TLSServer) -> None:
-    session = pinned_session({"localhost": {"pins": [pki.intermediate_pin], "expires": "2999-01-01"}})
+    session = pinned_session(
+        {"localhost": {"pins": [pki.intermediate_pin], "expires": "2999-01-01"}}
+    )
     refuse(session, rogue, verify=pki.bundle)
 
 
@@ -437,9 +433,7 @@ def test_unpinned_hosts_pass_by_default(pki: PKI, good: TLSServer) -> None:
     accept(pinned_session({"example.com": [pki.intermediate_pin]}), good, verify=pki.bundle)
 
 
-def test_allow_unpinned_false_refuses_hosts_without_pins(
-    pki: PKI, good: TLSServer
-) -> None:
+def test_allow_unpinned_false_refuses_hosts_without_pins(pki: PKI, good: TLSServer) -> None:
     failures: list[PinFailure] = []
     session = pinned_session(
         {"example.com": [pki.intermediate_pin]}, allow_unpinned=False, on_failure=failures.append

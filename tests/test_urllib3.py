@@ -131,6 +131,8 @@ def pyopenssl() -> Iterator[None]:
         pyopenssl.extract_from_urllib3()
 
 
+# urllib3 1.26's pyopenssl module itself calls pyOpenSSL APIs that warn as deprecated.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:urllib3.contrib.pyopenssl")
 @pytest.mark.usefixtures("pyopenssl")
 def test_pyopenssl_sockets_are_checked(pki: PKI, good: TLSServer, rogue: TLSServer) -> None:
     http = manager(pki, {"localhost": [pki.root_pin]})
