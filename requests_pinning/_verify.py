@@ -60,9 +60,18 @@ class Verdict:
 
 
 def evaluate(
-    entry: HostPins | None, chain: PeerChain, *, allow_unpinned: bool, now: datetime
+    entry: HostPins | None,
+    chain: PeerChain,
+    *,
+    allow_unpinned: bool,
+    now: datetime,
+    ignore_expiry: bool = False,
 ) -> Verdict:
-    """Decide one connection. Pure: no logging, no callbacks, no exceptions."""
+    """Decide one connection. Pure: no logging, no callbacks, no exceptions.
+
+    ``ignore_expiry`` judges an expired entry as if it were enforced (the
+    ``check`` command uses it so that monitoring sees breakage coming).
+    """
     if entry is None:
         if allow_unpinned:
             return Verdict("unpinned", "no pins are configured for this host")
@@ -71,7 +80,7 @@ def evaluate(
             "no pins are configured for this host and unpinned hosts are refused "
             "(allow_unpinned=False)",
         )
-    if entry.is_expired(now):
+    if entry.is_expired(now) and not ignore_expiry:
         # An expired entry is not enforced, and there is no fall-back to a
         # broader entry: the user's pins for this host said "until then".
         return Verdict("expired", f"the entry expired at {entry.expires}")

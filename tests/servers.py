@@ -86,7 +86,9 @@ class _Server:
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Block until every connection accepted so far has been handled and closed.
 
-        Close clients (sessions, pools) first: a kept-alive connection is not idle.
+        Close clients first: a kept-alive connection is not idle. Drop responses too:
+        with recent urllib3 a pool, and so its connections, lives on after
+        `Session.close()` or `PoolManager.clear()` while a response still refers to it.
         Raises AssertionError if connections are still open after `timeout` seconds.
         """
         busy = self._join(timeout)
@@ -125,15 +127,9 @@ class _Server:
         try:
             conn.settimeout(_TIMEOUT)
             if self._context is not None:
-                # Give up on a connection the peer has already reset: wrapping it would
-                # leak the new SSLSocket on some CPythons (python/cpython#113280), and
-                # its ResourceWarning would fail whichever test is running.
-                conn.getpeername()
                 # The handshake is done here, in this thread, rather than on accept,
                 # so that a failing one ends only this connection and is not counted.
-                sock = self._context.wrap_socket(
-                    conn, server_side=True, do_handshake_on_connect=False
-                )
+                sock = _wrap(self._context, conn)
             with self._lock:
                 self._open.add(sock)
             if self._stopping.is_set():  # __exit__ may have missed this socket
@@ -214,7 +210,7 @@ class ConnectProxy(_Server):
     """
 
     def __init__(self, tls_cert: trustme.LeafCert | None = None) -> None:
-        super().__init__(_server_context(tls_cert) if tls_cert else None)
+        super().__init__(None if tls_cert is None else _server_context(tls_cert))
         self.connects: list[str] = []
         self.forwarded: list[str] = []
 
@@ -353,6 +349,24 @@ def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context.num_tickets = 0
     cert.configure_cert(context)
     return context
+
+
+def _wrap(context: ssl.SSLContext, conn: socket.socket) -> ssl.SSLSocket:
+    """Wrap an accepted socket for a server-side handshake, to be done later."""
+    try:
+        return context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+    except OSError as error:
+        # If the peer resets the connection just then, CPythons without the fix for
+        # python/cpython#113280 (early 2024) raise and leak the SSLSocket they made,
+        # and its ResourceWarning would fail whatever test runs next. That socket is
+        # `self` in the failing frames: close it.
+        frame = error.__traceback__
+        while frame is not None:
+            leaked = frame.tb_frame.f_locals.get("self")
+            if isinstance(leaked, ssl.SSLSocket):
+                leaked.close()
+            frame = frame.tb_next
+        raise
 
 
 def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
