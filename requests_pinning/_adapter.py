@@ -11,7 +11,7 @@ from requests.utils import get_auth_from_url
 
 from ._errors import PinMismatchError
 from ._pinset import PinSet
-from ._report import OnFailure
+from ._report import OnFailure, ReportStats
 from ._urllib3 import PinningPoolManager, PinningProxyManager, PinSource, socks_proxy_manager
 from ._verify import Enforcer
 
@@ -40,6 +40,8 @@ class PinningAdapter(HTTPAdapter):
         on_failure: called with a :class:`PinFailure` for every failed check.
             Exceptions it raises are logged and change nothing.
         allow_unpinned: when ``False``, hosts without an entry are refused.
+        report_uri: where RFC 7469 violation reports go for entries without
+            their own ``report_uri`` (``https://`` or ``http://``).
 
     Other keyword arguments (``pool_connections``, ``pool_maxsize``,
     ``max_retries``, ``pool_block``) go to ``HTTPAdapter``. The adapter
@@ -52,6 +54,7 @@ class PinningAdapter(HTTPAdapter):
         "report_only",
         "on_failure",
         "allow_unpinned",
+        "report_uri",
     ]
 
     def __init__(
@@ -61,12 +64,14 @@ class PinningAdapter(HTTPAdapter):
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
+        report_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.pinset = PinSet.load(pins)
         self.report_only = report_only
         self.on_failure = on_failure
         self.allow_unpinned = allow_unpinned
+        self.report_uri = report_uri
         self._enforcer = self._make_enforcer()
         super().__init__(**kwargs)
 
@@ -78,6 +83,7 @@ class PinningAdapter(HTTPAdapter):
             report_only=self.report_only,
             on_failure=self.on_failure,
             allow_unpinned=self.allow_unpinned,
+            report_uri=self.report_uri,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -85,8 +91,23 @@ class PinningAdapter(HTTPAdapter):
         self.report_only = state["report_only"]
         self.on_failure = state["on_failure"]
         self.allow_unpinned = state["allow_unpinned"]
+        self.report_uri = state["report_uri"]
         self._enforcer = self._make_enforcer()
         super().__setstate__(state)  # type: ignore[misc]
+
+    @property
+    def report_stats(self) -> ReportStats:
+        """Counters of violation reports: ``sent``, ``deduplicated``, ``dropped``, ``failed``.
+
+        Reports are sent from a background thread; a report that finds the
+        queue full is dropped and counted, so operators can see back-pressure.
+        """
+        return self._enforcer.reporter.snapshot()
+
+    def close(self) -> None:
+        """Close the pools and stop the report worker (after the reports already queued)."""
+        super().close()
+        self._enforcer.reporter.close()
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any

@@ -20,17 +20,19 @@ from datetime import date, datetime, time, timezone
 from typing import Any, Literal
 
 import idna
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ._errors import PinConfigError
 from ._pins import Pin
 
-__all__ = ["HostPins", "PinSet", "normalize_host"]
+__all__ = ["HostPins", "PinSet", "check_report_uri", "normalize_host"]
 
 _Kind = Literal["exact", "one", "tree"]
 _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ENTRY_KEYS = ("pins", "include_subdomains", "expires", "report_only")
+_ENTRY_KEYS = ("pins", "deny", "include_subdomains", "expires", "report_only", "report_uri")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ class HostPins:
         pattern: the entry's host pattern in canonical form (``api.example.com``,
             ``*.example.com:8443``, ``**.example.org``, ``[2001:db8::1]:443``).
         pins: the accepted pins; ``str(pin)`` is each one's canonical spelling.
+            Empty for a deny-only entry.
+        deny: pins that fail the connection whenever they match, even when an
+            accepted pin matches too (to block a compromised intermediate).
         include_subdomains: whether the entry also covers every name below its host.
         expires: when the entry stops being enforced (an aware UTC datetime), or ``None``.
         report_only: failures are reported and logged but connections proceed.
+        report_uri: where violation reports for this entry go, or ``None``.
     """
 
     pattern: str
@@ -51,6 +57,8 @@ class HostPins:
     include_subdomains: bool = False
     expires: datetime | None = None
     report_only: bool = False
+    deny: tuple[Pin, ...] = ()
+    report_uri: str | None = None
     _key: tuple[_Kind, str, int | None] = field(default=("exact", "", None), repr=False)
 
     def is_expired(self, now: datetime | None = None) -> bool:
@@ -61,7 +69,13 @@ class HostPins:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry's value in the configuration format (without its key)."""
-        value: dict[str, Any] = {"pins": [str(pin) for pin in self.pins]}
+        value: dict[str, Any] = {}
+        if self.pins:
+            value["pins"] = [str(pin) for pin in self.pins]
+        if self.deny:
+            value["deny"] = [str(pin) for pin in self.deny]
+        if self.report_uri is not None:
+            value["report_uri"] = self.report_uri
         if self.expires is not None:
             value["expires"] = self.expires.isoformat()
         if self.report_only:
@@ -244,8 +258,8 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
             raise PinConfigError(
                 f"entry for {raw_key!r}: unknown key {unknown[0]!r} (known keys: {known})"
             )
-        if "pins" not in options:
-            raise PinConfigError(f"entry for {raw_key!r}: 'pins' is required")
+        if "pins" not in options and "deny" not in options:
+            raise PinConfigError(f"entry for {raw_key!r}: 'pins' (or 'deny') is required")
     else:
         raise PinConfigError(
             f"entry for {raw_key!r}: expected a list of pins or an object with 'pins', "
@@ -254,16 +268,25 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
     include_subdomains = _optional_bool(raw_key, options, "include_subdomains")
     report_only = _optional_bool(raw_key, options, "report_only")
     kind, host, port = _parse_pattern(raw_key, include_subdomains)
-    pins = _parse_pins(raw_key, "pins", options["pins"])
-    expires = None
-    if options.get("expires") is not None:
-        expires = _parse_expires(raw_key, options["expires"])
+    pins = _parse_pins(raw_key, "pins", options["pins"]) if "pins" in options else ()
+    deny = _parse_pins(raw_key, "deny", options["deny"]) if "deny" in options else ()
+    both = [pin for pin in pins if pin in deny]
+    if both:
+        raise PinConfigError(
+            f"entry for {raw_key!r}: {str(both[0])!r} is in both 'pins' and 'deny'"
+        )
+    report_uri = None
+    if "report_uri" in options:
+        report_uri = check_report_uri(options["report_uri"], repr(raw_key))
+    expires = _parse_expires(raw_key, options["expires"]) if "expires" in options else None
     return HostPins(
         pattern=_format_pattern(kind, host, port),
         pins=pins,
         include_subdomains=kind == "tree",
         expires=expires,
         report_only=bool(report_only),
+        deny=deny,
+        report_uri=report_uri,
         _key=(kind, host, port),
     )
 
@@ -276,8 +299,10 @@ def _describe(value: object) -> str:
 
 
 def _optional_bool(raw_key: str, options: Mapping[str, Any], name: str) -> bool | None:
-    value = options.get(name)
-    if value is None or isinstance(value, bool):
+    if name not in options:
+        return None
+    value = options[name]
+    if isinstance(value, bool):
         return value
     raise PinConfigError(f"{name!r} for {raw_key!r} must be true or false, not {_describe(value)}")
 
@@ -297,6 +322,20 @@ def _parse_pins(raw_key: str, name: str, value: object) -> tuple[Pin, ...]:
         except ValueError as exc:
             raise PinConfigError(f"{name} for {raw_key!r}: {exc}") from None
     return tuple(pins)
+
+
+def check_report_uri(value: object, where: str) -> str:
+    """Return ``value`` if it is an http(s) URL with a host, else raise PinConfigError."""
+    problem = f"'report_uri' for {where}: {value!r} is not an http:// or https:// URL"
+    if not isinstance(value, str) or not value.isascii() or any(c.isspace() for c in value):
+        raise PinConfigError(problem)
+    try:
+        url = parse_url(value)
+    except LocationParseError:
+        raise PinConfigError(problem) from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise PinConfigError(problem)
+    return value
 
 
 def _parse_expires(raw_key: str, value: object) -> datetime:

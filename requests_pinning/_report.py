@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -187,6 +188,11 @@ class Reporter:
             except queue.Full:
                 return
             thread.join(timeout)
+
+    def snapshot(self) -> ReportStats:
+        """A consistent copy of the counters."""
+        with self._lock:
+            return dataclasses.replace(self.stats)
 
     def _count(self, name: str) -> None:
         with self._lock:

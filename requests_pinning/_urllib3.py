@@ -29,7 +29,7 @@ from urllib3.util.retry import Retry
 
 from ._errors import PinMismatchError
 from ._pinset import PinSet, normalize_host
-from ._report import OnFailure
+from ._report import OnFailure, ReportStats
 from ._verify import Enforcer, PeerChain
 
 __all__ = ["PinningPoolManager", "PinningProxyManager", "peer_chain", "socks_proxy_manager"]
@@ -250,6 +250,7 @@ class _PinningManagerMixin:
         on_failure: OnFailure | None,
         allow_unpinned: bool,
         enforcer: Enforcer | None,
+        report_uri: str | None = None,
     ) -> None:
         if enforcer is None:
             enforcer = Enforcer(
@@ -257,6 +258,7 @@ class _PinningManagerMixin:
                 report_only=report_only,
                 on_failure=on_failure,
                 allow_unpinned=allow_unpinned,
+                report_uri=report_uri,
             )
         self._pin_enforcer = enforcer
         self.pinset = enforcer.pinset
@@ -265,6 +267,11 @@ class _PinningManagerMixin:
             **manager.pool_classes_by_scheme,
             "https": self._https_pool_class,
         }
+
+    @property
+    def report_stats(self) -> ReportStats:
+        """Counters of violation reports: sent, deduplicated, dropped, failed."""
+        return self._pin_enforcer.reporter.snapshot()
 
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
@@ -287,8 +294,8 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
     as its ``reason`` (or the error itself with ``retries=False``), after
     exactly one handshake and before any request byte is sent.
 
-    ``report_only``, ``on_failure`` and ``allow_unpinned`` work as in
-    :class:`PinningAdapter`.
+    ``report_only``, ``on_failure``, ``allow_unpinned`` and ``report_uri`` work
+    as in :class:`PinningAdapter`; report counters are in :attr:`report_stats`.
     """
 
     def __init__(
@@ -298,11 +305,12 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
+        report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
 
 
 class PinningProxyManager(_PinningManagerMixin, ProxyManager):
@@ -322,11 +330,12 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
+        report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(proxy_url, **kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
 
 
 def socks_proxy_manager(

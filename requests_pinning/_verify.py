@@ -17,8 +17,8 @@ from typing import Literal
 from ._certs import describe_name, sha256_pin
 from ._errors import PinMismatchError
 from ._pins import Pin
-from ._pinset import HostPins, PinSet, normalize_host
-from ._report import OnFailure, PinFailure
+from ._pinset import HostPins, PinSet, check_report_uri, normalize_host
+from ._report import OnFailure, PinFailure, Reporter
 
 __all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
 
@@ -88,6 +88,18 @@ def evaluate(
         return Verdict("failed", chain.problem)
     if not chain.checked:
         return Verdict("failed", "the server presented no certificate")
+    # Deny pins first: a denied certificate fails the connection even when an
+    # accepted pin matches too. With CA validation off, every certificate the
+    # server presented is looked at: for a deny-list, stricter is safe.
+    for der in chain.checked if chain.verified else chain.served:
+        for pin in entry.deny:
+            if pin.matches(der):
+                return Verdict(
+                    "failed",
+                    f"the certificate {describe_name(der)} ({sha256_pin(der)}) is denied by {pin}",
+                )
+    if not entry.pins:
+        return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
     for der in chain.checked:
         for pin in entry.pins:
             if pin.matches(der):
@@ -111,11 +123,16 @@ class Enforcer:
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
+        report_uri: str | None = None,
     ) -> None:
         self.pinset = pinset
         self.report_only = report_only
         self.on_failure = on_failure
         self.allow_unpinned = allow_unpinned
+        if report_uri is not None:
+            check_report_uri(report_uri, "the adapter")
+        self.report_uri = report_uri
+        self.reporter = Reporter()
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -136,12 +153,15 @@ class Enforcer:
             self._warn_expired(entry)
             return
         report_only = self.report_only or (entry is not None and entry.report_only)
-        failure = _failure(host, port, entry, chain, verdict, report_only, now)
+        report_uri = (entry.report_uri if entry else None) or self.report_uri
+        failure = _failure(host, port, entry, chain, verdict, report_only, now, report_uri)
         message = format_message(failure)
         if report_only:
             # Fail-open by the user's explicit choice: say so loudly.
             log.warning("report-only pin failure (connection allowed): %s", message)
         self._notify(failure)
+        if report_uri is not None:
+            self.reporter.submit(failure, report_uri)
         if report_only:
             return
         raise PinMismatchError(
@@ -150,6 +170,7 @@ class Enforcer:
             port=port,
             pattern=failure.pattern,
             pinned=failure.pinned,
+            denied=failure.denied,
             served=failure.served,
             checked=failure.checked,
             checked_chain=failure.checked_chain,
@@ -187,12 +208,14 @@ def _failure(
     verdict: Verdict,
     report_only: bool,
     now: datetime,
+    report_uri: str | None,
 ) -> PinFailure:
     return PinFailure(
         host=host,
         port=port,
         pattern=entry.pattern if entry else None,
         pinned=tuple(str(pin) for pin in entry.pins) if entry else (),
+        denied=tuple(str(pin) for pin in entry.deny) if entry else (),
         served=_pins_of(chain.served),
         checked=_pins_of(chain.checked),
         verified=chain.verified,
@@ -203,6 +226,7 @@ def _failure(
         checked_chain=chain.checked,
         include_subdomains=entry.include_subdomains if entry else False,
         expires=entry.expires if entry else None,
+        report_uri=report_uri,
     )
 
 
@@ -229,13 +253,18 @@ def format_message(failure: PinFailure) -> str:
     extra = failure.served_chain[len(failure.checked_chain) :] if not failure.verified else ()
     if extra:
         lines.append("  Also presented by the server (not trusted without CA validation):")
-        for der in extra:
-            lines.append(f"    {sha256_pin(der)}  {describe_name(der)}")
+        for pin, der in zip(_pins_of(extra), extra, strict=True):
+            lines.append(f"    {pin}  {describe_name(der)}")
     if failure.pattern is None:
         lines.append(f"  No pins are configured for {failure.host}.")
     else:
         lines.append(f'  Pinned for {failure.host} (entry "{failure.pattern}"):')
         lines.extend(f"    {pin}" for pin in failure.pinned)
+        if not failure.pinned:
+            lines.append("    (none: the entry has deny pins only)")
+        if failure.denied:
+            lines.append("  Denied:")
+            lines.extend(f"    {pin}" for pin in failure.denied)
     return "\n".join(lines)
 
 

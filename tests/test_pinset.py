@@ -247,19 +247,37 @@ BAD_CONFIGS: list[tuple[object, str]] = [
         " (a single pin must still be in a list)",
     ),
     ({"a.example": {"pins": None}}, "pins for 'a.example': expected a list of pins, got"),
-    ({"a.example": {}}, "entry for 'a.example': 'pins' is required"),
-    ({"a.example": {"report_only": True}}, "entry for 'a.example': 'pins' is required"),
+    ({"a.example": {}}, "entry for 'a.example': 'pins' (or 'deny') is required"),
+    ({"a.example": {"report_only": True}}, "entry for 'a.example': 'pins' (or 'deny') is required"),
+    ({"a.example": {"deny": []}}, "deny for 'a.example': the list is empty"),
+    ({"a.example": {"deny": P1}}, "deny for 'a.example': expected a list of pins, got str"),
+    (
+        {"a.example": {"pins": [P1, P2], "deny": [P2]}},
+        f"entry for 'a.example': {P2!r} is in both 'pins' and 'deny'",
+    ),
+    *[
+        (
+            {"a.example": {"pins": [P1], "report_uri": value}},
+            f"'report_uri' for 'a.example': {value!r} is not an http:// or https:// URL",
+        )
+        for value in ["ftp://x.example/r", "/relative", "https://", "example.com", 42, None]
+    ],
+    # -- null is not a value: "nothing defaulted silently"
+    *[
+        ({"a.example": {"pins": [P1], option: None}}, f"{option!r} for 'a.example'")
+        for option in ("include_subdomains", "report_only", "expires")
+    ],
     # -- unknown keys, typos and not-yet-supported keys
     *[
         (
             {"a.example": {"pins": [P1], key: value}},
             f"entry for 'a.example': unknown key {key!r} "
-            "(known keys: pins, include_subdomains, expires, report_only)",
+            "(known keys: pins, deny, include_subdomains, expires, report_only, report_uri)",
         )
         for key, value in [
             ("include_subdomain", True),
-            ("deny", [P2]),
-            ("report_uri", "https://example.com/report"),
+            ("denied", [P2]),
+            ("report-uri", "https://example.com/report"),
             ("Pins", [P1]),
             ("max_age", 3600),
         ]
@@ -1022,6 +1040,8 @@ ENTRY_OBJECTS = st.fixed_dictionaries(
         "include_subdomains": st.booleans(),
         "report_only": st.booleans(),
         "expires": EXPIRES,
+        "deny": PIN_LISTS,
+        "report_uri": st.sampled_from(["https://r.example/pkp", "http://127.0.0.1:9/r"]),
     },
 )
 ODD_ENTRY_OBJECTS = st.fixed_dictionaries(

@@ -1,0 +1,255 @@
+"""Deny pins and RFC 7469 violation reports, against real servers and a local collector."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from requests_pinning import PinFailure, PinMismatchError, PinningAdapter, PinSet
+from requests_pinning._report import Reporter
+
+from .conftest import PKI
+from .servers import TLSServer
+from .test_adapter import accept, pinned_session, refuse
+
+
+class Collector:
+    """An HTTP server on loopback that records violation reports; it can be made to stall."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrived = threading.Semaphore(0)
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                collector.gate.wait(10)
+                collector.reports.append(body)
+                self.send_response(204)
+                self.end_headers()
+                collector.arrived.release()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pkp"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count: int) -> None:
+        for _ in range(count):
+            assert self.arrived.acquire(timeout=10), f"fewer than {count} reports arrived"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    c.thread.start()
+    try:
+        yield c
+    finally:
+        c.gate.set()
+        c.server.shutdown()
+        c.server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- deny pins ----------------------------------------------------------------------------
+
+
+def test_deny_only_entry_loads_and_round_trips(pki: PKI) -> None:
+    pins = PinSet({"localhost": {"deny": [pki.rogue_root_pin]}})
+    entry = pins.match("localhost")
+    assert entry is not None
+    assert entry.pins == ()
+    assert [str(p) for p in entry.deny] == [pki.rogue_root_pin]
+    assert PinSet(pins.to_dict()) == pins
+
+
+def test_deny_blocks_a_compromised_intermediate_even_when_an_allowed_pin_matches(
+    pki: PKI, good: TLSServer, good2: TLSServer
+) -> None:
+    session = pinned_session(
+        {"localhost": {"pins": [pki.root_pin], "deny": [pki.intermediate_pin]}}
+    )
+    error = refuse(session, good, verify=pki.bundle)
+    assert "is denied by" in error.reason
+    assert pki.intermediate_pin in error.reason
+    assert error.denied == [pki.intermediate_pin]
+    assert "Denied:" in str(error)
+    # The twin: the same allowed pin without the deny pin passes.
+    accept(pinned_session({"localhost": [pki.root_pin]}), good2, verify=pki.bundle)
+
+
+def test_deny_only_entry(pki: PKI, good: TLSServer, rogue: TLSServer) -> None:
+    session = pinned_session({"localhost": {"deny": [pki.rogue_root_pin]}}, allow_unpinned=False)
+    accept(session, good, verify=pki.bundle)  # a deny-only entry counts as configured
+    error = refuse(session, rogue, verify=pki.bundle)
+    assert error.pinned == []
+    assert "deny pins only" in str(error)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_deny_without_validation_looks_at_every_presented_certificate(
+    pki: PKI, appended: TLSServer
+) -> None:
+    # appended = rogue leaf + the genuine intermediate; without validation the
+    # leaf pin matches, but a denied certificate anywhere in what was sent fails.
+    session = pinned_session(
+        {"localhost": {"pins": [pki.rogue_leaf_pin], "deny": [pki.intermediate_pin]}}
+    )
+    error = refuse(session, appended, verify=False)
+    assert error.denied == [pki.intermediate_pin]
+    with TLSServer(pki.rogue_with_real_intermediate) as twin:
+        accept(pinned_session({"localhost": [pki.rogue_leaf_pin]}), twin, verify=False)
+
+
+# -- violation reports ----------------------------------------------------------------------
+
+
+def test_failure_is_reported_with_rfc7469_fields(
+    pki: PKI, rogue: TLSServer, collector: Collector
+) -> None:
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]}, report_uri=collector.url)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)
+    collector.wait_for(1)
+    [report] = collector.reports
+    assert report["hostname"] == "localhost"
+    assert report["port"] == rogue.port
+    assert report["noted-hostname"] == "localhost"
+    assert report["include-subdomains"] is False
+    assert report["effective-expiration-date"] is None
+    assert report["known-pins"] == [f'pin-sha256="{pki.intermediate_pin[7:]}"']
+    assert report["served-certificate-chain"] == [
+        pki.rogue_leaf.cert_chain_pems[0].bytes().decode()
+    ]
+    assert len(report["validated-certificate-chain"]) == 2
+    moment = datetime.fromisoformat(report["date-time"].replace("Z", "+00:00"))
+    assert moment.tzinfo is not None
+    assert abs((datetime.now(timezone.utc) - moment).total_seconds()) < 600
+    adapter.close()
+    assert adapter.report_stats.sent == 1
+
+
+def test_same_failure_is_reported_once(pki: PKI, rogue: TLSServer, collector: Collector) -> None:
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]}, report_uri=collector.url)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    for _ in range(3):
+        with pytest.raises(PinMismatchError):
+            session.get(f"https://localhost:{rogue.port}/", verify=pki.bundle, timeout=10)
+    adapter.close()
+    assert len(collector.reports) == 1
+    stats = adapter.report_stats
+    assert (stats.sent, stats.deduplicated, stats.dropped) == (1, 2, 0)
+
+
+def test_entry_report_uri_beats_the_adapter_one(
+    pki: PKI, rogue: TLSServer, collector: Collector
+) -> None:
+    entry = {"pins": [pki.intermediate_pin], "report_uri": collector.url, "report_only": True}
+    adapter = PinningAdapter(
+        {"localhost": entry}, report_uri=f"http://127.0.0.1:{closed_port()}/elsewhere"
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    accept(session, rogue, verify=pki.bundle)  # report-only failures are reported too
+    collector.wait_for(1)
+    adapter.close()
+    assert collector.reports[0]["noted-hostname"] == "localhost"
+    assert adapter.report_stats.sent == 1
+
+
+def test_a_stalled_collector_never_delays_the_request(
+    pki: PKI, rogue: TLSServer, collector: Collector
+) -> None:
+    collector.gate.clear()  # the collector accepts the report but does not answer
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]}, report_uri=collector.url)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)  # returned while the report is still pending
+    assert collector.reports == []
+    collector.gate.set()
+    collector.wait_for(1)
+
+
+def test_a_collector_that_is_down_changes_nothing(pki: PKI, rogue: TLSServer) -> None:
+    adapter = PinningAdapter(
+        {"localhost": [pki.intermediate_pin]}, report_uri=f"http://127.0.0.1:{closed_port()}/"
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)
+    adapter.close()
+    assert adapter.report_stats.failed == 1
+    assert adapter.report_stats.sent == 0
+
+
+def test_full_queue_drops_and_counts(collector: Collector) -> None:
+    collector.gate.clear()
+    reporter = Reporter(queue_size=2)
+
+    def failure(port: int) -> PinFailure:
+        return PinFailure(
+            host="a.example",
+            port=port,
+            pattern="a.example",
+            pinned=("sha256/" + "A" * 43 + "=",),
+            served=(),
+            checked=(),
+            verified=True,
+            report_only=False,
+            date_time=datetime.now(timezone.utc),
+            reason="test",
+        )
+
+    for port in range(1, 11):  # distinct ports: no deduplication
+        reporter.submit(failure(port), collector.url)
+    stalled = reporter.snapshot()
+    # One report is with the stalled collector, two wait in the queue, the rest are dropped.
+    assert stalled.dropped >= 7
+    assert stalled.deduplicated == 0
+    collector.gate.set()
+    reporter.close()
+    final = reporter.snapshot()
+    assert final.sent + final.dropped == 10
+    assert len(collector.reports) == final.sent
+
+
+def test_never_reports_to_the_host_that_failed(
+    pki: PKI, rogue: TLSServer, collector: Collector
+) -> None:
+    port = collector.url.split(":")[2].split("/")[0]
+    adapter = PinningAdapter(
+        {"localhost": [pki.intermediate_pin]}, report_uri=f"http://localhost:{port}/pkp"
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)
+    adapter.close()
+    assert collector.reports == []
+    assert adapter.report_stats.dropped == 1
+
+
+def test_bad_adapter_report_uri_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="'report_uri' for the adapter: 'mailto:x' is not"):
+        PinningAdapter({}, report_uri="mailto:x")
