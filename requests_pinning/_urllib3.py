@@ -89,16 +89,16 @@ def peer_chain(sock: object) -> PeerChain:
     refusal: a connection that cannot be checked is never waved through.
     """
     leaf: bytes | None = None
+    candidates: list[object]
     if isinstance(sock, ssl.SSLSocket):
-        tls: object = sock
         verified = sock.context.verify_mode != ssl.CERT_NONE
         candidates = [sock, getattr(sock, "_sslobj", None)]
         leaf = sock.getpeercert(binary_form=True)
     elif hasattr(sock, "sslobj") and isinstance(sock.sslobj, ssl.SSLObject):  # SSLTransport
         tls = sock.sslobj
-        verified = sock.sslobj.context.verify_mode != ssl.CERT_NONE
+        verified = tls.context.verify_mode != ssl.CERT_NONE
         candidates = [tls, getattr(tls, "_sslobj", None)]
-        leaf = sock.sslobj.getpeercert(binary_form=True)
+        leaf = tls.getpeercert(binary_form=True)
     elif hasattr(sock, "connection") and hasattr(sock.connection, "get_verified_chain"):
         connection = sock.connection  # pyOpenSSL
         verified = connection.get_context().get_verify_mode() != 0
@@ -120,7 +120,6 @@ def peer_chain(sock: object) -> PeerChain:
             continue
         served = served or _call(candidate, "get_unverified_chain")
         verified_chain = verified_chain or _call(candidate, "get_verified_chain")
-    del tls
     return _assemble(leaf, served=served, verified_chain=verified_chain, verified=verified)
 
 

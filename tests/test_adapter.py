@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -294,9 +293,6 @@ def test_pins_from_a_json_file(pki: PKI, good: TLSServer, rogue: TLSServer, tmp_
 
 
 # -- proxies ----------------------------------------------------------------------------
-
-
-ProxyFactory = Callable[[], Any]
 
 
 @pytest.mark.parametrize("how", ["per-request", "session", "environment"])
