@@ -124,8 +124,9 @@ class _Server:
                 self.changed.notify_all()
 
 
-def run(out: TextIO = sys.stdout) -> int:
-    """Run the demo; return 0 when every step happened as described."""
+def run(out: TextIO | None = None) -> int:
+    """Run the demo, printing to ``out`` (default: stdout); return 0 when it all happened."""
+    out = out if out is not None else sys.stdout
     say: Callable[[str], object] = lambda text: print(text, file=out, flush=True)  # noqa: E731
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(5)]
     root = _cert("Demo Root CA", keys[0], None, keys[0], ca=True)

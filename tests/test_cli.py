@@ -1,0 +1,580 @@
+"""The requests-pinning command, in-process, against real loopback TLS servers and files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from requests_pinning import PinSet, cli, spki_pin
+
+from .conftest import PKI
+from .servers import TLSServer
+
+Capture = pytest.CaptureFixture[str]
+
+
+def run(capsys: Capture, *argv: str) -> tuple[int, str, str]:
+    """Run the command in-process; return (exit status, stdout, stderr)."""
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def target(server: TLSServer) -> str:
+    return f"localhost:{server.port}"
+
+
+def write_pins(tmp_path: Path, config: dict[str, Any], name: str = "pins.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return str(path)
+
+
+def key_pin(private_key_pem: bytes) -> str:
+    """The pin of a private key's public half, computed independently of the CLI."""
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    return spki_pin(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def in_days(days: int) -> str:
+    return (datetime.now(timezone.utc) + timedelta(days=days)).date().isoformat()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# -- pins: network targets ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["host:port", "url"])
+def test_pins_prints_the_verified_chain_leaf_first(
+    capsys: Capture, pki: PKI, good: TLSServer, form: str
+) -> None:
+    name = target(good) if form == "host:port" else f"https://localhost:{good.port}/some/path"
+    status, out, err = run(capsys, "pins", "--ca-bundle", pki.bundle, name)
+    assert status == 0, err
+    assert out.startswith(f"localhost:{good.port}: verified chain, leaf first")
+    positions = [out.index(pin) for pin in (pki.leaf_pin, pki.intermediate_pin, pki.root_pin)]
+    assert positions == sorted(positions)
+    assert "#0  leaf\n" in out
+    assert "#1  intermediate\n" in out
+    assert "#2  root, from the trust store\n" in out  # the server does not send the root
+    assert "cert sha256" in out and "expires      3000-01-01" in out
+    assert err == ""
+
+
+def test_pins_json_pins_intermediate_and_root_not_leaf(
+    capsys: Capture, pki: PKI, good: TLSServer
+) -> None:
+    status, out, err = run(capsys, "pins", "--json", "--ca-bundle", pki.bundle, target(good))
+    assert status == 0, err
+    config = json.loads(out)
+    assert config == {target(good): {"pins": [pki.intermediate_pin, pki.root_pin]}}
+    entry = PinSet.from_dict(config).match("localhost", good.port)
+    assert entry is not None and pki.leaf_pin not in [str(pin) for pin in entry.pins]
+    assert "reminder: add a backup pin" in err
+
+
+def test_pins_json_with_backup_key(
+    capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    spare = trustme.CA().private_key_pem.bytes()
+    (tmp_path / "spare.pem").write_bytes(spare)
+    status, out, err = run(
+        capsys,
+        "pins",
+        "--json",
+        "--ca-bundle",
+        pki.bundle,
+        "--backup",
+        str(tmp_path / "spare.pem"),
+        f"https://localhost:{good.port}/",
+    )
+    assert status == 0, err
+    pins = json.loads(out)[target(good)]["pins"]
+    assert pins == [pki.intermediate_pin, pki.root_pin, key_pin(spare)]
+    assert "reminder" not in err
+    assert spare.decode() not in out + err
+
+
+def test_pins_uses_requests_ca_bundle_from_the_environment(
+    capsys: Capture, pki: PKI, good: TLSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, _, err = run(capsys, "pins", target(good))  # requests' default trust: no
+    assert status == 1
+    assert err.startswith("requests-pinning: error: CA validation failed for localhost:")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle)
+    status, out, err = run(capsys, "pins", target(good))
+    assert status == 0, err
+    assert pki.root_pin in out
+
+
+def test_pins_insecure_warns_and_json_pins_only_the_leaf(
+    capsys: Capture, pki: PKI, untrusted: TLSServer
+) -> None:
+    status, out, err = run(capsys, "pins", "--insecure", target(untrusted))
+    assert status == 0, err
+    assert "UNVERIFIED chain" in out and pki.untrusted_leaf_pin in out
+    assert "WARNING: --insecure: CA validation is OFF" in err
+    assert "Only the leaf is meaningful" in err
+    status, out, err = run(capsys, "pins", "--insecure", "--json", target(untrusted))
+    assert status == 0, err
+    assert json.loads(out) == {target(untrusted): {"pins": [pki.untrusted_leaf_pin]}}
+    assert "pinned the leaf only" in err
+
+
+def test_pins_unreachable_target_fails(capsys: Capture, pki: PKI) -> None:
+    port = closed_port()
+    status, out, err = run(capsys, "pins", "--ca-bundle", pki.bundle, f"127.0.0.1:{port}")
+    assert status == 1
+    assert out == ""
+    assert (
+        err == f"requests-pinning: error: cannot connect to 127.0.0.1:{port}: Connection refused\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[::1]:8443", "[::1]:8443"),
+        ("[::1]:443", "::1"),
+        ("https://[::1]/x", "::1"),
+        ("https://API.Example.com:443/", "api.example.com"),
+        ("api.example.com:8443", "api.example.com:8443"),
+    ],
+)
+def test_pin_file_keys_of_targets(text: str, key: str) -> None:
+    assert cli._parse_endpoint(text).key == key
+    PinSet.from_dict({key: [cli._DUMMY_PIN]})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pins", "http://example.com/"], "only https:// URLs"),
+        (["pins", "*.example.com"], "a wildcard cannot be connected to"),
+        (["pins", "example.com:99999"], "is not an https:// URL, host[:port] or a file"),
+        (["pins", "./missing.pem"], "no such file"),
+        (["pins"], "the following arguments are required: TARGET"),
+        (["check", "--timeout", "0", "p.json", "x"], "not a positive number"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(capsys: Capture, argv: list[str], message: str) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("requests-pinning: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+# -- pins: files ----------------------------------------------------------------------
+
+
+def test_pins_of_a_chain_file_needs_host_for_json(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(b"".join(blob.bytes() for blob in pki.leaf.cert_chain_pems))
+    status, out, err = run(capsys, "pins", str(chain))
+    assert status == 0, err
+    assert "2 certificate(s) or key(s), in file order" in out
+    assert out.index(pki.leaf_pin) < out.index(pki.intermediate_pin)
+
+    status, out, err = run(capsys, "pins", "--json", str(chain))
+    assert status == 2
+    assert out == ""
+    assert "needs --host NAME" in err
+
+    status, out, err = run(capsys, "pins", "--json", "--host", "api.example.com", str(chain))
+    assert status == 0, err
+    assert json.loads(out) == {"api.example.com": {"pins": [pki.intermediate_pin]}}
+    PinSet.from_dict(json.loads(out))
+
+
+def test_pins_of_a_private_key_never_shows_it(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
+    secret = pki.leaf.private_key_pem.bytes()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(secret)
+    body = [line for line in secret.decode().splitlines() if "-----" not in line]
+    outputs = []
+    for argv in (
+        ["pins", str(key_file)],
+        ["pins", "--json", "--host", "localhost", str(key_file)],
+    ):
+        status, out, err = run(capsys, *argv)
+        assert status == 0, err
+        outputs.append(out + err)
+        assert pki.leaf_pin in out  # the public half of the leaf's key
+    assert "public key of a private key (only the public half is shown)" in outputs[0]
+    assert "no CA certificate to pin" in outputs[1]
+    for text in outputs:
+        assert "PRIVATE KEY" not in text
+        assert not any(line in text for line in body)
+
+
+def test_pins_of_der_certificate_and_pem_public_key(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    der = tmp_path / "root.der"
+    der.write_bytes(_der_of(pki.root.cert_pem.bytes()))
+    status, out, err = run(capsys, "pins", "--json", "--host", "**.example.org", str(der))
+    assert status == 0, err
+    assert json.loads(out) == {"**.example.org": {"pins": [pki.root_pin]}}
+    public = tmp_path / "spare.pub"
+    spare = trustme.CA().private_key_pem.bytes()
+    key = serialization.load_pem_private_key(spare, password=None).public_key()
+    public.write_bytes(
+        key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    status, out, err = run(capsys, "pins", str(public))
+    assert status == 0, err
+    assert key_pin(spare) in out
+
+
+def _der_of(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+def test_pins_of_a_file_that_is_not_a_certificate(capsys: Capture, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("hello\n")
+    status, out, err = run(capsys, "pins", str(junk))
+    assert status == 2
+    assert out == ""
+    assert "neither a PEM or DER certificate" in err
+
+
+# -- check ----------------------------------------------------------------------------
+
+
+def test_check_passes(capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path) -> None:
+    pins = write_pins(tmp_path, {"localhost": [pki.intermediate_pin, pki.root_pin]})
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 0, err
+    assert out.startswith(f"PASS  {target(good)}\n")
+    assert f"matched   {pki.intermediate_pin}" in out
+    assert "entry     localhost (enforced; no expiry)" in out
+
+    status, out, err = run(capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 0, err
+    [record] = json.loads(out)
+    assert record["ok"] is True
+    assert record["status"] == "matched"
+    assert record["matched"] == pki.intermediate_pin
+    assert record["pattern"] == "localhost"
+    assert [cert["pin"] for cert in record["checked"]] == [
+        pki.leaf_pin,
+        pki.intermediate_pin,
+        pki.root_pin,
+    ]
+    assert record["expires"] is None and record["expires_in_days"] is None
+    assert record["report_only"] is False and record["expired"] is False
+    expected = {"target", "host", "port", "ok", "status", "reason", "pattern", "matched"}
+    assert expected | {"checked", "expires", "expires_in_days", "report_only"} <= set(record)
+
+
+def test_check_fails_against_a_rogue_certificate_and_shows_what_is_served(
+    capsys: Capture, pki: PKI, good: TLSServer, rogue: TLSServer, tmp_path: Path
+) -> None:
+    pins = write_pins(tmp_path, {"localhost": [pki.intermediate_pin, pki.root_pin]})
+    argv = ["check", "--ca-bundle", pki.bundle, pins, target(good), target(rogue)]
+    status, out, err = run(capsys, *argv)
+    assert status == 1, err
+    assert f"PASS  {target(good)}\n" in out
+    assert f"FAIL  {target(rogue)}: no certificate of the verified chain matches a pin" in out
+    assert f"        {pki.rogue_leaf_pin}  " in out
+    assert f"        {pki.rogue_root_pin}  " in out
+    assert f"pinned    {pki.root_pin}" in out
+    assert out.endswith("2 target(s): 1 passed, 1 failed\n")
+
+    status, out, _ = run(capsys, *argv[:1], "--json", *argv[1:])
+    assert status == 1
+    passed, failed = json.loads(out)
+    assert passed["ok"] is True
+    assert failed["ok"] is False and failed["status"] == "failed"
+    assert failed["matched"] is None
+    assert [c["pin"] for c in failed["checked"]] == [pki.rogue_leaf_pin, pki.rogue_root_pin]
+
+
+def test_check_fails_without_an_entry(
+    capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    pins = write_pins(tmp_path, {"example.com": [pki.intermediate_pin, pki.root_pin]})
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 1, err
+    assert f"FAIL  {target(good)}: no pins configured for {target(good)}" in out
+    assert pki.leaf_pin in out  # what it would take
+
+
+def test_check_judges_an_expired_entry_anyway(
+    capsys: Capture, pki: PKI, good: TLSServer, rogue: TLSServer, tmp_path: Path
+) -> None:
+    config = {"localhost": {"pins": [pki.intermediate_pin, pki.root_pin], "expires": "2020-01-01"}}
+    pins = write_pins(tmp_path, config)
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 0, err
+    assert "EXPIRED: not enforced by the library; expired 2020-01-01" in out
+    status, out, err = run(
+        capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, target(rogue)
+    )
+    assert status == 1, err
+    [record] = json.loads(out)
+    assert record["expired"] is True and record["status"] == "failed"
+    assert record["expires"] == "2020-01-01T23:59:59+00:00"
+    assert record["expires_in_days"] < -300
+
+
+def test_check_judges_a_report_only_entry_anyway(
+    capsys: Capture, pki: PKI, rogue: TLSServer, tmp_path: Path
+) -> None:
+    config = {
+        "localhost": {
+            "pins": [pki.intermediate_pin, pki.root_pin],
+            "report_only": True,
+            "expires": in_days(100),
+        }
+    }
+    pins = write_pins(tmp_path, config)
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(rogue))
+    assert status == 1, err
+    assert f"FAIL  {target(rogue)}" in out
+    assert "report-only: failures are logged, connections proceed" in out
+    assert "in 99 days" in out or "in 100 days" in out
+    status, out, _ = run(capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, target(rogue))
+    [record] = json.loads(out)
+    assert record["report_only"] is True and record["ok"] is False
+    assert record["expires_in_days"] in (99, 100)
+
+
+def test_check_fails_an_unreachable_target(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
+    port = closed_port()
+    pins = write_pins(tmp_path, {"127.0.0.1": [pki.intermediate_pin, pki.root_pin]})
+    status, out, err = run(
+        capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, f"127.0.0.1:{port}"
+    )
+    assert status == 1, err
+    [record] = json.loads(out)
+    assert record["status"] == "unreachable"
+    assert record["pattern"] == "127.0.0.1"
+    assert "Connection refused" in record["reason"]
+
+
+def test_check_fails_when_ca_validation_fails(
+    capsys: Capture, pki: PKI, untrusted: TLSServer, tmp_path: Path
+) -> None:
+    pins = write_pins(tmp_path, {"localhost": [pki.untrusted_leaf_pin, pki.root_pin]})
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(untrusted))
+    assert status == 1, err
+    assert f"FAIL  {target(untrusted)}: CA validation failed for {target(untrusted)}" in out
+    # With --insecure the leaf pin is what counts, as with verify=False.
+    status, out, err = run(capsys, "check", "--insecure", pins, target(untrusted))
+    assert status == 0, err
+    assert "CA validation is OFF" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"localhost": ["sha256/short"]}', "is not base64 of a 32-byte SHA-256 digest"),
+    ],
+)
+def test_check_with_a_bad_pin_file_exits_2(
+    capsys: Capture, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "pins.json"
+    path.write_text(content)
+    status, out, err = run(capsys, "check", str(path), "localhost:1")
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"requests-pinning: error: pin file {str(path)!r}")
+    assert message in err
+
+
+# -- lint -----------------------------------------------------------------------------
+
+A, B, C = (
+    "sha256/" + base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode() for seed in "abc"
+)
+
+
+def test_lint_clean_file(capsys: Capture, tmp_path: Path) -> None:
+    path = write_pins(
+        tmp_path,
+        {
+            "api.example.com": [A, B],
+            "**.example.com": {"pins": [A, B], "expires": in_days(365)},
+            "api.example.com:8443": [A, B, C],  # more pins where it overrides: fine
+        },
+    )
+    status, out, err = run(capsys, "lint", path)
+    assert status == 0, out + err
+    assert out == f"{path}: 3 entries, 0 warning(s)\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "code", "message"),
+    [
+        ({"example.com": [A]}, "single-pin", "example.com: only one pin: add a backup pin"),
+        (
+            {"example.com": {"pins": [A, B], "expires": "2020-01-01"}},
+            "expired",
+            "example.com: expired 2020-01-01 23:59:59 UTC",
+        ),
+        (
+            {"example.com": {"pins": [A, B], "expires": in_days(10)}},
+            "expires-soon",
+            "example.com: expires ",
+        ),
+        ({"*.com": [A, B]}, "public-suffix", "*.com: a wildcard over the public suffix 'com'"),
+        (
+            {"co.uk": {"pins": [A, B], "include_subdomains": True}},
+            "public-suffix",
+            "**.co.uk: a wildcard over the public suffix 'co.uk'",
+        ),
+        (
+            {"**.example.com": [A, B], "api.example.com": [C, A]},
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and its pins "
+            "replace, not add to, those of **.example.com: 1 of its 2 pins",
+        ),
+        (
+            {"example.com": [A, B], "example.com:8443": [C, B]},
+            "override",
+            "example.com:8443: overrides example.com where both apply",
+        ),
+        (
+            {"example.com": [A, B, A]},
+            "duplicate-pin",
+            f"example.com: pin {A} is listed twice",
+        ),
+        (
+            {"example.com": [A, B, "sha256//" + A[7:]]},
+            "duplicate-pin",
+            f"example.com: pin {A} is listed twice, as {A!r} and {'sha256//' + A[7:]!r}",
+        ),
+        (
+            {"example.com": [A, "sha1/" + "A" * 27 + "="]},
+            "sha1-pin",
+            "example.com: SHA-1 SPKI pin sha1/",
+        ),
+        (
+            {"example.com": [A, "ab" * 20]},
+            "sha1-pin",
+            "example.com: SHA-1 certificate fingerprint AB:AB:",
+        ),
+    ],
+)
+def test_lint_warnings(
+    capsys: Capture, tmp_path: Path, config: dict[str, Any], code: str, message: str
+) -> None:
+    path = write_pins(tmp_path, config)
+    status, out, err = run(capsys, "lint", path)
+    assert status == 1, out + err
+    lines = [line for line in out.splitlines() if line.endswith(f"[{code}]")]
+    assert len(lines) == 1, out
+    assert lines[0].startswith(f"{path}: {message}")
+    assert err == ""
+    assert run(capsys, "lint", "--warnings-ok", path)[0] == 0
+    status, out, _ = run(capsys, "lint", "--json", path)
+    assert status == 1
+    report = json.loads(out)
+    assert report["ok"] is False and report["entries"] == len(config)
+    assert code in [warning["code"] for warning in report["warnings"]]
+
+
+def test_lint_warn_days(capsys: Capture, tmp_path: Path) -> None:
+    path = write_pins(tmp_path, {"example.com": {"pins": [A, B], "expires": in_days(45)}})
+    assert run(capsys, "lint", path)[0] == 0
+    status, out, _ = run(capsys, "lint", "--warn-days", "60", path)
+    assert status == 1
+    assert "[expires-soon]" in out
+
+
+def test_lint_override_is_not_reported_for_unrelated_or_wider_entries(
+    capsys: Capture, tmp_path: Path
+) -> None:
+    path = write_pins(
+        tmp_path,
+        {
+            "*.example.com": [A, B],
+            "**.example.com": [A, B],
+            "a.b.example.com": [A, B, C],
+            "example.org": [C, B],
+        },
+    )
+    status, out, err = run(capsys, "lint", path)
+    assert status == 0, out + err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"example.com": []}', "the list is empty"),
+        ('{"a.example.com": [1], }', "is not valid JSON"),
+        ('{"x": ["sha256/AAA="], "x": []}', "appears twice"),
+    ],
+)
+def test_lint_bad_file_exits_2(capsys: Capture, tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "pins.json"
+    path.write_text(content)
+    status, out, err = run(capsys, "lint", str(path))
+    assert status == 2
+    assert out == ""
+    assert err.startswith("requests-pinning: error: pin file") and message in err
+
+
+# -- demo and the module entry point --------------------------------------------------
+
+
+def test_demo(capsys: Capture) -> None:
+    status, out, _ = run(capsys, "demo")
+    assert status == 0
+    assert "0 bytes" in out
+    assert "PinMismatchError" in out
+
+
+def test_python_dash_m_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "requests_pinning", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: requests-pinning")
+    assert "examples:" in result.stdout
+    for command in ("pins", "check", "lint", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["pins", "check", "lint", "demo"])
+def test_subcommand_help_has_examples(capsys: Capture, command: str) -> None:
+    status, out, _ = run(capsys, command, "--help")
+    assert status == 0
+    assert "examples:" in out
+    assert f"requests-pinning {command}" in out
