@@ -48,14 +48,8 @@ class PinningAdapter(HTTPAdapter):
     pickles with its pins.
     """
 
-    __attrs__: list[str] = [  # noqa: RUF012 - requests declares it this way
-        *HTTPAdapter.__attrs__,
-        "pinset",
-        "report_only",
-        "on_failure",
-        "allow_unpinned",
-        "report_uri",
-    ]
+    _POLICY = ("pinset", "report_only", "on_failure", "allow_unpinned", "report_uri")
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, *_POLICY]  # noqa: RUF012 - as in requests
 
     def __init__(
         self,
@@ -67,33 +61,54 @@ class PinningAdapter(HTTPAdapter):
         report_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.pinset = PinSet.load(pins)
-        self.report_only = report_only
-        self.on_failure = on_failure
-        self.allow_unpinned = allow_unpinned
-        self.report_uri = report_uri
-        self._enforcer = self._make_enforcer()
-        super().__init__(**kwargs)
-
-    def _make_enforcer(self) -> Enforcer:
         # One enforcer per adapter, shared by all of its pool managers, so that
         # e.g. the expiry warning is logged once per entry per adapter.
-        return Enforcer(
-            self.pinset,
-            report_only=self.report_only,
-            on_failure=self.on_failure,
-            allow_unpinned=self.allow_unpinned,
-            report_uri=self.report_uri,
+        self._enforcer = Enforcer(
+            PinSet.load(pins),
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
         )
+        super().__init__(**kwargs)
+
+    # The policy is read-only: the pools already hold it, so an assignment
+    # after construction would silently change nothing. Make a new adapter.
+    @property
+    def pinset(self) -> PinSet:
+        """The pins this adapter enforces."""
+        return self._enforcer.pinset
+
+    @property
+    def report_only(self) -> bool:
+        """Whether failures are only reported (adapter-wide)."""
+        return self._enforcer.report_only
+
+    @property
+    def on_failure(self) -> OnFailure | None:
+        """The callback that receives every :class:`PinFailure`."""
+        return self._enforcer.on_failure
+
+    @property
+    def allow_unpinned(self) -> bool:
+        """Whether hosts without an entry are allowed."""
+        return self._enforcer.allow_unpinned
+
+    @property
+    def report_uri(self) -> str | None:
+        """Where violation reports go for entries without their own ``report_uri``."""
+        return self._enforcer.report_uri
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.pinset = state["pinset"]
-        self.report_only = state["report_only"]
-        self.on_failure = state["on_failure"]
-        self.allow_unpinned = state["allow_unpinned"]
-        self.report_uri = state["report_uri"]
-        self._enforcer = self._make_enforcer()
-        super().__setstate__(state)  # type: ignore[misc]
+        self._enforcer = Enforcer(
+            state["pinset"],
+            report_only=state["report_only"],
+            on_failure=state["on_failure"],
+            allow_unpinned=state["allow_unpinned"],
+            report_uri=state["report_uri"],
+        )
+        rest = {key: value for key, value in state.items() if key not in self._POLICY}
+        super().__setstate__(rest)  # type: ignore[misc]
 
     @property
     def report_stats(self) -> ReportStats:

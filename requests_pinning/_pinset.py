@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
@@ -31,6 +32,7 @@ __all__ = ["HostPins", "PinSet", "check_report_uri", "normalize_host"]
 _Kind = Literal["exact", "one", "tree"]
 _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = ("pins", "deny", "include_subdomains", "expires", "report_only", "report_uri")
 
@@ -434,13 +436,27 @@ def _format_pattern(kind: _Kind, host: str, port: int | None) -> str:
 
 
 def _ip_form(host: str) -> str | None:
-    """The compressed form of an IP literal, or None when ``host`` is not one."""
+    """The canonical form of an IP literal, or None when ``host`` is not one.
+
+    The resolver dials ``127.1``, ``0x7f.0.0.1``, ``017700000001`` and
+    ``2130706433`` as 127.0.0.1, and ``::ffff:127.0.0.1`` reaches the IPv4
+    host too: each spelling must find the entry of the address it dials, or
+    a different spelling would be an unpinned way to the same server.
+    """
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
-        return ipaddress.ip_address(host).compressed
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return None
+        if not _INET_ATON.fullmatch(host):
+            return None
+        try:  # the classic BSD forms that getaddrinfo still accepts
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return address.compressed
 
 
 def _normalize_name(name: str) -> str | None:

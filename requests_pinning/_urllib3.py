@@ -21,6 +21,8 @@ import functools
 import ssl
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
@@ -36,8 +38,23 @@ __all__ = ["PinningPoolManager", "PinningProxyManager", "peer_chain", "socks_pro
 
 PinSource = Any  # PinSet | Mapping[str, Any] | str | os.PathLike[str]
 
-_DER = getattr(ssl, "_ssl", None)
-_ENCODING_DER: int = getattr(_DER, "ENCODING_DER", 1)
+# _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
+_ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+
+
+def _base_https_connection() -> type[HTTPSConnection]:
+    """urllib3's HTTP/1.1 HTTPSConnection, even after ``urllib3.http2.inject_into_urllib3()``.
+
+    HTTP2Connection sends its connection preface as soon as its own connect()
+    returns, which would be before a check placed in a subclass runs. Pinned
+    connections therefore always speak HTTP/1.1.
+    """
+    try:
+        from urllib3 import http2
+    except ImportError:  # urllib3 1.26
+        return HTTPSConnection
+    original: type[HTTPSConnection] | None = getattr(http2, "orig_HTTPSConnection", None)
+    return original or HTTPSConnection
 
 
 class _PinRefused(Exception):
@@ -56,17 +73,12 @@ def _der_list(items: object) -> tuple[bytes, ...] | None:
     for item in items:  # type: ignore[attr-defined]
         if isinstance(item, bytes | bytearray):
             result.append(bytes(item))
-        elif hasattr(item, "public_bytes"):  # _ssl.Certificate, cryptography
-            try:
-                result.append(bytes(item.public_bytes(_ENCODING_DER)))
-            except TypeError:
-                from cryptography.hazmat.primitives.serialization import Encoding
-
-                result.append(bytes(item.public_bytes(Encoding.DER)))
+        elif isinstance(item, x509.Certificate):
+            result.append(item.public_bytes(Encoding.DER))
+        elif hasattr(item, "public_bytes"):  # _ssl.Certificate
+            result.append(bytes(item.public_bytes(_ENCODING_DER)))
         elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
-            from cryptography.hazmat.primitives.serialization import Encoding
-
-            result.append(bytes(item.to_cryptography().public_bytes(Encoding.DER)))
+            result.append(item.to_cryptography().public_bytes(Encoding.DER))
         else:
             return None
     return tuple(result)
@@ -171,7 +183,17 @@ class _PinningConnectionMixin:
                 reason="no pin policy attached",
             )
         host, port = origin
-        enforcer.check(host, port, self._peer(host, port))
+        chain = self._peer(host, port)
+        enforcer.check(host, port, chain)
+        # When the user made urllib3 validate the certificate for another name
+        # (server_hostname, assert_hostname: e.g. connecting by IP address),
+        # that name's pins apply too: it is the identity that was authenticated.
+        for name in (
+            getattr(conn, "server_hostname", None),
+            getattr(conn, "assert_hostname", None),
+        ):
+            if isinstance(name, str) and name and normalize_host(name) != normalize_host(host):
+                enforcer.check(name, port, chain, required=False)
 
     def _peer(self, host: str, port: int) -> PeerChain:
         conn: Any = self
@@ -199,7 +221,7 @@ class _PinningConnectionMixin:
             return PeerChain(served=(), checked=(), verified=False, problem=str(exc))
 
 
-class _PinningHTTPSConnection(_PinningConnectionMixin, HTTPSConnection):
+class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection()):  # type: ignore[misc]
     pass
 
 
@@ -344,6 +366,7 @@ def socks_proxy_manager(
     report_only: bool = False,
     on_failure: OnFailure | None = None,
     allow_unpinned: bool = True,
+    report_uri: str | None = None,
     _enforcer: Enforcer | None = None,
     **kwargs: Any,
 ) -> PoolManager:
@@ -353,7 +376,7 @@ def socks_proxy_manager(
     certificate is checked as without a proxy.
     """
     manager: Any = _socks_manager_class()(proxy_url, **kwargs)
-    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer)
+    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
     result: PoolManager = manager
     return result
 

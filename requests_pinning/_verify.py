@@ -136,10 +136,16 @@ class Enforcer:
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
 
-    def check(self, host: str, port: int, chain: PeerChain) -> None:
-        """Raise :class:`PinMismatchError` unless the connection may be used."""
+    def check(self, host: str, port: int, chain: PeerChain, *, required: bool = True) -> None:
+        """Raise :class:`PinMismatchError` unless the connection may be used.
+
+        ``required=False`` checks ``host`` only if it has an entry: for a second
+        name of the same connection, ``allow_unpinned`` is the origin's business.
+        """
         host = normalize_host(host)
         entry = self.pinset.match(host, port)
+        if entry is None and not required:
+            return
         now = datetime.now(timezone.utc)
         verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned, now=now)
         if verdict.status == "matched":

@@ -457,3 +457,28 @@ def test_passed_checks_are_logged_at_debug(
     [record] = [r for r in pin_log.records if r.name == "requests_pinning"]
     assert record.levelno == logging.DEBUG
     assert pki.intermediate_pin in record.getMessage()
+
+
+# -- the names a connection is known by ---------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("spelling", ["127.1", "2130706433", "0x7f.0.0.1", "[::ffff:127.0.0.1]"])
+def test_other_spellings_of_a_pinned_address_are_pinned_too(
+    pki: PKI, rogue: TLSServer, spelling: str
+) -> None:
+    session = pinned_session({"127.0.0.1": [pki.leaf_pin]})
+    with pytest.raises(PinMismatchError) as info:
+        session.get(f"https://{spelling}:{rogue.port}/", verify=False, timeout=10)
+    assert info.value.host == "127.0.0.1"
+    assert_nothing_leaked(rogue)
+
+
+def test_policy_cannot_be_changed_after_construction(pki: PKI) -> None:
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]})
+    with pytest.raises(AttributeError):
+        adapter.allow_unpinned = False  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        adapter.pinset = adapter.pinset  # type: ignore[misc]
+    assert adapter.allow_unpinned is True
+    assert len(adapter.pinset) == 1

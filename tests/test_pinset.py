@@ -654,10 +654,34 @@ def test_ipv6_key_spellings_are_one_pattern() -> None:
 
 
 def test_addresses_are_never_matched_by_name_wildcards() -> None:
-    pins = PinSet({"**.0.2.1": [P1], "*.0.2.1": [P2]})  # odd, but valid host names
-    assert pattern(pins, "x.0.2.1") == "*.0.2.1"
+    # "0.2.1" is itself an address to the resolver (0.2.0.1), so no wildcard over it.
+    for key in ("**.0.2.1", "*.0.2.1"):
+        with pytest.raises(PinConfigError, match="an IP address cannot have"):
+            PinSet({key: [P1]})
+    pins = PinSet({"**.2.1x": [P1], "*.2.1x": [P2]})  # odd, but valid host names
+    assert pattern(pins, "x.2.1x") == "*.2.1x"
     assert pins.match("192.0.2.1") is None
     assert pins.match("192.0.2.1.") is None
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "127.0.0.1",
+        "127.1",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "2130706433",
+        "::ffff:127.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1.",
+    ],
+)
+def test_every_spelling_of_an_ipv4_address_finds_its_entry(spelling: str) -> None:
+    """The resolver dials all of these as 127.0.0.1: none may be an unpinned way round."""
+    pins = PinSet({"127.0.0.1": [P1]})
+    assert pattern(pins, spelling) == "127.0.0.1"
+    assert PinSet({spelling: [P1]}) == pins  # and keys are read the same way
 
 
 # -- normalisation -------------------------------------------------------------------------

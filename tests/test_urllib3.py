@@ -154,3 +154,17 @@ def test_plain_http_pools_are_untouched(pki: PKI) -> None:
     http = manager(pki, {"localhost": [pki.intermediate_pin]})
     pool = http.connection_from_url("http://localhost:1/")
     assert type(pool) is urllib3.HTTPConnectionPool
+
+
+def test_pins_of_the_validated_name_apply_when_connecting_by_address(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    """server_hostname makes urllib3 validate the certificate for another name: pin it."""
+    http = manager(pki, {"localhost": [pki.intermediate_pin]}, server_hostname="localhost")
+    assert http.request("GET", f"https://127.0.0.1:{good.port}/").status == 200
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://127.0.0.1:{rogue.port}/")
+    error = info.value.reason
+    assert isinstance(error, PinMismatchError)
+    assert error.host == "localhost"
+    assert_nothing_leaked(rogue)
