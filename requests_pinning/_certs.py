@@ -15,6 +15,7 @@ import binascii
 import functools
 import hashlib
 import re
+from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -68,6 +69,22 @@ def _skip(data: bytes, offset: int, tag: int) -> int:
     return _tlv(data, offset, tag)[1]
 
 
+def split_der_certificates(data: bytes) -> list[bytes]:
+    """The DER certificates of a file of concatenated ones (a DER chain), in order.
+
+    Raises ``ValueError`` when ``data`` is anything else; empty data has none.
+    """
+    certs = []
+    offset = 0
+    while offset < len(data):
+        end = _skip(data, offset, _SEQUENCE)
+        der = data[offset:end]
+        x509.load_der_x509_certificate(der)  # ValueError unless a certificate
+        certs.append(der)
+        offset = end
+    return certs
+
+
 @functools.lru_cache(maxsize=1024)
 def spki_of_der_cert(der: bytes) -> bytes:
     """The SubjectPublicKeyInfo of a DER certificate, byte for byte as encoded.
@@ -118,10 +135,14 @@ def describe_name(der: bytes) -> str:
     """The certificate's subject, most specific part first: ``CN=R3, O=Let's Encrypt``."""
     try:
         cert = x509.load_der_x509_certificate(der)
-        rdns = reversed(list(cert.subject.rdns))
-        return ", ".join(rdn.rfc4514_string() for rdn in rdns) or "(empty subject)"
+        return format_name(cert.subject) or "(empty subject)"
     except ValueError:
         return "(unparseable certificate)"
+
+
+def format_name(name: x509.Name) -> str:
+    """A name, most specific part first (``CN=R3, O=Let's Encrypt``); empty for no parts."""
+    return ", ".join(rdn.rfc4514_string() for rdn in reversed(list(name.rdns)))
 
 
 def _check_algorithm(algorithm: str) -> str:
@@ -131,15 +152,24 @@ def _check_algorithm(algorithm: str) -> str:
     return algorithm
 
 
+def iter_pem_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Each complete PEM block in ``data``, in order: its label and its body, still base64."""
+    for match in _PEM_BLOCK.finditer(data):
+        yield match.group(1).decode("ascii"), match.group(2)
+
+
+def decode_pem_body(body: bytes) -> bytes:
+    """The DER in a PEM block's body; ``binascii.Error`` when it is not base64."""
+    return base64.b64decode(b"".join(body.split()), validate=True)
+
+
 def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
     blocks = []
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1).decode("ascii")
+    for label, body in iter_pem_blocks(data):
         try:
-            body = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+            blocks.append((label, decode_pem_body(body)))
         except binascii.Error:
             raise PinConfigError(f"the PEM {label} block is not valid base64") from None
-        blocks.append((label, body))
     return blocks
 
 

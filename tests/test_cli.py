@@ -17,7 +17,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from requests_pinning import PinSet, cli, spki_pin
+from requests_pinning import PinSet, _cli_lint, _cli_sources, cli, spki_pin
 
 from .conftest import PKI
 from .servers import TLSServer
@@ -164,8 +164,8 @@ def test_pins_unreachable_target_fails(capsys: Capture, pki: PKI) -> None:
     ],
 )
 def test_pin_file_keys_of_targets(text: str, key: str) -> None:
-    assert cli._parse_endpoint(text).key == key
-    PinSet.from_dict({key: [cli._DUMMY_PIN]})
+    assert _cli_sources.parse_endpoint(text).key == key
+    PinSet.from_dict({key: [_cli_lint.DUMMY_PIN]})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,134 @@
+"""``requests-pinning check``: does each server match the pins its entry configures?
+
+Each target is handshaken with and judged by the library's own decision
+(:func:`~requests_pinning._verify.evaluate`), as if its entry were enforced.
+The result of one target is a JSON-able record: ``--json`` prints the records
+as they are, the text output is made from them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ._certs import describe_name, sha256_pin
+from ._cli_output import days_until
+from ._cli_sources import Endpoint, Unreachable, handshake
+from ._pins import Pin
+from ._pinset import HostPins, PinSet
+from ._verify import PeerChain, evaluate
+
+__all__ = ["check_one", "print_checks"]
+
+
+def check_one(
+    pinset: PinSet, endpoint: Endpoint, context: ssl.SSLContext, timeout: float, now: datetime
+) -> dict[str, Any]:
+    """Check one target as if its entry were enforced; the result as a JSON-able record."""
+    entry = pinset.match(endpoint.host, endpoint.port)
+    try:
+        chain = handshake(endpoint, context, timeout)
+    except Unreachable as exc:
+        reason = str(exc)
+        if entry is None:
+            reason += f"; and no pins are configured for {endpoint.label}"
+        return _record(endpoint, entry, None, exc.status, reason, None, now)
+    if entry is None:
+        reason = f"no pins configured for {endpoint.label}"
+        return _record(endpoint, None, chain, "failed", reason, None, now)
+    # Report-only and expired entries are judged as if enforced: monitoring
+    # must see a breakage before the entry is switched on, or renewed.
+    verdict = evaluate(entry, chain, allow_unpinned=False, now=now, ignore_expiry=True)
+    return _record(endpoint, entry, chain, verdict.status, verdict.reason, verdict.matched, now)
+
+
+def _record(
+    endpoint: Endpoint,
+    entry: HostPins | None,
+    chain: PeerChain | None,
+    status: str,
+    reason: str,
+    matched: Pin | None,
+    now: datetime,
+) -> dict[str, Any]:
+    expires = entry.expires if entry is not None else None
+    checked = chain.checked if chain is not None else ()
+    matched_der = next((der for der in checked if matched and matched.matches(der)), None)
+    return {
+        "target": endpoint.target,
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "ok": status not in ("failed", "unreachable", "tls_error"),
+        "status": status,
+        "reason": reason,
+        "pattern": entry.pattern if entry is not None else None,
+        "matched": str(matched) if matched is not None else None,
+        "matched_subject": describe_name(matched_der) if matched_der else None,
+        "pinned": [str(pin) for pin in entry.pins] if entry is not None else [],
+        "denied": [str(pin) for pin in getattr(entry, "deny", ())],
+        "verified": chain.verified if chain is not None else None,
+        "checked": _described(checked),
+        "served": _described(chain.served if chain is not None else ()),
+        "expires": expires.isoformat() if expires is not None else None,
+        "expires_in_days": days_until(expires, now) if expires is not None else None,
+        "report_only": bool(entry is not None and entry.report_only),
+        "expired": bool(entry is not None and entry.is_expired(now)),
+        "report_uri": getattr(entry, "report_uri", None),
+    }
+
+
+def _described(chain: Iterable[bytes]) -> list[dict[str, str]]:
+    result = []
+    for der in chain:
+        try:
+            pin = sha256_pin(der)
+        except ValueError:
+            pin = "(unparseable certificate)"
+        result.append({"pin": pin, "subject": describe_name(der)})
+    return result
+
+
+def print_checks(records: list[dict[str, Any]]) -> None:
+    """Print one PASS or FAIL line per record, its details, then a summary line."""
+    for record in records:
+        target = Endpoint(record["target"], record["host"], record["port"]).label
+        print(f"PASS  {target}" if record["ok"] else f"FAIL  {target}: {record['reason']}")
+        for label, value in _check_rows(record):
+            print(f"      {label:<9} {value}")
+        if not record["ok"] and record["checked"]:
+            state = "verified chain" if record["verified"] else "leaf only: CA validation is off"
+            print(f"      the server presents ({state}, leaf first):")
+            for cert in record["checked"]:
+                print(f"        {cert['pin']}  {cert['subject']}")
+    passed = sum(1 for record in records if record["ok"])
+    print(f"{len(records)} target(s): {passed} passed, {len(records) - passed} failed")
+
+
+def _check_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    if record["matched"]:
+        rows.append(("matched", f"{record['matched']}  {record['matched_subject'] or ''}"))
+    if record["pattern"] is not None:
+        rows.append(("entry", f"{record['pattern']} ({_entry_state(record)})"))
+    if not record["ok"]:
+        rows += [("pinned", pin) for pin in record["pinned"]]
+        rows += [("denied", pin) for pin in record["denied"]]
+    return rows
+
+
+def _entry_state(record: dict[str, Any]) -> str:
+    if record["expired"]:
+        state = "EXPIRED: not enforced by the library"
+    elif record["report_only"]:
+        state = "report-only: failures are logged, connections proceed"
+    else:
+        state = "enforced"
+    if record["expires"] is None:
+        return f"{state}; no expiry"
+    days = record["expires_in_days"]
+    when = record["expires"][:10]
+    if record["expired"]:
+        return f"{state}; expired {when}, {-days} days ago"
+    return f"{state}; expires {when}, in {days} days"

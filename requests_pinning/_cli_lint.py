@@ -1,0 +1,249 @@
+"""``requests-pinning lint``: risky or mistaken entries in a pin file.
+
+The file is loaded exactly as the library loads it; each check below then
+yields warnings, which are sorted into the file's entry order. Precedence
+between entries is never re-implemented here: the library's own
+``PinSet.match`` is asked which entry applies where two overlap.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._cli_output import days_until
+from ._pins import Pin
+from ._pinset import HostPins, PinSet, _parse_pattern
+from ._suffixes import is_public_suffix
+
+__all__ = ["DUMMY_PIN", "LintWarning", "lint", "print_lint"]
+
+#: A well-formed pin that matches nothing: for asking the library about host
+#: patterns alone (does this key load? which entry applies where?).
+DUMMY_PIN = "sha256/" + base64.b64encode(bytes(32)).decode("ascii")
+
+_PatternKey = tuple[str, str, int | None]  # (kind, host, port), as _parse_pattern says
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    """One warning: its code (``single-pin``...), the entry's pattern, and what is wrong."""
+
+    code: str
+    pattern: str
+    message: str
+
+
+def lint(pinset: PinSet, path: str, now: datetime, warn_days: int) -> list[LintWarning]:
+    """Every warning about ``pinset``, loaded from ``path``, in the file's entry order."""
+    found = [
+        *_lint_entries(pinset, now, warn_days),
+        *_lint_raw(path),
+        *_lint_overrides(pinset),
+    ]
+    order = {entry.pattern: index for index, entry in enumerate(pinset)}
+    found.sort(key=lambda warning: order.get(warning.pattern, len(order)))
+    return found
+
+
+def print_lint(path: str, pinset: PinSet, found: list[LintWarning], *, as_json: bool) -> None:
+    """Print the warnings, one line each and a summary, or as one JSON object."""
+    if as_json:
+        report = {
+            "file": path,
+            "entries": len(pinset),
+            "ok": not found,
+            "warnings": [vars(warning) for warning in found],
+        }
+        print(json.dumps(report, indent=2))
+        return
+    for warning in found:
+        print(f"{path}: {warning.pattern}: {warning.message} [{warning.code}]")
+    print(f"{path}: {len(pinset)} entries, {len(found)} warning(s)")
+
+
+# -- one entry at a time ----------------------------------------------------------------
+
+
+def _lint_entries(pinset: PinSet, now: datetime, warn_days: int) -> Iterator[LintWarning]:
+    for entry in pinset:
+        yield from _single_pin(entry)
+        yield from _expiry(entry, now, warn_days)
+        yield from _public_suffix(entry)
+        yield from _sha1(entry)
+
+
+def _single_pin(entry: HostPins) -> Iterator[LintWarning]:
+    # An entry with deny pins only has nothing to brick: it is not warned about.
+    if len(entry.pins) == 1:
+        yield LintWarning(
+            "single-pin",
+            entry.pattern,
+            "only one pin: add a backup pin (the key of a spare key pair kept offline, "
+            "or another CA key of the chain), or clients break when that key changes",
+        )
+
+
+def _expiry(entry: HostPins, now: datetime, warn_days: int) -> Iterator[LintWarning]:
+    if entry.expires is None:
+        return
+    when = entry.expires.strftime("%Y-%m-%d %H:%M:%S UTC")
+    days = days_until(entry.expires, now)
+    if entry.is_expired(now):
+        yield LintWarning(
+            "expired",
+            entry.pattern,
+            f"expired {when} ({-days} days ago): it is no longer enforced, and broader "
+            "entries do not apply to its hosts either",
+        )
+    elif entry.expires - now <= timedelta(days=warn_days):
+        yield LintWarning(
+            "expires-soon",
+            entry.pattern,
+            f"expires {when} (in {days} days): renew it, or its hosts lose pinning",
+        )
+
+
+def _public_suffix(entry: HostPins) -> Iterator[LintWarning]:
+    kind, host, _port = _parse_pattern(entry.pattern, None)
+    if kind != "exact" and is_public_suffix(host):
+        yield LintWarning(
+            "public-suffix",
+            entry.pattern,
+            f"a wildcard over the public suffix {host!r}: it pins every site registered "
+            "under it, not only yours",
+        )
+
+
+def _sha1(entry: HostPins) -> Iterator[LintWarning]:
+    deny: tuple[Pin, ...] = getattr(entry, "deny", ())
+    for pin in (*entry.pins, *deny):
+        if pin.algorithm == "sha1":
+            what = "SPKI pin" if pin.kind == "spki" else "certificate fingerprint"
+            yield LintWarning(
+                "sha1-pin",
+                entry.pattern,
+                f"SHA-1 {what} {pin}: SHA-1 is broken; use a sha256/ SPKI pin",
+            )
+
+
+# -- the file as written ----------------------------------------------------------------
+
+
+def _lint_raw(path: str) -> Iterator[LintWarning]:
+    """Duplicate pins, seen in the file itself: loading merges them silently."""
+    with open(path, "rb") as file:  # it just loaded: it can be read
+        config = json.loads(file.read().decode("utf-8-sig"))
+    for raw_key, value in config.items():
+        pattern = next(iter(PinSet.from_dict({raw_key: value}))).pattern
+        lists = {"pins": value} if isinstance(value, list) else value
+        yield from _duplicates(pattern, {name: lists.get(name) for name in ("pins", "deny")})
+
+
+def _duplicates(pattern: str, lists: dict[str, Any]) -> Iterator[LintWarning]:
+    seen: dict[Pin, tuple[str, str]] = {}
+    for name, texts in lists.items():
+        for text in texts if isinstance(texts, list) else ():
+            try:
+                pin = Pin.parse(text)
+            except ValueError:
+                continue
+            if pin not in seen:
+                seen[pin] = (name, text)
+                continue
+            first_name, first_text = seen[pin]
+            if first_name != name:
+                message = f"pin {pin} is in both pins and deny"
+            elif first_text.strip() == text.strip():
+                message = f"pin {pin} is listed twice"
+            else:
+                message = f"pin {pin} is listed twice, as {first_text!r} and {text!r}"
+            yield LintWarning("duplicate-pin", pattern, message)
+
+
+# -- entries that override others -------------------------------------------------------
+
+
+def _lint_overrides(pinset: PinSet) -> Iterator[LintWarning]:
+    """More specific entries whose pins replace some of a broader entry's, where both apply.
+
+    Precedence is asked of the library itself: for each pair of entries whose
+    host sets may overlap, sample hosts and ports from both patterns and see
+    which entry ``PinSet.match`` picks where both would apply.
+    """
+    entries = list(pinset)
+    keys: dict[str, _PatternKey] = {
+        entry.pattern: _parse_pattern(entry.pattern, None) for entry in entries
+    }
+    alone = {entry.pattern: PinSet.from_dict({entry.pattern: [DUMMY_PIN]}) for entry in entries}
+    by_name: dict[str, list[HostPins]] = {}
+    for entry in entries:
+        by_name.setdefault(keys[entry.pattern][1], []).append(entry)
+    done: set[frozenset[str]] = set()
+    for entry in entries:
+        for name in _parents(keys[entry.pattern][1]):
+            for other in by_name.get(name, ()):
+                pair = frozenset((entry.pattern, other.pattern))
+                if other is entry or pair in done:
+                    continue
+                done.add(pair)
+                yield from _override(entry, other, keys, alone)
+
+
+def _parents(name: str) -> Iterator[str]:
+    """``name`` and each of its parent domains."""
+    while name:
+        yield name
+        name = name.partition(".")[2]
+
+
+def _override(
+    a: HostPins,
+    b: HostPins,
+    keys: dict[str, _PatternKey],
+    alone: dict[str, PinSet],
+) -> Iterator[LintWarning]:
+    winner = _winner(a, b, keys, alone)
+    if winner is None:
+        return
+    loser = b if winner is a else a
+    lost = [pin for pin in loser.pins if pin not in winner.pins]
+    winner_deny: tuple[Pin, ...] = getattr(winner, "deny", ())
+    lost_deny = [pin for pin in getattr(loser, "deny", ()) if pin not in winner_deny]
+    if not lost and not lost_deny:
+        return
+    parts = []
+    if lost:
+        parts.append(f"{len(lost)} of its {len(loser.pins)} pins are not accepted there")
+    if lost_deny:
+        parts.append(f"{len(lost_deny)} of its deny pins are not applied there")
+    yield LintWarning(
+        "override",
+        winner.pattern,
+        f"overrides {loser.pattern} where both apply, and its pins replace, not add to, "
+        f"those of {loser.pattern}: {'; '.join(parts)}",
+    )
+
+
+def _winner(
+    a: HostPins,
+    b: HostPins,
+    keys: dict[str, _PatternKey],
+    alone: dict[str, PinSet],
+) -> HostPins | None:
+    """The entry ``PinSet.match`` picks where both apply, or None if they never overlap."""
+    (_, name_a, port_a), (_, name_b, port_b) = keys[a.pattern], keys[b.pattern]
+    names = {name_a, name_b, f"sample.{name_a}", f"sample.{name_b}"}
+    ports = {port for port in (port_a, port_b) if port is not None}
+    ports.add(next(port for port in (443, 8443, 4443) if port not in ports))
+    both = PinSet.from_dict({a.pattern: [DUMMY_PIN], b.pattern: [DUMMY_PIN]})
+    for name in sorted(names):
+        for port in sorted(ports):
+            if alone[a.pattern].match(name, port) and alone[b.pattern].match(name, port):
+                found = both.match(name, port)
+                return a if found is not None and found.pattern == a.pattern else b
+    return None

@@ -1,0 +1,180 @@
+"""What ``requests-pinning pins`` prints: the chains, or a pin-file entry to start from.
+
+The text output shows every certificate of each target, leaf first (a file's in
+file order), with its role, subject, issuer, expiry and pins. The ``--json``
+output is an entry that ``PinSet.load`` accepts, pinning the CA keys rather
+than the leaf wherever the chain allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+
+from cryptography import x509
+
+from ._certs import cert_digest, describe_name, format_fingerprint, format_name
+from ._cli_errors import PROG, print_warning
+from ._cli_sources import Chain, Item
+from ._pinset import PinSet
+
+__all__ = ["days_until", "print_chains", "print_pins_json"]
+
+
+def days_until(moment: datetime, now: datetime) -> int:
+    """Whole days from ``now`` to ``moment``, rounded down (negative once it is past)."""
+    return math.floor((moment - now).total_seconds() / 86400)
+
+
+# -- the chains, as text ----------------------------------------------------------------
+
+
+def print_chains(chains: list[Chain], backups: list[tuple[str, str]], now: datetime) -> None:
+    """Print each target's chain, then the backup pins (``(path, pin)``) if any."""
+    for index, chain in enumerate(chains):
+        if index:
+            print()
+        _print_chain(chain, now)
+    if backups:
+        print()
+        print("backup pins:")
+        for path, pin in backups:
+            print(f"  {pin}  ({path})")
+
+
+def _print_chain(chain: Chain, now: datetime) -> None:
+    if chain.endpoint is None:
+        header = f"{chain.name}: {len(chain.items)} certificate(s) or key(s), in file order"
+    elif chain.verified:
+        header = f"{chain.name}: verified chain, leaf first (CA validation on)"
+    else:
+        header = f"{chain.name}: UNVERIFIED chain as served, leaf first (CA validation OFF)"
+    print(header)
+    for position, item in enumerate(chain.items):
+        print()
+        print(f"  #{position}  {_role(chain, position, item)}")
+        for label, value in _item_rows(item, now):
+            print(f"      {label:<12} {value}")
+
+
+def _role(chain: Chain, position: int, item: Item) -> str:
+    if item.cert is None:
+        if item.source == "public key":
+            return "public key"
+        # Only the public half of a private key or a request is ever shown.
+        return f"public key of a {item.source} (only the public half is shown)"
+    cert = item.cert
+    if chain.endpoint is not None and position == 0:
+        role = "leaf, self-signed" if _self_issued(cert) else "leaf"
+    elif not _is_ca(cert):
+        role = "leaf"
+    else:
+        role = "root" if _self_issued(cert) else "intermediate"
+    return f"{role}, {item.note}" if item.note else role
+
+
+def _self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return _self_issued(cert)  # an old root without extensions
+    except ValueError:
+        return False
+
+
+def _item_rows(item: Item, now: datetime) -> list[tuple[str, str]]:
+    rows = []
+    if item.cert is not None:
+        cert = item.cert
+        rows += [
+            ("subject", describe_name(item.der)),
+            ("issuer", format_name(cert.issuer) or "(empty)"),
+            ("expires", _expiry_text(cert.not_valid_after_utc, now)),
+        ]
+    rows += [("key", item.key), ("spki pin", item.pin)]
+    if item.cert is not None:
+        rows.append(("cert sha256", format_fingerprint(cert_digest(item.der))))
+    return rows
+
+
+def _expiry_text(moment: datetime, now: datetime) -> str:
+    when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    days = days_until(moment, now)
+    if moment < now:
+        return f"{when} (EXPIRED {-days} days ago)"
+    return f"{when} (in {days} days)"
+
+
+# -- a pin-file entry, as JSON ----------------------------------------------------------
+
+
+def print_pins_json(chains: list[Chain], host: str | None, backups: list[tuple[str, str]]) -> None:
+    """Print the pin-file entries for ``chains`` (keyed by ``host`` if given), with backups.
+
+    Warns on stderr where only the leaf could be pinned, and reminds the user
+    to add a backup pin when there is none.
+    """
+    config = _pins_config(chains, host, backups)
+    PinSet.from_dict(config)  # what is printed must load
+    print(json.dumps(config, indent=2))
+    if not backups:
+        _reminder()
+
+
+def _pins_config(
+    chains: list[Chain], host: str | None, backups: list[tuple[str, str]]
+) -> dict[str, dict[str, list[str]]]:
+    entries: dict[str, list[str]] = {}
+    for chain in chains:
+        key = host or (chain.endpoint.key if chain.endpoint else chain.name)
+        pins, warning = _entry_pins(chain)
+        if warning:
+            print_warning(warning)
+        known = entries.setdefault(key, [])
+        known += [pin for pin in pins if pin not in known]
+    for key, pins in entries.items():
+        for path, pin in backups:
+            if pin in pins:
+                print_warning(
+                    f"--backup {path!r} is already pinned for {key}: a backup must be unused"
+                )
+            else:
+                pins.append(pin)
+    return {key: {"pins": pins} for key, pins in entries.items()}
+
+
+def _entry_pins(chain: Chain) -> tuple[list[str], str | None]:
+    """The pins ``--json`` proposes for one target, and a warning when only the leaf fits."""
+    items = list(chain.items)
+    if chain.endpoint is not None and not chain.verified:
+        # --insecure: the intermediates were never verified, and the library
+        # checks only the leaf when verify=False; pinning the unverified rest
+        # would pin whatever was sent, and could never match anyway.
+        return [items[0].pin], (
+            f"{chain.name}: pinned the leaf only: without CA validation requests-pinning "
+            "checks only the leaf (verify=False); a new key on renewal breaks this pin"
+        )
+    if chain.endpoint is not None:
+        rest = items[1:]
+    else:
+        rest = [item for item in items if item.cert is not None and _is_ca(item.cert)]
+    if rest:
+        return [item.pin for item in rest], None
+    return [item.pin for item in items], (
+        f"{chain.name}: no CA certificate to pin (a self-signed certificate or a bare key): "
+        "pinned the leaf itself, which changes whenever its key is replaced"
+    )
+
+
+def _reminder() -> None:
+    print(
+        f"{PROG}: reminder: add a backup pin (--backup KEYFILE): the public key of a spare "
+        "key pair kept offline, so that clients keep working when the pinned keys change",
+        file=sys.stderr,
+    )

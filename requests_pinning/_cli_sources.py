@@ -1,0 +1,437 @@
+"""Where the ``requests-pinning`` command gets certificates: hosts and files.
+
+A target is an https:// URL or ``host[:port]``, parsed with the pin file's own
+host rules, or a file. A host is asked for its chain with a stdlib TLS
+handshake, read off the socket exactly as the library reads it; a file is read
+for every certificate and public key in it (PEM, DER, PKCS#7, keys, requests).
+Either way the result is a :class:`Chain` of :class:`Item` to show and to pin.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import socket
+import ssl
+import sys
+import urllib.parse
+from dataclasses import dataclass
+
+import requests.utils
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from ._certs import (
+    decode_pem_body,
+    iter_pem_blocks,
+    sha256_pin,
+    spki_pin,
+    split_der_certificates,
+)
+from ._cli_errors import EXIT_FAILED, PROG, UserError
+from ._errors import PinConfigError
+from ._pinset import _parse_pattern
+from ._urllib3 import peer_chain
+from ._verify import PeerChain
+
+__all__ = [
+    "Chain",
+    "Endpoint",
+    "Item",
+    "Network",
+    "Unreachable",
+    "backup_pin",
+    "classify",
+    "gather",
+    "handshake",
+    "parse_endpoint",
+    "tls_context",
+]
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host to connect to: ``host`` normalised (A-labels, lower case, bare IPv6)."""
+
+    target: str
+    host: str
+    port: int
+
+    @property
+    def label(self) -> str:
+        """``host:port``, with IPv6 in brackets."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def key(self) -> str:
+        """The pin-file key for this endpoint: the host for port 443, else host:port."""
+        if self.port == 443:
+            return self.host
+        return self.label
+
+
+def parse_endpoint(target: str) -> Endpoint:
+    """Parse an ``https://`` URL or ``host[:port]``, with the pin file's own host rules."""
+    hostport = target
+    if "://" in target:
+        hostport = _url_hostport(target)
+    try:
+        kind, host, port = _parse_pattern(hostport, None)
+    except PinConfigError as exc:
+        why = str(exc).removeprefix(f"host pattern {hostport!r}: ")
+        raise UserError(
+            f"target {target!r} is not an https:// URL, host[:port] or a file: {why}"
+        ) from None
+    if kind != "exact":
+        raise UserError(f"target {target!r}: a wildcard cannot be connected to; name a host")
+    return Endpoint(target, host, 443 if port is None else port)
+
+
+def _url_hostport(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "https":
+        raise UserError(f"target {url!r}: only https:// URLs have certificates to pin")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UserError(f"target {url!r}: the port is not a number from 1 to 65535") from None
+    host = parts.hostname
+    if not host:
+        raise UserError(f"target {url!r}: the URL has no host")
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
+def classify(target: str) -> Endpoint | str:
+    """A file path (str) when ``target`` names an existing file, else an endpoint."""
+    if "://" not in target and os.path.isfile(target):
+        return target
+    if "://" not in target and (os.sep in target or "/" in target):
+        why = "not a file" if os.path.exists(target) else "no such file"
+        raise UserError(f"cannot read {target!r}: {why}")
+    return parse_endpoint(target)
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Network:
+    """The network options shared by the commands that connect."""
+
+    ca_bundle: str | None
+    timeout: float
+    insecure: bool
+
+
+class Unreachable(Exception):
+    """No usable TLS handshake with a target; ``status`` is the check status to show."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _default_ca_bundle() -> str:
+    """What requests trusts by default: its environment variables, else its bundle."""
+    return (
+        os.environ.get("REQUESTS_CA_BUNDLE")
+        or os.environ.get("CURL_CA_BUNDLE")
+        or requests.utils.DEFAULT_CA_BUNDLE_PATH
+    )
+
+
+def tls_context(net: Network) -> ssl.SSLContext:
+    """A client context that validates against the chosen trust store, or nothing."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if net.insecure:
+        # Asked for explicitly. Without CA validation anyone on the path can
+        # present any chain: only the leaf is what the server (or an attacker)
+        # chose to present, and nothing about the rest is proven. The library
+        # checks only the leaf when verify=False, and so does `check`.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    bundle = net.ca_bundle or _default_ca_bundle()
+    try:
+        if os.path.isdir(bundle):
+            context.load_verify_locations(capath=bundle)
+        else:
+            context.load_verify_locations(cafile=bundle)
+    except ssl.SSLError as exc:
+        raise UserError(f"cannot load CA bundle {bundle!r}: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read CA bundle {bundle!r}: {exc.strerror or exc}") from None
+    return context
+
+
+def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> PeerChain:
+    """Connect, handshake, and read the chains as the library reads them; then close.
+
+    Raises :class:`Unreachable` when there is no usable handshake.
+    """
+    label = endpoint.label
+    try:
+        # The handshake is done inside the `with`, so a failed one still closes
+        # the TLS socket (wrap_socket's own handshake could leak it).
+        with (
+            socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw,
+            context.wrap_socket(
+                raw, server_hostname=endpoint.host, do_handshake_on_connect=False
+            ) as tls,
+        ):
+            tls.do_handshake()
+            return _read_chain(tls)
+    except ssl.SSLCertVerificationError as exc:
+        why = exc.verify_message or exc.reason or str(exc)
+        raise Unreachable("tls_error", f"CA validation failed for {label}: {why}") from None
+    except ssl.SSLError as exc:
+        why = exc.reason or str(exc)
+        raise Unreachable("tls_error", f"TLS handshake with {label} failed: {why}") from None
+    except TimeoutError:
+        raise Unreachable("unreachable", f"{label}: timed out after {timeout:g} s") from None
+    except socket.gaierror as exc:
+        why = exc.strerror or str(exc)
+        raise Unreachable("unreachable", f"cannot resolve {endpoint.host}: {why}") from None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise Unreachable("unreachable", f"cannot connect to {label}: {why}") from None
+
+
+def _read_chain(tls: ssl.SSLSocket) -> PeerChain:
+    try:
+        return peer_chain(tls)
+    except ValueError as exc:
+        # As in the library: a connection whose chain cannot be read fails.
+        verified = tls.context.verify_mode != ssl.CERT_NONE
+        return PeerChain(served=(), checked=(), verified=verified, problem=str(exc))
+
+
+# -- what a target yielded --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """A certificate, or a public key without one, to show and to pin."""
+
+    pin: str
+    key: str
+    cert: x509.Certificate | None = None
+    der: bytes = b""  # the certificate's DER; empty for a bare key
+    source: str = "certificate"  # or: public key, private key, certificate request
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What one target of ``pins`` yielded."""
+
+    name: str
+    items: tuple[Item, ...]
+    endpoint: Endpoint | None = None  # None for a file
+    verified: bool = False
+
+
+def gather(source: Endpoint | str, net: Network, context: ssl.SSLContext | None) -> Chain:
+    """The certificates of a file, or the chain of a host (verified unless --insecure)."""
+    if isinstance(source, str):
+        return Chain(source, tuple(_read_items(source)))
+    assert context is not None
+    try:
+        chain = handshake(source, context, net.timeout)
+    except Unreachable as exc:
+        raise UserError(str(exc), EXIT_FAILED) from None
+    if chain.problem is not None:
+        raise UserError(f"{source.label}: {chain.problem}", EXIT_FAILED)
+    if net.insecure:
+        _insecure_warning(source.label)
+    certs = chain.checked if chain.verified else chain.served
+    items = []
+    for position, der in enumerate(certs):
+        note = "from the trust store" if position and der not in chain.served else ""
+        try:
+            items.append(_cert_item(der, note))
+        except ValueError:
+            raise UserError(
+                f"{source.label}: certificate #{position} cannot be parsed", EXIT_FAILED
+            ) from None
+    return Chain(source.label, tuple(items), source, chain.verified)
+
+
+def _insecure_warning(label: str) -> None:
+    print(
+        f"{PROG}: WARNING: --insecure: CA validation is OFF for {label}. Its chain was "
+        "NOT verified: anyone on the network path could have sent it. Only the leaf "
+        "is meaningful (it is all requests-pinning checks when verify=False), and only "
+        "once you have compared its pin with one obtained another way.",
+        file=sys.stderr,
+    )
+
+
+def backup_pin(path: str) -> tuple[str, str]:
+    """``(path, pin)`` of a spare key: a PEM public or private key, or a certificate."""
+    items = _read_items(path)
+    if len(items) != 1:
+        raise UserError(
+            f"--backup {path!r}: holds {len(items)} certificates or keys; give a file with one"
+        )
+    return path, items[0].pin
+
+
+# -- certificates and keys --------------------------------------------------------------
+
+
+def _cert_item(der: bytes, note: str = "") -> Item:
+    cert = x509.load_der_x509_certificate(der)
+    return Item(sha256_pin(der), _key_text(cert.public_key()), cert, der, note=note)
+
+
+def _key_item(key: PublicKeyTypes, source: str) -> Item:
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return Item(spki_pin(spki), _key_text(key), source=source)
+
+
+def _spki_item(spki: bytes) -> Item:
+    """A DER SubjectPublicKeyInfo, pinned exactly as encoded (as spki_pin does)."""
+    key = serialization.load_der_public_key(spki)
+    try:
+        pin = spki_pin(spki)
+    except PinConfigError:  # a bare PKCS#1 key: pin its SubjectPublicKeyInfo
+        return _key_item(key, "public key")
+    return Item(pin, _key_text(key), source="public key")
+
+
+def _key_text(key: PublicKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}-bit"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA {key.key_size}-bit"
+    return type(key).__name__
+
+
+def _private_key_item(der: bytes, path: str) -> Item:
+    """The public half of a private key. Private material never reaches a message."""
+    try:
+        private = serialization.load_der_private_key(der, password=None)
+    except TypeError:
+        raise UserError(_encrypted(path)) from None
+    except (ValueError, UnsupportedAlgorithm):
+        # cryptography's message is not shown: nothing derived from the key may leak.
+        raise UserError(f"{path!r}: the private key cannot be read") from None
+    return _key_item(private.public_key(), "private key")
+
+
+def _encrypted(path: str) -> str:
+    return (
+        f"{path!r}: the private key is encrypted; give its certificate or its public "
+        "key instead (openssl pkey -in KEY -pubout)"
+    )
+
+
+# -- files ------------------------------------------------------------------------------
+
+_CERT_LABELS = ("CERTIFICATE", "X509 CERTIFICATE")
+_PRIVATE_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY")
+_CSR_LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
+
+
+def _read_items(path: str) -> list[Item]:
+    """Every certificate and public key in a PEM or DER file, in file order."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " in data:
+        return _pem_items(path, data)
+    return _der_items(path, data)
+
+
+def _pem_items(path: str, data: bytes) -> list[Item]:
+    items: list[Item] = []
+    labels = []
+    for label, body in iter_pem_blocks(data):
+        labels.append(label)
+        # An encrypted key is refused before its body is decoded: legacy
+        # encrypted PEM carries headers that are not base64.
+        if "ENCRYPTED" in label or (b"Proc-Type:" in body and b"ENCRYPTED" in body):
+            raise UserError(_encrypted(path))
+        try:
+            der = decode_pem_body(body)
+        except binascii.Error:
+            raise UserError(f"{path!r}: the PEM {label} block is not valid base64") from None
+        items.extend(_pem_block_items(path, label, der))
+    if not items:
+        found = ", ".join(labels) or "no complete PEM block"
+        raise UserError(f"{path!r}: no certificate or key to pin (found: {found})")
+    return items
+
+
+def _pem_block_items(path: str, label: str, der: bytes) -> list[Item]:
+    try:
+        if label in _CERT_LABELS:
+            return [_cert_item(der)]
+        if label == "PUBLIC KEY":
+            return [_spki_item(der)]
+        if label == "RSA PUBLIC KEY":
+            return [_key_item(serialization.load_der_public_key(der), "public key")]
+        if label in _PRIVATE_LABELS:
+            return [_private_key_item(der, path)]
+        if label in _CSR_LABELS:
+            request = x509.load_der_x509_csr(der)
+            return [_key_item(request.public_key(), "certificate request")]
+        if label == "PKCS7":
+            return _pkcs7_items(der)
+    except (ValueError, UnsupportedAlgorithm):
+        raise UserError(f"{path!r}: the PEM {label} block cannot be read") from None
+    return []  # other blocks (CRLs, parameters...) have nothing to pin
+
+
+def _pkcs7_items(der: bytes) -> list[Item]:
+    certs = pkcs7.load_der_pkcs7_certificates(der)
+    return [_cert_item(cert.public_bytes(serialization.Encoding.DER)) for cert in certs]
+
+
+def _der_items(path: str, data: bytes) -> list[Item]:
+    try:
+        certs = split_der_certificates(data)
+    except ValueError:
+        certs = []
+    if certs:
+        return [_cert_item(der) for der in certs]
+    try:
+        return [_spki_item(data)]
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        raise UserError(_encrypted(path)) from None
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    else:
+        return [_private_key_item(data, path)]
+    try:
+        return _pkcs7_items(data)
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    raise UserError(
+        f"{path!r} is neither a PEM or DER certificate or chain, nor a public or private key"
+    )
