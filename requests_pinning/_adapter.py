@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from requests.adapters import HTTPAdapter
-from requests.exceptions import RequestException
 from requests.models import PreparedRequest, Response
 from requests.utils import get_auth_from_url
 
-from ._errors import PinMismatchError
 from ._pinset import PinSet
 from ._report import OnFailure, ReportStats
-from ._urllib3 import PinningPoolManager, PinningProxyManager, PinSource, socks_proxy_manager
+from ._urllib3 import (
+    PinningPoolManager,
+    PinningProxyManager,
+    PinSource,
+    _PinRefused,
+    socks_proxy_manager,
+)
 from ._verify import Enforcer
 
 __all__ = ["PinningAdapter"]
@@ -133,6 +137,7 @@ class PinningAdapter(HTTPAdapter):
         self.poolmanager = PinningPoolManager(
             self.pinset,
             _enforcer=self._enforcer,
+            _for_adapter=True,
             num_pools=connections,
             maxsize=maxsize,
             block=block,
@@ -144,6 +149,7 @@ class PinningAdapter(HTTPAdapter):
             return self.proxy_manager[proxy]
         common = {
             "_enforcer": self._enforcer,
+            "_for_adapter": True,
             "num_pools": self._pool_connections,
             "maxsize": self._pool_maxsize,
             "block": self._pool_block,
@@ -162,32 +168,23 @@ class PinningAdapter(HTTPAdapter):
         self.proxy_manager[proxy] = manager
         return manager
 
-    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> Response:
+        # The signature is spelled out, not *args/**kwargs: this runs for every
+        # request, including each one on a kept-alive connection.
         try:
-            return super().send(request, *args, **kwargs)
-        except PinMismatchError:
-            raise
-        except RequestException as exc:
-            # requests wraps urllib3's errors (here a MaxRetryError whose reason
-            # is the PinMismatchError) in its own SSLError. Callers are promised
-            # the PinMismatchError itself.
-            error = _find_pin_error(exc)
-            if error is None:
-                raise
+            return super().send(request, stream, timeout, verify, cert, proxies)
+        except _PinRefused as refused:
+            # The adapter's pools let the refusal through untouched (requests
+            # would wrap a urllib3 error in its own SSLError): callers are
+            # promised the PinMismatchError itself, after one handshake.
+            error = refused.error
             error.request = request
             raise error from None
-
-
-def _find_pin_error(exc: BaseException) -> PinMismatchError | None:
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, PinMismatchError):
-            return item
-        todo.extend(item.args)
-        todo.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-    return None

@@ -209,7 +209,9 @@ def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> Pe
 
 def _read_chain(tls: ssl.SSLSocket) -> PeerChain:
     try:
-        return peer_chain(tls)
+        chain = peer_chain(tls)
+        chain.served  # noqa: B018 - read now: the library reads it lazily, and the socket closes
+        return chain
     except ValueError as exc:
         # As in the library: a connection whose chain cannot be read fails.
         verified = tls.context.verify_mode != ssl.CERT_NONE

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -103,12 +104,12 @@ def peer_chain(sock: object) -> PeerChain:
     leaf: bytes | None = None
     candidates: list[object]
     if isinstance(sock, ssl.SSLSocket):
-        verified = sock.context.verify_mode != ssl.CERT_NONE
+        verified = _verify_mode(sock.context) != ssl.CERT_NONE
         candidates = [sock, getattr(sock, "_sslobj", None)]
         leaf = sock.getpeercert(binary_form=True)
     elif hasattr(sock, "sslobj") and isinstance(sock.sslobj, ssl.SSLObject):  # SSLTransport
         tls = sock.sslobj
-        verified = tls.context.verify_mode != ssl.CERT_NONE
+        verified = _verify_mode(tls.context) != ssl.CERT_NONE
         candidates = [tls, getattr(tls, "_sslobj", None)]
         leaf = tls.getpeercert(binary_form=True)
     elif hasattr(sock, "connection") and hasattr(sock.connection, "get_verified_chain"):
@@ -120,38 +121,51 @@ def peer_chain(sock: object) -> PeerChain:
         leaf = found[0] if found else None
         return _assemble(
             leaf,
-            served=_call(connection, "get_peer_cert_chain"),
-            verified_chain=_call(connection, "get_verified_chain"),
+            load_served=lambda: _call(connection, "get_peer_cert_chain"),
+            verified_chain=_call(connection, "get_verified_chain") if verified else None,
             verified=verified,
         )
     else:
         raise ValueError(f"cannot read certificates from a {type(sock).__name__}")
-    served = verified_chain = None
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        served = served or _call(candidate, "get_unverified_chain")
-        verified_chain = verified_chain or _call(candidate, "get_verified_chain")
-    return _assemble(leaf, served=served, verified_chain=verified_chain, verified=verified)
+    tls_objects = [candidate for candidate in candidates if candidate is not None]
+
+    def first(method: str) -> tuple[bytes, ...] | None:
+        for candidate in tls_objects:
+            found = _call(candidate, method)
+            if found:
+                return found
+        return None
+
+    return _assemble(
+        leaf,
+        load_served=lambda: first("get_unverified_chain"),
+        # With validation off, get_verified_chain() returns the *unverified*
+        # chain: only the leaf proves anything, so it is not even read.
+        verified_chain=first("get_verified_chain") if verified else None,
+        verified=verified,
+    )
+
+
+def _verify_mode(context: ssl.SSLContext) -> int:
+    # The raw int, without SSLContext.verify_mode's enum conversion (hot path).
+    return int(super(ssl.SSLContext, context).verify_mode)
 
 
 def _assemble(
     leaf: bytes | None,
     *,
-    served: tuple[bytes, ...] | None,
+    load_served: Callable[[], tuple[bytes, ...] | None],
     verified_chain: tuple[bytes, ...] | None,
     verified: bool,
 ) -> PeerChain:
     if leaf is None:
+        served = load_served()
         leaf = served[0] if served else None
     if leaf is None:
         raise ValueError("the TLS connection has no peer certificate")
-    served = served or (leaf,)
-    # With validation off, get_verified_chain() returns the *unverified* chain:
-    # only the leaf proves anything. With validation on but no chain to be
-    # had, the leaf is still checked: intermediate pins then fail, closed.
-    checked = verified_chain if verified and verified_chain else (leaf,)
-    return PeerChain(served=served, checked=checked, verified=verified)
+    # With validation on but no verified chain to be had, the leaf is still
+    # checked: intermediate and root pins then fail, closed.
+    return PeerChain(checked=verified_chain or (leaf,), verified=verified, load_served=load_served)
 
 
 class _PinningConnectionMixin:
@@ -226,7 +240,7 @@ class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection())
 
 
 class _PinningPoolMixin:
-    """Attaches the enforcer and the origin to each new connection; unwraps refusals."""
+    """Attaches the enforcer and the origin to each new connection."""
 
     _pin_enforcer: Enforcer | None = None
 
@@ -236,6 +250,15 @@ class _PinningPoolMixin:
         conn._pin_enforcer = self._pin_enforcer
         conn._pin_origin = (pool.host, int(pool.port or 443))
         return conn
+
+
+class _UnwrapRefusalsMixin:
+    """Turns ``_PinRefused`` into what urllib3 callers expect, for direct urllib3 use.
+
+    PinningAdapter's pools go without it: its ``send`` unwraps the refusal
+    itself, and this pass-through would cost every keep-alive request a few
+    thousand instructions of argument forwarding.
+    """
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -257,12 +280,17 @@ class _PinningHTTPSConnectionPool(_PinningPoolMixin, HTTPSConnectionPool):
     ConnectionCls = _PinningHTTPSConnection
 
 
+class _UnwrappingHTTPSConnectionPool(_UnwrapRefusalsMixin, _PinningHTTPSConnectionPool):
+    pass
+
+
 class _PinningManagerMixin:
     """Swaps in pinning HTTPS pools and hands them the enforcer."""
 
     pinset: PinSet
     _pin_enforcer: Enforcer
-    _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
+    _https_pool_class: type[_PinningPoolMixin] = _UnwrappingHTTPSConnectionPool
+    _adapter_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
 
     def _setup_pinning(
         self,
@@ -272,6 +300,7 @@ class _PinningManagerMixin:
         allow_unpinned: bool,
         enforcer: Enforcer | None,
         report_uri: str | None = None,
+        for_adapter: bool = False,
     ) -> None:
         if enforcer is None:
             enforcer = Enforcer(
@@ -286,7 +315,7 @@ class _PinningManagerMixin:
         manager: Any = self
         manager.pool_classes_by_scheme = {
             **manager.pool_classes_by_scheme,
-            "https": self._https_pool_class,
+            "https": self._adapter_pool_class if for_adapter else self._https_pool_class,
         }
 
     @property
@@ -328,10 +357,13 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
+        _for_adapter: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+        self._setup_pinning(
+            pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
+        )
 
 
 class PinningProxyManager(_PinningManagerMixin, ProxyManager):
@@ -353,10 +385,13 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
+        _for_adapter: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(proxy_url, **kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+        self._setup_pinning(
+            pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
+        )
 
 
 def socks_proxy_manager(
@@ -368,6 +403,7 @@ def socks_proxy_manager(
     allow_unpinned: bool = True,
     report_uri: str | None = None,
     _enforcer: Enforcer | None = None,
+    _for_adapter: bool = False,
     **kwargs: Any,
 ) -> PoolManager:
     """A pinning ``urllib3.contrib.socks.SOCKSProxyManager`` (needs PySocks).
@@ -376,7 +412,9 @@ def socks_proxy_manager(
     certificate is checked as without a proxy.
     """
     manager: Any = _socks_manager_class()(proxy_url, **kwargs)
-    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+    manager._setup_pinning(
+        pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
+    )
     result: PoolManager = manager
     return result
 
@@ -396,7 +434,13 @@ def _socks_manager_class() -> Any:
     class _PinningSOCKSHTTPSConnectionPool(_PinningPoolMixin, SOCKSHTTPSConnectionPool):
         ConnectionCls = _PinningSOCKSHTTPSConnection
 
+    class _UnwrappingSOCKSHTTPSConnectionPool(
+        _UnwrapRefusalsMixin, _PinningSOCKSHTTPSConnectionPool
+    ):
+        pass
+
     class _PinningSOCKSProxyManager(_PinningManagerMixin, SOCKSProxyManager):
-        _https_pool_class = _PinningSOCKSHTTPSConnectionPool
+        _https_pool_class = _UnwrappingSOCKSHTTPSConnectionPool
+        _adapter_pool_class = _PinningSOCKSHTTPSConnectionPool
 
     return _PinningSOCKSProxyManager

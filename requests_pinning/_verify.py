@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -25,22 +25,42 @@ __all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
 log = logging.getLogger("requests_pinning")
 
 
-@dataclass(frozen=True)
 class PeerChain:
     """What the TLS layer could tell about the server.
 
     ``checked`` is what proves something: the chain OpenSSL verified against
     the trust store (root included) when CA validation was on, otherwise only
-    the leaf. ``served`` is what the server sent, for messages and reports
-    only: it is never what a pin is matched against, because an attacker can
-    append the genuine intermediate to a rogue chain (CVE-2016-2402).
-    ``problem`` says why nothing could be checked at all.
+    the leaf. ``served`` is what the server sent, for messages, reports and
+    deny pins without validation only: it is never what an accepted pin is
+    matched against, because an attacker can append the genuine intermediate
+    to a rogue chain (CVE-2016-2402). It is read on first use (a passing check
+    never needs it), so read it while the socket is open. ``problem`` says why
+    nothing could be checked at all.
     """
 
-    served: tuple[bytes, ...]
-    checked: tuple[bytes, ...]
-    verified: bool
-    problem: str | None = None
+    __slots__ = ("_load_served", "_served", "checked", "problem", "verified")
+
+    def __init__(
+        self,
+        *,
+        checked: tuple[bytes, ...],
+        verified: bool,
+        served: tuple[bytes, ...] | None = None,
+        load_served: Callable[[], tuple[bytes, ...] | None] | None = None,
+        problem: str | None = None,
+    ) -> None:
+        self.checked = checked
+        self.verified = verified
+        self.problem = problem
+        self._served = served
+        self._load_served = load_served
+
+    @property
+    def served(self) -> tuple[bytes, ...]:
+        if self._served is None:
+            loaded = self._load_served() if self._load_served is not None else None
+            self._served = loaded or self.checked[:1]
+        return self._served
 
 
 Status = Literal["matched", "unpinned", "expired", "failed"]
@@ -51,12 +71,19 @@ class Verdict:
     """The outcome of one check; ``ok`` is False only for ``failed``."""
 
     status: Status
-    reason: str
+    why: str = ""
     matched: Pin | None = None
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def reason(self) -> str:
+        """One line saying why (formatted on demand: a pass rarely needs it)."""
+        if not self.why and self.matched is not None:
+            return f"{self.matched} matched"
+        return self.why
 
 
 def evaluate(
@@ -64,7 +91,7 @@ def evaluate(
     chain: PeerChain,
     *,
     allow_unpinned: bool,
-    now: datetime,
+    now: datetime | None = None,
     ignore_expiry: bool = False,
 ) -> Verdict:
     """Decide one connection. Pure: no logging, no callbacks, no exceptions.
@@ -91,19 +118,21 @@ def evaluate(
     # Deny pins first: a denied certificate fails the connection even when an
     # accepted pin matches too. With CA validation off, every certificate the
     # server presented is looked at: for a deny-list, stricter is safe.
-    for der in chain.checked if chain.verified else chain.served:
-        for pin in entry.deny:
-            if pin.matches(der):
-                return Verdict(
-                    "failed",
-                    f"the certificate {describe_name(der)} ({sha256_pin(der)}) is denied by {pin}",
-                )
-    if not entry.pins:
-        return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
+    if entry.deny:
+        for der in chain.checked if chain.verified else chain.served:
+            for pin in entry.deny:
+                if pin.matches(der):
+                    return Verdict(
+                        "failed",
+                        f"the certificate {describe_name(der)} ({sha256_pin(der)}) "
+                        f"is denied by {pin}",
+                    )
+        if not entry.pins:
+            return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
     for der in chain.checked:
         for pin in entry.pins:
             if pin.matches(der):
-                return Verdict("matched", f"{pin} matched", matched=pin)
+                return Verdict("matched", matched=pin)
     if chain.verified:
         return Verdict("failed", "no certificate of the verified chain matches a pin")
     return Verdict(
@@ -146,10 +175,10 @@ class Enforcer:
         entry = self.pinset.match(host, port)
         if entry is None and not required:
             return
-        now = datetime.now(timezone.utc)
-        verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned, now=now)
+        verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned)
         if verdict.status == "matched":
-            log.debug("pin check passed for %s:%s: %s", host, port, verdict.reason)
+            # The pin is formatted only if DEBUG is on: this is the hot path.
+            log.debug("pin check passed for %s:%s: %s matched", host, port, verdict.matched)
             return
         if verdict.status == "unpinned":
             log.debug("no pins configured for %s:%s; connection allowed", host, port)
@@ -159,6 +188,7 @@ class Enforcer:
             self._warn_expired(entry)
             return
         report_only = self.report_only or (entry is not None and entry.report_only)
+        now = datetime.now(timezone.utc)
         report_uri = (entry.report_uri if entry else None) or self.report_uri
         failure = _failure(host, port, entry, chain, verdict, report_only, now, report_uri)
         message = format_message(failure)
