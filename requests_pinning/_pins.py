@@ -12,6 +12,7 @@ from ._certs import ALGORITHMS, cert_digest, format_fingerprint, format_spki_pin
 
 __all__ = ["Pin"]
 
+_ALGORITHM_NAMES = {name: name for name in ALGORITHMS}
 _HEX_LENGTHS = {2 * size: name for name, size in ALGORITHMS.items()}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _COLON_HEX = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+")
@@ -48,8 +49,9 @@ class Pin:
     @classmethod
     def _parse_spki(cls, text: str) -> Pin:
         prefix, rest = text.split("/", 1)
-        algorithm = prefix.lower()
-        if algorithm not in ALGORITHMS:
+        # One shared string per algorithm (100,000-entry pin files add up).
+        algorithm = _ALGORITHM_NAMES.get(prefix.lower(), "")
+        if not algorithm:
             names = ", ".join(f"{name}/" for name in ALGORITHMS)
             raise ValueError(f"{text!r} has an unknown hash algorithm {prefix!r}: use {names}")
         size = ALGORITHMS[algorithm]

@@ -37,7 +37,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = ("pins", "deny", "include_subdomains", "expires", "report_only", "report_uri")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostPins:
     """The pinning policy for one host pattern of a :class:`PinSet`.
 
@@ -445,6 +445,8 @@ def _ip_form(host: str) -> str | None:
     """
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if ":" not in host and not _INET_ATON.fullmatch(host):
+        return None  # the common case, a name: skip ipaddress's exception (load time)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
