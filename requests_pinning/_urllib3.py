@@ -70,14 +70,16 @@ def _der_list(items: object) -> tuple[bytes, ...] | None:
     """Certificates as DER, from whatever a TLS object returned (bytes, _ssl or pyOpenSSL)."""
     if not items:
         return None
+    try:  # the common case, a list of _ssl.Certificate: one comprehension (hot path)
+        return tuple([item.public_bytes(_ENCODING_DER) for item in items])  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
     result = []
     for item in items:  # type: ignore[attr-defined]
         if isinstance(item, bytes | bytearray):
             result.append(bytes(item))
         elif isinstance(item, x509.Certificate):
             result.append(item.public_bytes(Encoding.DER))
-        elif hasattr(item, "public_bytes"):  # _ssl.Certificate
-            result.append(bytes(item.public_bytes(_ENCODING_DER)))
         elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
             result.append(item.to_cryptography().public_bytes(Encoding.DER))
         else:
@@ -87,85 +89,67 @@ def _der_list(items: object) -> tuple[bytes, ...] | None:
 
 def _call(obj: object, name: str) -> tuple[bytes, ...] | None:
     method = getattr(obj, name, None)
-    if method is None:
-        return None
-    return _der_list(method())
+    return None if method is None else _der_list(method())
 
 
 def peer_chain(sock: object) -> PeerChain:
-    """Read the served chain, the verified chain and the verify mode off a TLS socket.
+    """Read the verified chain (or the leaf) and the verify mode off a TLS socket.
 
-    Handles ``ssl.SSLSocket`` (public ``get_verified_chain`` on 3.13, the private
-    ``_sslobj`` on 3.10 to 3.12), urllib3's ``SSLTransport`` (TLS inside TLS,
-    through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. Raises
-    ``ValueError`` when nothing can be read, which the caller turns into a
-    refusal: a connection that cannot be checked is never waved through.
+    Handles ``ssl.SSLSocket``, urllib3's ``SSLTransport`` (TLS inside TLS,
+    through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. The
+    verified chain comes from ``get_verified_chain()`` of the native ``_ssl``
+    object (public on the socket only from Python 3.13, on ``_sslobj`` from
+    3.10). The served chain is read only when needed. Raises ``ValueError``
+    when nothing can be read, which the caller turns into a refusal: a
+    connection that cannot be checked is never waved through.
     """
-    leaf: bytes | None = None
-    candidates: list[object]
     if isinstance(sock, ssl.SSLSocket):
-        verified = _verify_mode(sock.context) != ssl.CERT_NONE
-        candidates = [sock, getattr(sock, "_sslobj", None)]
-        leaf = sock.getpeercert(binary_form=True)
-    elif hasattr(sock, "sslobj") and isinstance(sock.sslobj, ssl.SSLObject):  # SSLTransport
-        tls = sock.sslobj
-        verified = _verify_mode(tls.context) != ssl.CERT_NONE
-        candidates = [tls, getattr(tls, "_sslobj", None)]
-        leaf = tls.getpeercert(binary_form=True)
-    elif hasattr(sock, "connection") and hasattr(sock.connection, "get_verified_chain"):
-        connection = sock.connection  # pyOpenSSL
+        return _stdlib_chain(sock, sock.context)
+    tls = getattr(sock, "sslobj", None)
+    if isinstance(tls, ssl.SSLObject):  # urllib3's SSLTransport
+        return _stdlib_chain(tls, tls.context)
+    connection = getattr(sock, "connection", None)
+    if connection is not None and hasattr(connection, "get_verified_chain"):  # pyOpenSSL
         verified = connection.get_context().get_verify_mode() != 0
-        candidates = [connection]
-        cert = connection.get_peer_certificate()
-        found = _der_list([cert]) if cert is not None else None
-        leaf = found[0] if found else None
+        peer = connection.get_peer_certificate()
         return _assemble(
-            leaf,
-            load_served=lambda: _call(connection, "get_peer_cert_chain"),
+            leaf=lambda: (_der_list([peer]) or (None,))[0] if peer is not None else None,
+            served=lambda: _call(connection, "get_peer_cert_chain"),
             verified_chain=_call(connection, "get_verified_chain") if verified else None,
             verified=verified,
         )
-    else:
-        raise ValueError(f"cannot read certificates from a {type(sock).__name__}")
-    tls_objects = [candidate for candidate in candidates if candidate is not None]
+    raise ValueError(f"cannot read certificates from a {type(sock).__name__}")
 
-    def first(method: str) -> tuple[bytes, ...] | None:
-        for candidate in tls_objects:
-            found = _call(candidate, method)
-            if found:
-                return found
-        return None
 
+def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, context: ssl.SSLContext) -> PeerChain:
+    # The raw int, without SSLContext.verify_mode's enum conversion (hot path).
+    verified = int(super(ssl.SSLContext, context).verify_mode) != ssl.CERT_NONE
+    native = getattr(tls, "_sslobj", None) or tls
     return _assemble(
-        leaf,
-        load_served=lambda: first("get_unverified_chain"),
+        leaf=lambda: tls.getpeercert(binary_form=True),
+        served=lambda: _call(native, "get_unverified_chain"),
         # With validation off, get_verified_chain() returns the *unverified*
         # chain: only the leaf proves anything, so it is not even read.
-        verified_chain=first("get_verified_chain") if verified else None,
+        verified_chain=_call(native, "get_verified_chain") if verified else None,
         verified=verified,
     )
 
 
-def _verify_mode(context: ssl.SSLContext) -> int:
-    # The raw int, without SSLContext.verify_mode's enum conversion (hot path).
-    return int(super(ssl.SSLContext, context).verify_mode)
-
-
 def _assemble(
-    leaf: bytes | None,
     *,
-    load_served: Callable[[], tuple[bytes, ...] | None],
+    leaf: Callable[[], bytes | None],
+    served: Callable[[], tuple[bytes, ...] | None],
     verified_chain: tuple[bytes, ...] | None,
     verified: bool,
 ) -> PeerChain:
-    if leaf is None:
-        served = load_served()
-        leaf = served[0] if served else None
-    if leaf is None:
-        raise ValueError("the TLS connection has no peer certificate")
+    if verified_chain:
+        return PeerChain(checked=verified_chain, verified=verified, load_served=served)
     # With validation on but no verified chain to be had, the leaf is still
     # checked: intermediate and root pins then fail, closed.
-    return PeerChain(checked=verified_chain or (leaf,), verified=verified, load_served=load_served)
+    der = leaf() or (served() or (None,))[0]
+    if der is None:
+        raise ValueError("the TLS connection has no peer certificate")
+    return PeerChain(checked=(der,), verified=verified, load_served=served)
 
 
 class _PinningConnectionMixin:
