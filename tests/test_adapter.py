@@ -482,3 +482,16 @@ def test_policy_cannot_be_changed_after_construction(pki: PKI) -> None:
         adapter.pinset = adapter.pinset  # type: ignore[misc]
     assert adapter.allow_unpinned is True
     assert len(adapter.pinset) == 1
+
+
+def test_expired_entry_does_not_fall_back_to_a_broader_one(pki: PKI, rogue: TLSServer) -> None:
+    session = pinned_session(
+        {
+            "localhost": {"pins": [pki.intermediate_pin], "expires": "2020-01-01"},
+            "**.localhost": [pki.intermediate_pin],  # would refuse the rogue server
+        }
+    )
+    accept(session, rogue, verify=pki.bundle)
+    # The twin: without the expired entry, the broader one applies and refuses.
+    with TLSServer(pki.rogue_leaf) as second:
+        refuse(pinned_session({"**.localhost": [pki.intermediate_pin]}), second, verify=pki.bundle)
