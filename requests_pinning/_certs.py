@@ -36,7 +36,7 @@ _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
 
 _PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----",
+    rb"-----BEGIN ([A-Z0-9 #]+)-----\s*(.*?)\s*-----END \1-----",
     re.DOTALL,
 )
 

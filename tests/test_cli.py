@@ -578,3 +578,14 @@ def test_subcommand_help_has_examples(capsys: Capture, command: str) -> None:
     assert status == 0
     assert "examples:" in out
     assert f"requests-pinning {command}" in out
+
+
+def test_pins_names_pem_blocks_it_cannot_pin(capsys: Capture, tmp_path: Path) -> None:
+    path = tmp_path / "signed.p7"
+    path.write_text(
+        "-----BEGIN PKCS #7 SIGNED DATA-----\nAAAA\n-----END PKCS #7 SIGNED DATA-----\n"
+    )
+    status, out, err = run(capsys, "pins", str(path))
+    assert status == 2
+    assert out == ""
+    assert "found: PKCS #7 SIGNED DATA" in err
