@@ -125,30 +125,14 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, context: ssl.SSLContext) -
     # The raw int, without SSLContext.verify_mode's enum conversion (hot path).
     verified = int(super(ssl.SSLContext, context).verify_mode) != ssl.CERT_NONE
     native = getattr(tls, "_sslobj", None) or tls
-    served = lambda: _call(native, "get_unverified_chain")  # noqa: E731
-    # With validation off, get_verified_chain() returns the *unverified*
-    # chain: only the leaf proves anything, so it is not even read.
-    method = getattr(native, "get_verified_chain", None) if verified else None
-    chain = method() if method is not None else None
-    if chain:
-        # Converted to DER one at a time, as the check needs them (hot path).
-        return PeerChain(native=chain, to_der=_to_der, verified=True, load_served=served)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
-        served=served,
-        verified_chain=None,
+        served=lambda: _call(native, "get_unverified_chain"),
+        # With validation off, get_verified_chain() returns the *unverified*
+        # chain: only the leaf proves anything, so it is not even read.
+        verified_chain=_call(native, "get_verified_chain") if verified else None,
         verified=verified,
     )
-
-
-def _to_der(cert: object) -> bytes:
-    """One certificate from the ``_ssl`` module as DER (bytes on some Pythons already)."""
-    if isinstance(cert, bytes):
-        return cert
-    der = _der_list([cert])
-    if der is None:
-        raise ValueError(f"cannot read a {type(cert).__name__} as DER")
-    return der[0]
 
 
 def _assemble(

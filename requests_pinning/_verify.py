@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -36,68 +36,24 @@ class PeerChain:
     to a rogue chain (CVE-2016-2402). It is read on first use (a passing check
     never needs it), so read it while the socket is open. ``problem`` says why
     nothing could be checked at all.
-
-    The checked chain may be given as ``native`` certificates with a
-    ``to_der`` function: they are then converted one at a time, on demand,
-    by :meth:`each_checked` (a check that passes on the intermediate never
-    converts the root).
     """
 
-    __slots__ = (
-        "_checked",
-        "_der",
-        "_load_served",
-        "_native",
-        "_served",
-        "_to_der",
-        "problem",
-        "verified",
-    )
+    __slots__ = ("_load_served", "_served", "checked", "problem", "verified")
 
     def __init__(
         self,
         *,
-        checked: tuple[bytes, ...] = (),
+        checked: tuple[bytes, ...],
         verified: bool,
-        native: Sequence[object] = (),
-        to_der: Callable[[object], bytes] | None = None,
         served: tuple[bytes, ...] | None = None,
         load_served: Callable[[], tuple[bytes, ...] | None] | None = None,
         problem: str | None = None,
     ) -> None:
+        self.checked = checked
         self.verified = verified
         self.problem = problem
-        self._checked: tuple[bytes, ...] | None = checked if checked or not native else None
-        self._native = native
-        self._to_der = to_der
-        self._der: list[bytes | None] = [None] * len(native)
         self._served = served
         self._load_served = load_served
-
-    @property
-    def checked(self) -> tuple[bytes, ...]:
-        if self._checked is None:
-            self._checked = tuple(self._der_at(i) for i in range(len(self._native)))
-        return self._checked
-
-    def is_empty(self) -> bool:
-        """True when there is no certificate to check at all."""
-        return not (self._checked or self._native)
-
-    def each_checked(self) -> Iterator[bytes]:
-        """The checked chain, leaf first, each certificate converted on demand."""
-        if self._checked is not None:
-            yield from self._checked
-            return
-        for index in range(len(self._native)):
-            yield self._der_at(index)
-
-    def _der_at(self, index: int) -> bytes:
-        der = self._der[index]
-        if der is None:
-            assert self._to_der is not None
-            der = self._der[index] = self._to_der(self._native[index])
-        return der
 
     @property
     def served(self) -> tuple[bytes, ...]:
@@ -157,7 +113,7 @@ def evaluate(
         return Verdict("expired", f"the entry expired at {entry.expires}")
     if chain.problem is not None:
         return Verdict("failed", chain.problem)
-    if chain.is_empty():
+    if not chain.checked:
         return Verdict("failed", "the server presented no certificate")
     # Deny pins first: a denied certificate fails the connection even when an
     # accepted pin matches too. With CA validation off, every certificate the
@@ -173,7 +129,7 @@ def evaluate(
                     )
         if not entry.pins:
             return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
-    for der in chain.each_checked():
+    for der in chain.checked:
         for pin in entry.pins:
             if pin.matches(der):
                 return Verdict("matched", matched=pin)
