@@ -104,13 +104,8 @@ class PinningAdapter(HTTPAdapter):
         return self._enforcer.report_uri
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._enforcer = Enforcer(
-            state["pinset"],
-            report_only=state["report_only"],
-            on_failure=state["on_failure"],
-            allow_unpinned=state["allow_unpinned"],
-            report_uri=state["report_uri"],
-        )
+        # The policy names are Enforcer's own parameter names.
+        self._enforcer = Enforcer(**{name: state[name] for name in self._POLICY})
         rest = {key: value for key, value in state.items() if key not in self._POLICY}
         super().__setstate__(rest)  # type: ignore[misc]
 

@@ -19,6 +19,8 @@ from typing import Any
 import requests.utils
 import urllib3
 
+from ._pinset import normalize_host
+
 __all__ = ["OnFailure", "PinFailure", "ReportStats", "Reporter"]
 
 log = logging.getLogger("requests_pinning")
@@ -157,8 +159,6 @@ class Reporter:
 
     def submit(self, failure: PinFailure, uri: str) -> None:
         """Queue the report for ``failure`` to ``uri``; returns at once."""
-        from ._pinset import normalize_host
-
         target = urllib3.util.parse_url(uri).host or ""
         if normalize_host(target.strip("[]")) == failure.host:
             # Reporting to the host that just failed would hand the report
