@@ -52,12 +52,12 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
         peer = peer_chain(sock)
         if len(peer.checked) != 3 or not peer.verified:
             raise RuntimeError(f"expected a verified chain of 3, got {len(peer.checked)}")
-        enforcer.check(HOST, port, peer)  # raises if the pin does not match
+        enforcer.check([HOST], port, peer)  # raises if the pin does not match
         tls: Any = sock if hasattr(sock, "get_verified_chain") else sock._sslobj
         entry = enforcer.pinset.match(HOST, port)
 
         def both() -> None:
-            enforcer.check(HOST, port, peer_chain(sock))
+            enforcer.check([HOST], port, peer_chain(sock))
 
         def clear() -> None:
             spki_digest.cache_clear()
@@ -65,12 +65,12 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
 
         def cold() -> None:
             clear()
-            enforcer.check(HOST, port, peer_chain(sock))
+            enforcer.check([HOST], port, peer_chain(sock))
 
         parts: dict[str, Callable[[], object]] = {
             "peer_chain + Enforcer.check": both,
             "peer_chain": lambda: peer_chain(sock),
-            "Enforcer.check": lambda: enforcer.check(HOST, port, peer),
+            "Enforcer.check": lambda: enforcer.check([HOST], port, peer),
             "getpeercert(binary_form=True)": lambda: sock.getpeercert(binary_form=True),
             "verified chain as DER (3 certificates)": lambda: [
                 cert.public_bytes(_DER) for cert in tls.get_verified_chain()

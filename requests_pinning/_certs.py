@@ -136,7 +136,7 @@ def describe_name(der: bytes) -> str:
     try:
         cert = x509.load_der_x509_certificate(der)
         return format_name(cert.subject) or "(empty subject)"
-    except ValueError:
+    except Exception:  # used in failure messages, which must be built whatever the input
         return "(unparseable certificate)"
 
 

@@ -462,17 +462,30 @@ def _ip_form(host: str) -> str | None:
     return address.compressed
 
 
-def _normalize_name(name: str) -> str | None:
-    """IDNA (UTS 46) and lower case, one trailing dot removed; None when IDNA refuses it."""
+def _normalize_name(name: str, *, all_dots: bool = False) -> str | None:
+    """IDNA (UTS 46) and lower case, trailing dots removed; None when IDNA refuses it.
+
+    Pattern keys lose one trailing dot (``api.example.com.`` is a fully
+    qualified name; two dots are a typo). Lookups (``all_dots``) lose all of
+    them, as urllib3 does before validating.
+    """
     if name.isascii():
         # For ASCII input, UTS 46 mapping is lower-casing: skip the (slow) codec.
+        if all_dots:
+            return name.rstrip(".").lower()
         return (name[:-1] if name.endswith(".") else name).lower()
-    # idna.encode itself drops one trailing dot (any of the Unicode full stops).
     try:
-        encoded = idna.encode(name, uts46=True).decode("ascii")
+        # Map first (fullwidth and ideographic full stops become "."), so that
+        # the trailing dots can be seen and removed before encoding.
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        if all_dots:
+            mapped = mapped.rstrip(".")
+        elif mapped.endswith("."):
+            mapped = mapped[:-1]
+        encoded = idna.encode(mapped).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
-    return encoded[:-1] if encoded.endswith(".") else encoded
+    return encoded
 
 
 def _valid_name(name: str) -> bool:
@@ -481,14 +494,34 @@ def _valid_name(name: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _lookup_form(host: str) -> tuple[str, bool]:
-    """Normalise a host being looked up, exactly as keys were normalised at load.
+    """Normalise a host being looked up into the form of the keys made at load.
+
+    The rule is "the pinned name is the authenticated name": a lookup must
+    reach the entry of whatever name the TLS layer validated the certificate
+    against, however the URL spelled it. So every transformation urllib3 and
+    ``ssl`` apply before validating is applied here too, and never fewer:
+
+    - brackets around an IPv6 literal go, and so does its zone id
+      (``[::1%eth0]``): urllib3 2.x validates the address without it;
+    - *every* trailing dot goes (``api.example.com..``): urllib3 strips them
+      all before SNI and hostname validation;
+    - IDNA (UTS 46) and lower case, and every IPv4 spelling the resolver
+      accepts becomes the dotted quad it dials.
 
     A host that IDNA refuses is still matched, by its lower-cased text: a
     lookup must never be skipped because the name could not be normalised.
+    (The TLS layer itself only ever validates ASCII names, and the caller
+    looks those up too.)
     """
-    name = _normalize_name(host)
+    text = host.strip("[]")
+    if "%" in text:
+        # Only an IP literal has a zone id; "%" in a name is not valid anyway.
+        address = text[: text.rfind("%")]
+        if _ip_form(address) is not None:
+            text = address
+    name = _normalize_name(text.rstrip("."), all_dots=True)
     if name is None:
-        name = host[:-1].lower() if host.endswith(".") else host.lower()
+        name = text.rstrip(".").lower()
     ip = _ip_form(name)
     if ip is not None:
         return ip, True
@@ -496,5 +529,9 @@ def _lookup_form(host: str) -> tuple[str, bool]:
 
 
 def normalize_host(host: str) -> str:
-    """The form in which a host is matched: IDNA A-labels, lower case, IPs compressed."""
+    """The form in which a host is matched: IDNA A-labels, lower case, IPs compressed.
+
+    Brackets, IPv6 zone ids and all trailing dots are removed first, as urllib3
+    does before it validates a certificate.
+    """
     return _lookup_form(host)[0]

@@ -181,17 +181,36 @@ class _PinningConnectionMixin:
                 reason="no pin policy attached",
             )
         host, port = origin
-        chain = self._peer(host, port)
-        enforcer.check(host, port, chain)
-        # When the user made urllib3 validate the certificate for another name
-        # (server_hostname, assert_hostname: e.g. connecting by IP address),
-        # that name's pins apply too: it is the identity that was authenticated.
-        for name in (
+        try:
+            chain = self._peer(host, port)
+            names = self._names(host)
+        except Exception as exc:
+            # Fail closed: whatever could not be read cannot be vouched for.
+            problem = f"the TLS connection could not be read ({type(exc).__name__}: {exc})"
+            chain = PeerChain(checked=(), verified=False, problem=problem)
+            names = [host]
+        enforcer.check(names, port, chain)
+
+    def _names(self, origin: str) -> list[str | None]:
+        """Every name this connection is known by; the pins of each one apply.
+
+        urllib3 derives the name it validates the certificate against on its
+        own (the tunnel host or the host, replaced by ``server_hostname``,
+        trailing dots and IPv6 zone ids removed, then ``assert_hostname`` if
+        given), and ``ssl`` encodes it once more (IDNA 2003). Instead of
+        re-deriving that and hoping to agree, the check takes the names at
+        every stage, including the one the TLS object itself recorded, and
+        the enforcer applies the pins of all of them (see ``Enforcer.check``).
+        """
+        conn: Any = self
+        assert_hostname = getattr(conn, "assert_hostname", None)
+        return [
+            origin,
+            getattr(conn, "_tunnel_host", None) or conn.host,
             getattr(conn, "server_hostname", None),
-            getattr(conn, "assert_hostname", None),
-        ):
-            if isinstance(name, str) and name and normalize_host(name) != normalize_host(host):
-                enforcer.check(name, port, chain, required=False)
+            assert_hostname if isinstance(assert_hostname, str) else None,
+            tls_server_name(conn.sock),
+        ]
 
     def _peer(self, host: str, port: int) -> PeerChain:
         conn: Any = self
@@ -218,6 +237,25 @@ class _PinningConnectionMixin:
             return peer_chain(conn.sock)
         except ValueError as exc:
             return PeerChain(served=(), checked=(), verified=False, problem=str(exc))
+
+
+def tls_server_name(sock: object) -> str | None:
+    """The server name a TLS socket was started with (what ``ssl`` validated), if any.
+
+    ``ssl.SSLSocket`` and ``ssl.SSLObject`` record it after IDNA encoding;
+    urllib3's ``SSLTransport`` wraps an ``SSLObject``; pyOpenSSL keeps the SNI.
+    """
+    name = getattr(sock, "server_hostname", None)
+    if name is None:
+        name = getattr(getattr(sock, "sslobj", None), "server_hostname", None)
+    if name is None:
+        connection = getattr(sock, "connection", None)
+        get_servername = getattr(connection, "get_servername", None)
+        if get_servername is not None:
+            name = get_servername()
+    if isinstance(name, bytes):
+        return name.decode("ascii", "replace")
+    return name if isinstance(name, str) else None
 
 
 class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection()):  # type: ignore[misc]

@@ -58,7 +58,12 @@ class PeerChain:
     @property
     def served(self) -> tuple[bytes, ...]:
         if self._served is None:
-            loaded = self._load_served() if self._load_served is not None else None
+            loaded = None
+            if self._load_served is not None:
+                try:
+                    loaded = self._load_served()
+                except Exception:  # only for messages and reports: the leaf will do
+                    log.debug("could not read the served chain", exc_info=True)
             self._served = loaded or self.checked[:1]
         return self._served
 
@@ -165,16 +170,53 @@ class Enforcer:
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
 
-    def check(self, host: str, port: int, chain: PeerChain, *, required: bool = True) -> None:
+    def check(self, names: list[str | None], port: int, chain: PeerChain) -> None:
         """Raise :class:`PinMismatchError` unless the connection may be used.
 
-        ``required=False`` checks ``host`` only if it has an entry: for a second
-        name of the same connection, ``allow_unpinned`` is the origin's business.
+        ``names`` are every name the connection is known by: the origin's host
+        as the URL spelled it, the host TLS was started with, and the names
+        the certificate was validated against (``server_hostname``,
+        ``assert_hostname``, the TLS object's own). The rule is "the pinned
+        name is the authenticated name": rather than trusting that one
+        derivation of the name agrees with another, every distinct name is
+        looked up, and every entry found must pass. A spelling difference
+        can therefore only add pins, never take them away; a connection is
+        "unpinned" only when no name it is known by has an entry.
+
+        Anything that goes wrong while deciding (a certificate the parser
+        cannot walk, a name the lookup cannot take) is a failure like any
+        other: raised when enforced, reported and let through in report-only
+        mode, with ``on_failure`` and ``report_uri`` called either way.
         """
-        entry = self.pinset.match(host, port)  # normalises the host itself
-        if entry is None and not required:
+        hosts: dict[str, None] = {}
+        found: dict[int, tuple[str, HostPins]] = {}
+        try:
+            for name in names:
+                if name:
+                    hosts[normalize_host(name)] = None
+            for host in hosts:
+                entry = self.pinset.match(host, port)
+                if entry is not None:
+                    found.setdefault(id(entry), (host, entry))
+        except Exception as exc:
+            # Fail closed: a name that cannot be looked up might have pins.
+            host = next(iter(hosts), "") or str(names[0] if names else "")
+            why = f"the host name could not be looked up ({type(exc).__name__}: {exc})"
+            self._fail(host, port, None, chain, Verdict("failed", why))
             return
-        verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned)
+        if not found:
+            self._decide(next(iter(hosts), ""), port, None, chain)
+        for host, entry in found.values():
+            self._decide(host, port, entry, chain)
+
+    def _decide(self, host: str, port: int, entry: HostPins | None, chain: PeerChain) -> None:
+        try:
+            verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned)
+        except Exception as exc:
+            # A check that cannot decide is a failure, never a pass and never
+            # an exception that escapes the documented ones.
+            why = f"the certificates could not be checked ({type(exc).__name__}: {exc})"
+            verdict = Verdict("failed", why)
         if verdict.status == "matched":
             # The pin is formatted only if DEBUG is on: this is the hot path.
             log.debug("pin check passed for %s:%s: %s matched", host, port, verdict.matched)
@@ -186,7 +228,11 @@ class Enforcer:
             assert entry is not None
             self._warn_expired(entry)
             return
-        host = normalize_host(host)  # for the error and the report; a pass never needs it
+        self._fail(host, port, entry, chain, verdict)
+
+    def _fail(
+        self, host: str, port: int, entry: HostPins | None, chain: PeerChain, verdict: Verdict
+    ) -> None:
         report_only = self.report_only or (entry is not None and entry.report_only)
         now = datetime.now(timezone.utc)
         report_uri = (entry.report_uri if entry else None) or self.report_uri
@@ -197,7 +243,11 @@ class Enforcer:
             log.warning("report-only pin failure (connection allowed): %s", message)
         self._notify(failure)
         if report_uri is not None:
-            self.reporter.submit(failure, report_uri)
+            try:
+                self.reporter.submit(failure, report_uri)
+            except Exception:
+                # Reporting is best effort; it never changes the verdict.
+                log.exception("could not queue a pin violation report for %s", host)
         if report_only:
             return
         raise PinMismatchError(
@@ -271,7 +321,7 @@ def _pins_of(chain: Sequence[bytes]) -> tuple[str, ...]:
     for der in chain:
         try:
             pins.append(sha256_pin(der))
-        except ValueError:
+        except Exception:  # a failure message must be built whatever the certificate
             pins.append("(unparseable certificate)")
     return tuple(pins)
 

@@ -207,12 +207,19 @@ class ConnectProxy(_Server):
     `forwarded` and answered 200 `forwarded` by the proxy itself, without contacting
     the origin. With `tls_cert` the proxy itself speaks TLS (an "HTTPS proxy"), and its
     `url` names it as `localhost`, so issue the certificate for "localhost".
+
+    With `route_to` (a loopback port), every tunnel goes to 127.0.0.1 on that port,
+    whatever host it names: a proxy or a resolver in the attacker's hands, which makes
+    any spelling of a name reach an impostor.
     """
 
-    def __init__(self, tls_cert: trustme.LeafCert | None = None) -> None:
+    def __init__(
+        self, tls_cert: trustme.LeafCert | None = None, *, route_to: int | None = None
+    ) -> None:
         super().__init__(None if tls_cert is None else _server_context(tls_cert))
         self.connects: list[str] = []
         self.forwarded: list[str] = []
+        self.route_to = route_to
 
     @property
     def url(self) -> str:
@@ -241,6 +248,8 @@ class ConnectProxy(_Server):
         with self._lock:
             self.connects.append(target)
         host, _, port = target.rpartition(":")
+        if self.route_to is not None:
+            host, port = "127.0.0.1", str(self.route_to)
         try:
             upstream = _open_upstream(host.strip("[]"), int(port))
         except _Forbidden:
@@ -261,9 +270,10 @@ class Socks5Proxy(_Server):
     if the target is loopback, tunnelled there; anything else is refused.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, route_to: int | None = None) -> None:
         super().__init__()
         self.connects: list[str] = []
+        self.route_to = route_to  # as for ConnectProxy: every tunnel goes there
 
     @property
     def url(self) -> str:
@@ -295,6 +305,8 @@ class Socks5Proxy(_Server):
             return
         with self._lock:
             self.connects.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        if self.route_to is not None:
+            host, port = "127.0.0.1", self.route_to
         try:
             upstream = _open_upstream(host, port)
         except _Forbidden:
