@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests.exceptions
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from requests.utils import get_auth_from_url
 
+from ._errors import PinMismatchError
 from ._pinset import PinSet
 from ._report import OnFailure, ReportStats
 from ._urllib3 import (
     PinningPoolManager,
     PinningProxyManager,
     PinSource,
-    _PinRefused,
     socks_proxy_manager,
 )
 from ._verify import Enforcer
@@ -132,7 +133,6 @@ class PinningAdapter(HTTPAdapter):
         self.poolmanager = PinningPoolManager(
             self.pinset,
             _enforcer=self._enforcer,
-            _for_adapter=True,
             num_pools=connections,
             maxsize=maxsize,
             block=block,
@@ -144,7 +144,6 @@ class PinningAdapter(HTTPAdapter):
             return self.proxy_manager[proxy]
         common = {
             "_enforcer": self._enforcer,
-            "_for_adapter": True,
             "num_pools": self._pool_connections,
             "maxsize": self._pool_maxsize,
             "block": self._pool_block,
@@ -176,10 +175,12 @@ class PinningAdapter(HTTPAdapter):
         # request, including each one on a kept-alive connection.
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)
-        except _PinRefused as refused:
-            # The adapter's pools let the refusal through untouched (requests
-            # would wrap a urllib3 error in its own SSLError): callers are
-            # promised the PinMismatchError itself, after one handshake.
-            error = refused.error
-            error.request = request
-            raise error from None
+        except requests.exceptions.SSLError as wrapped:
+            # requests wraps the pools' MaxRetryError(reason=PinMismatchError)
+            # in its own SSLError: callers are promised the PinMismatchError
+            # itself (after one handshake).
+            reason = getattr(wrapped.args[0] if wrapped.args else None, "reason", None)
+            if not isinstance(reason, PinMismatchError):
+                raise
+            reason.request = request
+            raise reason from None

@@ -276,11 +276,11 @@ class _PinningPoolMixin:
 
 
 class _UnwrapRefusalsMixin:
-    """Turns ``_PinRefused`` into what urllib3 callers expect, for direct urllib3 use.
+    """Turns ``_PinRefused`` into what urllib3 callers expect.
 
-    PinningAdapter's pools go without it: its ``send`` unwraps the refusal
-    itself, and this pass-through would cost every keep-alive request a few
-    thousand instructions of argument forwarding.
+    Every pinning pool has it, the adapter's included: its pools are public
+    (``adapter.poolmanager``, ``get_connection_with_tls_context``), and
+    whoever calls them must get a documented error, never ``_PinRefused``.
     """
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -299,12 +299,8 @@ class _UnwrapRefusalsMixin:
             raise MaxRetryError(pool, url, reason=error) from error
 
 
-class _PinningHTTPSConnectionPool(_PinningPoolMixin, HTTPSConnectionPool):
+class _PinningHTTPSConnectionPool(_UnwrapRefusalsMixin, _PinningPoolMixin, HTTPSConnectionPool):
     ConnectionCls = _PinningHTTPSConnection
-
-
-class _UnwrappingHTTPSConnectionPool(_UnwrapRefusalsMixin, _PinningHTTPSConnectionPool):
-    pass
 
 
 class _PinningManagerMixin:
@@ -312,8 +308,7 @@ class _PinningManagerMixin:
 
     pinset: PinSet
     _pin_enforcer: Enforcer
-    _https_pool_class: type[_PinningPoolMixin] = _UnwrappingHTTPSConnectionPool
-    _adapter_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
+    _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
 
     def _setup_pinning(
         self,
@@ -323,7 +318,6 @@ class _PinningManagerMixin:
         allow_unpinned: bool,
         enforcer: Enforcer | None,
         report_uri: str | None = None,
-        for_adapter: bool = False,
     ) -> None:
         if enforcer is None:
             enforcer = Enforcer(
@@ -338,7 +332,7 @@ class _PinningManagerMixin:
         manager: Any = self
         manager.pool_classes_by_scheme = {
             **manager.pool_classes_by_scheme,
-            "https": self._adapter_pool_class if for_adapter else self._https_pool_class,
+            "https": self._https_pool_class,
         }
 
     @property
@@ -380,13 +374,10 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
-        _for_adapter: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._setup_pinning(
-            pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
-        )
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
 
 
 class PinningProxyManager(_PinningManagerMixin, ProxyManager):
@@ -408,13 +399,10 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         _enforcer: Enforcer | None = None,
-        _for_adapter: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(proxy_url, **kwargs)
-        self._setup_pinning(
-            pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
-        )
+        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
 
 
 def socks_proxy_manager(
@@ -426,7 +414,6 @@ def socks_proxy_manager(
     allow_unpinned: bool = True,
     report_uri: str | None = None,
     _enforcer: Enforcer | None = None,
-    _for_adapter: bool = False,
     **kwargs: Any,
 ) -> PoolManager:
     """A pinning ``urllib3.contrib.socks.SOCKSProxyManager`` (needs PySocks).
@@ -435,9 +422,7 @@ def socks_proxy_manager(
     certificate is checked as without a proxy.
     """
     manager: Any = _socks_manager_class()(proxy_url, **kwargs)
-    manager._setup_pinning(
-        pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri, _for_adapter
-    )
+    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
     result: PoolManager = manager
     return result
 
@@ -446,24 +431,28 @@ def socks_proxy_manager(
 def _socks_manager_class() -> Any:
     # Imported on first use: PySocks is optional (requests[socks]).
     from urllib3.contrib.socks import (
-        SOCKSHTTPSConnection,
+        SOCKSConnection,
         SOCKSHTTPSConnectionPool,
         SOCKSProxyManager,
     )
 
-    class _PinningSOCKSHTTPSConnection(_PinningConnectionMixin, SOCKSHTTPSConnection):
-        pass
-
-    class _PinningSOCKSHTTPSConnectionPool(_PinningPoolMixin, SOCKSHTTPSConnectionPool):
-        ConnectionCls = _PinningSOCKSHTTPSConnection
-
-    class _UnwrappingSOCKSHTTPSConnectionPool(
-        _UnwrapRefusalsMixin, _PinningSOCKSHTTPSConnectionPool
+    # Not urllib3's SOCKSHTTPSConnection: it inherits whatever HTTPSConnection
+    # was when urllib3.contrib.socks was first imported, which is HTTP/2's
+    # connection after urllib3.http2.inject_into_urllib3(), and that one sends
+    # its preface before a check in a subclass could run.
+    class _PinningSOCKSHTTPSConnection(
+        _PinningConnectionMixin,
+        SOCKSConnection,
+        _base_https_connection(),  # type: ignore[misc]
     ):
         pass
 
+    class _PinningSOCKSHTTPSConnectionPool(
+        _UnwrapRefusalsMixin, _PinningPoolMixin, SOCKSHTTPSConnectionPool
+    ):
+        ConnectionCls = _PinningSOCKSHTTPSConnection
+
     class _PinningSOCKSProxyManager(_PinningManagerMixin, SOCKSProxyManager):
-        _https_pool_class = _UnwrappingSOCKSHTTPSConnectionPool
-        _adapter_pool_class = _PinningSOCKSHTTPSConnectionPool
+        _https_pool_class = _PinningSOCKSHTTPSConnectionPool
 
     return _PinningSOCKSProxyManager

@@ -118,9 +118,9 @@ class _Server:
                 target=self._serve, args=(conn,), name=f"{type(self).__name__}-conn"
             )
             thread.daemon = True
-            with self._lock:
+            with self._lock:  # started under the lock: _join never sees it unstarted
+                thread.start()
                 self._threads.append(thread)
-            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         sock = conn

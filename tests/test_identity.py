@@ -15,7 +15,10 @@ names. Whenever urllib3 accepts it, the pins must have been applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import gc
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -35,19 +38,14 @@ from requests_pinning import (
 from .conftest import PKI
 from .servers import ConnectProxy, Socks5Proxy, TLSServer
 
+URLLIB3_2 = not urllib3.__version__.startswith("1.")  # type: ignore[attr-defined]
+
 
 def session(pki: PKI, pins: Any, **kwargs: Any) -> requests.Session:
     s = requests.Session()
     s.mount("https://", PinningAdapter(pins, **kwargs))
     s.verify = pki.bundle
     return s
-
-
-def assert_nothing_leaked(server: TLSServer) -> None:
-    server.wait_idle()
-    assert server.handshakes >= 1  # the impostor was reached and its certificate seen
-    assert server.bytes_received == 0
-    assert server.requests == []
 
 
 @pytest.fixture
@@ -72,102 +70,136 @@ TRAILING_DOT_SPELLINGS = [
 ]
 
 
+def refused(call: Callable[[], object], rogue: TLSServer, pattern: str = "localhost") -> bool:
+    """Run an attack; True if the pins refused it, False if it failed before them.
+
+    Either way the impostor received nothing. (urllib3 1.26 hands a name with
+    trailing dots to ``ssl`` unchanged, where IDNA refuses it before the
+    handshake, and it validates a zone id as part of the name: such spellings
+    cannot be dialled or fail hostname validation, before any pin is needed.)
+    """
+    error = attempt(call)
+    if isinstance(error, PinMismatchError):
+        rogue.wait_idle()
+        assert rogue.bytes_received == 0
+        assert rogue.requests == []
+        assert error.pattern == pattern
+        assert rogue.handshakes >= 1  # the impostor was reached: the pins stopped it
+        return True
+    assert error is not None, "the impostor answered"
+    assert rogue.bytes_received == 0, repr(error)
+    assert rogue.requests == []
+    return False
+
+
+def attempt(call: Callable[[], object]) -> BaseException | None:
+    """The exception ``call`` raised (a MaxRetryError's reason), or None.
+
+    urllib3 1.26 leaks the SSLSocket that ``ssl`` made when IDNA then refuses
+    the server name; its ResourceWarning is not ours and is silenced here, with
+    the socket collected before the warnings filter is restored.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            call()
+        except Exception as exc:
+            error: BaseException = exc
+            if isinstance(exc, MaxRetryError) and exc.reason is not None:
+                error = exc.reason
+            # Drop every traceback of the chain: their frames hold the socket.
+            seen: set[int] = set()
+            link: BaseException | None = exc
+            while link is not None and id(link) not in seen:
+                seen.add(id(link))
+                link.__traceback__ = None
+                link = link.__cause__ or link.__context__
+            del exc, link
+            gc.collect()
+            return error
+        return None
+
+
 @pytest.mark.parametrize("host", TRAILING_DOT_SPELLINGS)
-def test_trailing_dots_through_a_connect_proxy_requests(
-    pki: PKI, evil_proxy: ConnectProxy, rogue: TLSServer, host: str
+def test_trailing_dots_through_a_connect_proxy(
+    pki: PKI,
+    evil_proxy: ConnectProxy,
+    honest_proxy: ConnectProxy,
+    rogue: TLSServer,
+    host: str,
 ) -> None:
     s = session(pki, {"localhost": [pki.intermediate_pin]})
-    proxies = {"https": evil_proxy.url}
-    with pytest.raises((PinMismatchError, requests.exceptions.InvalidURL)) as info:
-        s.post(
-            f"https://{host}:443/",
-            proxies=proxies,
-            headers={"Authorization": "Bearer secret"},
-            data=b"x" * 100,
-        )
-    if isinstance(info.value, PinMismatchError):
-        assert info.value.host == "localhost"
-        assert info.value.pattern == "localhost"
-        assert_nothing_leaked(rogue)
-    assert rogue.bytes_received == 0
-
-
-@pytest.mark.parametrize("host", ["localhost..", "LocalHost...."])
-def test_trailing_dots_twin_genuine_server_passes(
-    pki: PKI, honest_proxy: ConnectProxy, host: str
-) -> None:
-    s = session(pki, {"localhost": [pki.intermediate_pin]})
-    response = s.get(f"https://{host}:443/", proxies={"https": honest_proxy.url})
-    assert response.status_code == 200
+    url = f"https://{host}:443/"
+    attack = functools.partial(
+        s.post,
+        url,
+        proxies={"https": evil_proxy.url},
+        headers={"Authorization": "Bearer secret"},
+        data=b"x" * 100,
+    )
+    if refused(attack, rogue):
+        # The passing twin: the genuine server, by the same spelling and path.
+        assert s.get(url, proxies={"https": honest_proxy.url}).status_code == 200
 
 
 def test_trailing_dots_through_pinning_proxy_manager(
     pki: PKI, evil_proxy: ConnectProxy, honest_proxy: ConnectProxy, rogue: TLSServer
 ) -> None:
     pins = {"localhost": [pki.intermediate_pin]}
-    evil = PinningProxyManager(pins, evil_proxy.url, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
-    with pytest.raises(MaxRetryError) as info:
-        evil.request("POST", "https://localhost..:443/", body=b"secret")
-    assert isinstance(info.value.reason, PinMismatchError)
-    assert_nothing_leaked(rogue)
-    honest = PinningProxyManager(
-        pins, honest_proxy.url, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle
-    )
-    assert honest.request("GET", "https://localhost..:443/").status == 200
+    options: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle}
+    evil = PinningProxyManager(pins, evil_proxy.url, **options)
+    if refused(lambda: evil.request("POST", "https://localhost..:443/", body=b"secret"), rogue):
+        honest = PinningProxyManager(pins, honest_proxy.url, **options)
+        assert honest.request("GET", "https://localhost..:443/").status == 200
 
 
 def test_trailing_dots_through_a_socks5h_proxy(pki: PKI, rogue: TLSServer, good: TLSServer) -> None:
     pins = {"localhost": [pki.intermediate_pin]}
+    s = session(pki, pins)
     with Socks5Proxy(route_to=rogue.port) as proxy:
-        s = session(pki, pins)
-        with pytest.raises(PinMismatchError):
-            s.get("https://localhost..:443/", proxies={"https": proxy.url})
-        assert_nothing_leaked(rogue)
+        attack = functools.partial(s.get, "https://localhost..:443/", proxies={"https": proxy.url})
+        assert refused(attack, rogue)  # SOCKS dials the stripped name: always reached
     with Socks5Proxy(route_to=good.port) as proxy:
-        s = session(pki, pins)
         assert s.get("https://localhost..:443/", proxies={"https": proxy.url}).status_code == 200
 
 
-def test_redirect_to_a_trailing_dot_spelling(pki: PKI, good: TLSServer, rogue: TLSServer) -> None:
-    # A page the client trusts (reached directly) redirects to a spelling of
-    # the pinned host that the attacker's proxy sends to the impostor.
-    pins = {"localhost": [pki.intermediate_pin]}
-    with ConnectProxy(route_to=rogue.port) as proxy:
-        s = session(pki, pins)
-        s.proxies = {"https": proxy.url}
-        s.trust_env = False
-        # The first hop goes through the proxy too; route it to the good server
-        # by a name the attacker does not touch: the proxy sends everything to
-        # the impostor, so the first hop is made without it.
-        first = requests.Session()
-        first.mount("https://", PinningAdapter(pins))
-        first.verify = pki.bundle
-        hop = first.get(
-            f"https://localhost:{good.port}/redirect?to=https://localhost..:443/landed",
-            allow_redirects=False,
-        )
-        assert hop.status_code == 302
-        with pytest.raises(PinMismatchError):
-            s.send(s.prepare_request(requests.Request("GET", hop.headers["Location"])))
-        # and when requests follows the redirect itself:
-        with pytest.raises(PinMismatchError):
-            s.get(f"https://localhost:{good.port}/redirect?to=https://localhost..:443/landed")
-        assert_nothing_leaked(rogue)
+def test_redirect_to_a_trailing_dot_spelling(
+    pki: PKI,
+    good: TLSServer,
+    evil_proxy: ConnectProxy,
+    honest_proxy: ConnectProxy,
+    rogue: TLSServer,
+) -> None:
+    # A page the client trusts, reached directly, redirects to a spelling of
+    # the pinned host, which the attacker's proxy sends to the impostor.
+    pins = {"localhost": [pki.intermediate_pin], "127.0.0.1": [pki.intermediate_pin]}
+    with session(pki, pins) as s:
+        page = f"https://127.0.0.1:{good.port}/redirect?to=https://localhost..:443/landed"
+        # Only the redirect's target goes through the attacker's proxy.
+        evil = {"https://localhost..": evil_proxy.url}
+        if refused(functools.partial(s.get, page, proxies=evil), rogue):
+            honest = {"https://localhost..": honest_proxy.url}
+            response = s.get(page, proxies=honest)
+            assert response.status_code == 200
+            assert response.url == "https://localhost..:443/landed"
+            assert len(response.history) == 1
 
 
 def test_ipv6_zone_id_is_not_a_way_around_the_pins(pki: PKI) -> None:
     pins = {"::1": [pki.intermediate_pin]}
     with TLSServer(pki.rogue_leaf, bind="::1") as rogue:
         http = PinningPoolManager(pins, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+        results = []
         for url in (f"https://[::1%251]:{rogue.port}/", f"https://[0::1%251]:{rogue.port}/"):
-            with pytest.raises(MaxRetryError) as info:
-                http.request("POST", url, body=b"secret")
-            assert isinstance(info.value.reason, PinMismatchError)
-            assert info.value.reason.host == "::1"
-        assert rogue.bytes_received == 0
-    with TLSServer(pki.leaf, bind="::1") as good:
-        http = PinningPoolManager(pins, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
-        assert http.request("GET", f"https://[::1%251]:{good.port}/").status == 200
+            attack = functools.partial(http.request, "POST", url, body=b"secret")
+            results.append(refused(attack, rogue, pattern="::1"))
+    # urllib3 2.x validates the address without its zone: the pins refused it;
+    # 1.26 validates "::1%1" as a name, which fails before pins are needed.
+    assert results == [URLLIB3_2] * 2
+    if results[0]:
+        with TLSServer(pki.leaf, bind="::1") as good:
+            http = PinningPoolManager(pins, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+            assert http.request("GET", f"https://[::1%251]:{good.port}/").status == 200
 
 
 def test_server_hostname_and_assert_hostname_pins_apply(
@@ -182,12 +214,12 @@ def test_server_hostname_and_assert_hostname_pins_apply(
             ca_certs=pki.bundle,
             **{option: name},  # type: ignore[arg-type]
         )
-        with pytest.raises(MaxRetryError) as info:
-            http.request("GET", f"https://127.0.0.1:{rogue.port}/")
-        assert isinstance(info.value.reason, PinMismatchError)
-        assert info.value.reason.pattern == "localhost"
-        assert http.request("GET", f"https://127.0.0.1:{good.port}/").status == 200
-    assert rogue.bytes_received == 0
+        attack = functools.partial(http.request, "GET", f"https://127.0.0.1:{rogue.port}/")
+        if refused(attack, rogue):
+            assert http.request("GET", f"https://127.0.0.1:{good.port}/").status == 200
+        else:  # urllib3 1.26 hands "LOCALHOST.." to ssl as it is; IDNA refuses it
+            assert not URLLIB3_2
+            assert option == "server_hostname"
 
 
 # --- the differential property test --------------------------------------------------
@@ -257,15 +289,21 @@ PINS_FOR_EVERY_NAME = ("localhost", "127.0.0.1", "::1")
 
 
 def _outcome(http: urllib3.PoolManager, url: str) -> str:
-    try:
+    response: Any = None
+
+    def call() -> None:
+        nonlocal response
         response = http.request("POST", url, body=b"secret", retries=False, timeout=10)
-    except PinMismatchError:
+
+    error = attempt(call)
+    if error is None:
+        return f"HTTP {response.status}"
+    if isinstance(error, PinMismatchError):
         return "refused by pins"
-    except urllib3.exceptions.LocationParseError:
+    if isinstance(error, urllib3.exceptions.LocationParseError):
         return "not a URL to urllib3"
-    except (urllib3.exceptions.HTTPError, OSError, ValueError, UnicodeError) as exc:
-        return f"failed before pins: {type(exc).__name__}"
-    return f"HTTP {response.status}"
+    assert isinstance(error, urllib3.exceptions.HTTPError | OSError | ValueError | UnicodeError)
+    return f"failed before pins: {type(error).__name__}"
 
 
 @settings(
