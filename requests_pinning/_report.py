@@ -7,19 +7,21 @@ import dataclasses
 import json
 import logging
 import os
-import queue
+import socket
 import textwrap
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import requests.utils
 import urllib3
+from urllib3.connection import HTTPConnection
 
-from ._pinset import normalize_host
+from ._pinset import PinSet, normalize_host
 
 __all__ = ["OnFailure", "PinFailure", "ReportStats", "Reporter"]
 
@@ -133,7 +135,17 @@ def _first_in_window(key: tuple[object, ...], now: float) -> bool:
 
 @dataclass
 class ReportStats:
-    """Counters of violation reports, for operators watching back-pressure."""
+    """Counters of violation reports, for operators watching back-pressure.
+
+    Attributes:
+        sent: reports the collector acknowledged with a 2xx status.
+        deduplicated: reports not sent because the same one was sent (or tried)
+            within :data:`DEDUP_SECONDS`.
+        dropped: reports never tried: the queue was full, the collector is the
+            host that failed, or ``close()`` ran out of time before their turn.
+        failed: reports tried and not delivered: the collector was unreachable,
+            failed its own pin check, missed the deadline or answered non-2xx.
+    """
 
     sent: int = 0
     deduplicated: int = 0
@@ -144,18 +156,36 @@ class ReportStats:
 class Reporter:
     """Sends violation reports from a background thread; never blocks or fails a request.
 
-    Reports go through a bounded queue to one worker thread, started on first
-    use, with short timeouts and no retries. When the queue is full the report
-    is dropped and counted. The worker uses its own pool with normal CA
-    validation: a report never travels over the connection that failed.
+    Reports go through a bounded queue to one worker thread, started by the
+    first report and ended as soon as the queue is empty, so an idle reporter
+    holds no thread and a forgotten one does not keep one alive. Each report
+    has a total ``deadline`` (connect, TLS, send and reading the status) and
+    no retries; when the queue is full the report is dropped and counted.
+
+    A report never travels over the connection that failed. It goes through a
+    pool that enforces ``pins`` for the collector's own host (CA validation
+    on), so an impostor for a pinned collector gets nothing.
     """
 
-    def __init__(self, *, queue_size: int = 100, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        pins: PinSet | None = None,
+        *,
+        allow_unpinned: bool = True,
+        queue_size: int = 100,
+        deadline: float = 3.0,
+    ) -> None:
         self.stats = ReportStats()
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=queue_size)
-        self._timeout = timeout
+        self._pins = pins if pins is not None else PinSet()
+        self._allow_unpinned = allow_unpinned
+        self._queue_size = queue_size
+        self._deadline = deadline
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._pending: deque[tuple[str, bytes]] = deque()
+        self._running = False  # a worker is draining _pending
+        self._threads: list[threading.Thread] = []  # started and not yet joined
+        self._stop_at: float | None = None  # while close() waits: its own deadline
+        self._http: urllib3.PoolManager | None = None
 
     def submit(self, failure: PinFailure, uri: str) -> None:
         """Queue the report for ``failure`` to ``uri``; returns at once."""
@@ -171,23 +201,46 @@ class Reporter:
             self._count("deduplicated")
             return
         body = json.dumps(failure.to_report()).encode("utf-8")
-        self._ensure_worker()
-        try:
-            self._queue.put_nowait((uri, body))
-        except queue.Full:
+        with self._lock:
+            full = len(self._pending) >= self._queue_size
+            if full:
+                self.stats.dropped += 1
+            else:
+                self._pending.append((uri, body))
+                if not self._running:
+                    self._running = True
+                    thread = threading.Thread(
+                        target=self._work, name="requests-pinning-reporter", daemon=True
+                    )
+                    self._threads = [t for t in self._threads if t.is_alive()]
+                    self._threads.append(thread)
+                    thread.start()
+        if full:
             log.warning("pin violation report queue is full; report for %s dropped", failure.host)
-            self._count("dropped")
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker after the reports already queued (waits at most ``timeout``)."""
+        """Send the reports already queued for up to ``timeout`` seconds, then stop the worker.
+
+        Reports whose turn has not come by then are dropped and counted. Returns
+        once the worker thread has ended: after at most ``timeout`` seconds, or
+        the deadline of the report in flight if that is later. The reporter stays
+        usable: a later report starts a new worker.
+        """
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            try:
-                self._queue.put(None, timeout=timeout)
-            except queue.Full:
-                return
-            thread.join(timeout)
+            threads = list(self._threads)
+            self._stop_at = time.monotonic() + timeout
+        # The bound holds unless name resolution hangs (nothing interrupts
+        # getaddrinfo); the thread is a daemon, so it cannot hold up exit.
+        give_up = time.monotonic() + max(timeout, self._deadline) + 1.0
+        try:
+            for thread in threads:
+                thread.join(max(0.0, give_up - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("the pin violation report worker did not stop in time")
+        finally:
+            with self._lock:
+                self._stop_at = None
+                self._threads = [t for t in self._threads if t.is_alive()]
 
     def snapshot(self) -> ReportStats:
         """A consistent copy of the counters."""
@@ -198,34 +251,126 @@ class Reporter:
         with self._lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._work, name="requests-pinning-reporter", daemon=True
-                )
-                self._thread.start()
-
     def _work(self) -> None:
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
-        http = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=ca_bundle,
-            timeout=urllib3.Timeout(connect=self._timeout, read=self._timeout),
-            retries=False,
-        )
         while True:
-            item = self._queue.get()
-            if item is None:
-                http.clear()
-                return
-            uri, body = item
+            with self._lock:
+                if not self._pending:
+                    # Decided under the lock, so that submit() starts a new
+                    # worker for anything queued from now on.
+                    self._running = False
+                    return
+                uri, body = self._pending.popleft()
+                stop_at = self._stop_at
+            now = time.monotonic()
+            deadline = now + self._deadline
+            if stop_at is not None:
+                # close() is waiting: what cannot start before its own deadline
+                # is dropped, and what starts may not run past it.
+                if now >= stop_at:
+                    log.warning("pin violation report to %s dropped: the reporter closed", uri)
+                    self._count("dropped")
+                    continue
+                deadline = min(deadline, stop_at)
             try:
-                response = http.request(
-                    "POST", uri, body=body, headers={"Content-Type": "application/json"}
-                )
-                ok = 200 <= response.status < 300
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                status = self._post(uri, body, deadline)
+            except Exception as exc:
+                # Whatever went wrong (a refused pin check, a timeout, a bad
+                # answer), one report is lost, never the worker.
                 log.warning("pin violation report to %s failed: %s", uri, exc)
-                ok = False
-            self._count("sent" if ok else "failed")
+                self._count("failed")
+                continue
+            if 200 <= status < 300:
+                self._count("sent")
+            else:
+                log.warning("pin violation report to %s failed: HTTP status %d", uri, status)
+                self._count("failed")
+
+    def _post(self, uri: str, body: bytes, deadline: float) -> int:
+        """POST ``body`` to ``uri`` before ``deadline``; return the response status."""
+
+        def time_left(share: float = 1.0) -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer before the deadline")
+            return left * share
+
+        url = urllib3.util.parse_url(uri)
+        if url.scheme == "http" and self._pins.match(url.host or "", url.port or 80) is not None:
+            # The collector's host is pinned, and a cleartext report cannot honour that.
+            raise ConnectionRefusedError(f"{url.host} is pinned; not sending it a report over http")
+        pool = self._pool_manager().connection_from_url(uri)
+        # A connection of our own, never returned to the pool: urllib3's
+        # response parsing applies its timeouts to each read, so a collector
+        # dripping one byte at a time would hold the worker for ever. Here
+        # every step gets only what is left of one deadline.
+        conn = cast(HTTPConnection, pool._new_conn())
+        try:
+            # create_connection() and CPython's TLS handshake each take the
+            # socket timeout as their total duration: half the deadline each.
+            conn.timeout = time_left(0.5)
+            conn.connect()  # the collector's pins are checked here
+            conn.timeout = time_left()  # for the send (urllib3 2.x)
+            if conn.sock is not None:  # for the send (urllib3 1.26); sendall() counts it in total
+                conn.sock.settimeout(conn.timeout)
+            conn.request(
+                "POST",
+                url.request_uri,
+                body=body,
+                headers={"Content-Type": "application/json", "Connection": "close"},
+            )
+            return _read_status(conn.sock, time_left)
+        finally:
+            conn.close()
+
+    def _pool_manager(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._http is None:
+                # Imported here because _urllib3 imports this module (through
+                # _verify). Its pools are what make a report honour the pins of
+                # the collector's host: the same check as any request, with CA
+                # validation on, every entry enforced and none reporting.
+                from ._urllib3 import PinningPoolManager
+
+                ca_bundle = (
+                    os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
+                )
+                self._http = PinningPoolManager(
+                    _enforced(self._pins),
+                    allow_unpinned=self._allow_unpinned,
+                    cert_reqs="CERT_REQUIRED",
+                    ca_certs=ca_bundle,
+                    retries=False,
+                )
+            return self._http
+
+
+def _enforced(pins: PinSet) -> PinSet:
+    """``pins`` with every entry enforced and none reporting, for the collectors' connections.
+
+    A report-only collector entry must still keep reports from an impostor,
+    and a report that fails must not cause another report (no loops).
+    """
+    config = pins.to_dict()
+    for value in config.values():
+        value.pop("report_only", None)
+        value.pop("report_uri", None)
+    return PinSet(config)
+
+
+def _read_status(sock: socket.socket | None, time_left: Callable[[], float]) -> int:
+    """Read the status line of an HTTP response, giving up when ``time_left`` runs out."""
+    if sock is None:
+        raise ConnectionError("the connection to the collector is closed")
+    head = b""
+    while b"\n" not in head:
+        if len(head) > 8192:
+            raise ValueError("the collector's answer has no status line")
+        sock.settimeout(time_left())
+        chunk = sock.recv(1024)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection without answering")
+        head += chunk
+    parts = head.split(b"\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"the collector's answer is not HTTP: {head[:80]!r}")
+    return int(parts[1])

@@ -340,6 +340,14 @@ class _PinningManagerMixin:
         """Counters of violation reports: sent, deduplicated, dropped, failed."""
         return self._pin_enforcer.reporter.snapshot()
 
+    def clear(self) -> None:
+        """Close the pools, and stop the report worker after the reports already queued.
+
+        Also what leaving a ``with`` block does. A later report starts a new worker.
+        """
+        super().clear()  # type: ignore[misc]
+        self._pin_enforcer.reporter.close()
+
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
     ) -> Any:

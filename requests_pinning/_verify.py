@@ -166,7 +166,8 @@ class Enforcer:
         if report_uri is not None:
             check_report_uri(report_uri, "the adapter")
         self.report_uri = report_uri
-        self.reporter = Reporter()
+        # Reports honour the same pins: a pinned collector gets them only if it passes.
+        self.reporter = Reporter(pinset, allow_unpinned=allow_unpinned)
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
 
