@@ -1,0 +1,138 @@
+"""Every public way into a pinning pool raises a documented error, and sends nothing.
+
+The adapter's pools are public (``adapter.poolmanager``,
+``get_connection_with_tls_context``): calling them directly must give what urllib3
+callers expect (``MaxRetryError`` wrapping ``PinMismatchError``, or the error itself
+with ``retries=False``), never the private exception that carries a refusal through
+urllib3. And HTTP/2 injected into urllib3 before this package is imported must not
+let a single byte (its connection preface) reach an impostor, on any path.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+from urllib3.exceptions import MaxRetryError
+
+from requests_pinning import PinMismatchError, PinningAdapter
+
+from .conftest import PKI
+from .servers import ConnectProxy, Socks5Proxy, TLSServer
+
+
+def adapter(pki: PKI) -> PinningAdapter:
+    return PinningAdapter({"localhost": [pki.intermediate_pin]})
+
+
+def test_adapter_pool_manager_used_directly(pki: PKI, rogue: TLSServer, good: TLSServer) -> None:
+    manager = adapter(pki).poolmanager
+    options = {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle}
+    manager.connection_pool_kw.update(options)
+    pool = manager.connection_from_url(f"https://localhost:{rogue.port}/")
+    with pytest.raises(MaxRetryError) as info:
+        pool.urlopen("POST", "/", body=b"secret")
+    assert isinstance(info.value.reason, PinMismatchError)
+    with pytest.raises(PinMismatchError):
+        pool.urlopen("POST", "/", body=b"secret", retries=False)
+    with pytest.raises(MaxRetryError) as info:
+        manager.request("GET", f"https://localhost:{rogue.port}/")
+    assert isinstance(info.value.reason, PinMismatchError)
+    rogue.wait_idle()
+    assert rogue.bytes_received == 0
+    assert rogue.handshakes == 3
+    good_pool = manager.connection_from_url(f"https://localhost:{good.port}/")
+    assert good_pool.urlopen("GET", "/").status == 200
+
+
+def test_get_connection_with_tls_context(pki: PKI, rogue: TLSServer, good: TLSServer) -> None:
+    pinning = adapter(pki)
+    for server, ok in ((rogue, False), (good, True)):
+        request = requests.Request("GET", f"https://localhost:{server.port}/").prepare()
+        pool: Any = pinning.get_connection_with_tls_context(request, verify=pki.bundle)
+        if ok:
+            assert pool.urlopen("GET", "/").status == 200
+        else:
+            with pytest.raises(PinMismatchError):
+                pool.urlopen("POST", "/", body=b"secret", retries=False)
+    rogue.wait_idle()
+    assert rogue.bytes_received == 0
+
+
+# HTTP/2 is injected process-wide, before this package is imported, so the
+# client runs in a process of its own; the servers count bytes in this one.
+_H2_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from urllib3.http2 import inject_into_urllib3
+    inject_into_urllib3()
+    import requests
+    from requests_pinning import PinMismatchError, PinningAdapter
+
+    pin, bundle, port, connect_proxy, socks_proxy = sys.argv[1:]
+    results = {}
+    for path, proxies in (
+        ("direct", {}),
+        ("connect", {"https": connect_proxy}),
+        ("socks", {"https": socks_proxy}),
+    ):
+        session = requests.Session()
+        session.mount("https://", PinningAdapter({"localhost": [pin]}))
+        session.verify = bundle
+        url = f"https://localhost:{port}/" if path == "direct" else "https://localhost/"
+        try:
+            response = session.post(url, data=b"secret", proxies=proxies)
+            results[path] = f"HTTP {response.status_code}"
+        except PinMismatchError:
+            results[path] = "refused"
+        session.close()
+    print(json.dumps(results))
+    """
+)
+
+
+def _h2_client(pki: PKI, server: TLSServer) -> dict[str, str]:
+    with (
+        ConnectProxy(route_to=server.port) as connect_proxy,
+        Socks5Proxy(route_to=server.port) as socks_proxy,
+    ):
+        args = [pki.intermediate_pin, pki.bundle, str(server.port)]
+        args += [connect_proxy.url, socks_proxy.url]
+        done = subprocess.run(
+            [sys.executable, "-c", _H2_CLIENT, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, str] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.skipif(
+    urllib3.__version__.startswith("1."),  # type: ignore[attr-defined]
+    reason="urllib3 1.26 has no HTTP/2 support to inject",
+)
+def test_http2_injected_first_sends_no_preface_to_an_impostor(
+    pki: PKI, rogue: TLSServer, good: TLSServer
+) -> None:
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (in the test extra)")
+    assert _h2_client(pki, rogue) == {"direct": "refused", "connect": "refused", "socks": "refused"}
+    rogue.wait_idle()
+    assert rogue.handshakes == 3
+    assert rogue.bytes_received == 0  # not even the 24-byte HTTP/2 preface
+    # The twin: the genuine server is reached on every path, over HTTP/1.1.
+    assert _h2_client(pki, good) == {
+        "direct": "HTTP 200",
+        "connect": "HTTP 200",
+        "socks": "HTTP 200",
+    }
+    assert len(good.requests) == 3
+    assert all(line.endswith("HTTP/1.1") for line in good.requests)
