@@ -1,7 +1,8 @@
 """TLS certificate and public-key pinning for requests and urllib3.
 
-Mount a :class:`PinningAdapter` on a :class:`requests.Session` (or use
-:class:`PinningPoolManager` with urllib3) and every new TLS connection is
+Use a :class:`PinningSession` (or mount a :class:`PinningAdapter` on
+``"https://"`` of a ``requests.Session``, or use :class:`PinningPoolManager`
+with urllib3) and every new TLS connection is
 checked against the pins configured for its host, after the handshake and
 before a single byte of the request is sent.
 """
@@ -12,6 +13,7 @@ from ._errors import PinConfigError, PinMismatchError
 from ._pins import Pin
 from ._pinset import HostPins, PinSet
 from ._report import PinFailure
+from ._session import PinningMountWarning, PinningSession
 from ._urllib3 import PinningPoolManager, PinningProxyManager
 
 __all__ = [
@@ -22,8 +24,10 @@ __all__ = [
     "PinMismatchError",
     "PinSet",
     "PinningAdapter",
+    "PinningMountWarning",
     "PinningPoolManager",
     "PinningProxyManager",
+    "PinningSession",
     "cert_fingerprint",
     "spki_pin",
 ]

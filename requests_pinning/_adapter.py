@@ -104,6 +104,16 @@ class PinningAdapter(HTTPAdapter):
         """Where violation reports go for entries without their own ``report_uri``."""
         return self._enforcer.report_uri
 
+    _mounts_audited = False
+
+    def _audit_mounts(self) -> None:
+        # A per-host mount or a longer prefix for another adapter is a silent
+        # bypass of the pins: say so, loudly, on the first request.
+        from ._session import audit_mounts, calling_session  # _session imports this module
+
+        self._mounts_audited = True
+        audit_mounts(self, calling_session())
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # The policy names are Enforcer's own parameter names.
         self._enforcer = Enforcer(**{name: state[name] for name in self._POLICY})
@@ -173,6 +183,8 @@ class PinningAdapter(HTTPAdapter):
     ) -> Response:
         # The signature is spelled out, not *args/**kwargs: this runs for every
         # request, including each one on a kept-alive connection.
+        if not self._mounts_audited:
+            self._audit_mounts()
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)
         except requests.exceptions.SSLError as wrapped:

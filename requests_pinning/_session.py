@@ -1,0 +1,183 @@
+"""PinningSession, and the mount audit that catches a PinningAdapter mounted so it can be bypassed.
+
+requests picks the adapter for a URL by string prefix (the longest mounted
+prefix that the lower-cased URL starts with). So a pinning adapter mounted on
+``"https://api.example.com"`` never sees ``https://user@api.example.com/``,
+``https://api.example.com./`` or ``https://93.184.215.14/``, and any other
+adapter mounted on a longer ``https://`` prefix takes those URLs away from the
+pinning adapter. Neither is visible to the adapter itself: it only sees the
+requests it is given. Hence two defences:
+
+- :class:`PinningSession`, which mounts the adapter where it cannot be
+  bypassed and refuses, loudly, anything that would take URLs away from it;
+- for a plain ``requests.Session``, an audit on the adapter's first request
+  that looks at how the session mounted it and warns about every bypass.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any
+
+import requests
+from requests.adapters import BaseAdapter
+
+from ._adapter import PinningAdapter
+from ._pinset import PinSet
+from ._report import OnFailure
+from ._urllib3 import PinSource
+
+__all__ = ["PinningMountWarning", "PinningSession", "audit_mounts"]
+
+log = logging.getLogger("requests_pinning")
+
+_SCHEMES = ("https://", "http://")
+
+
+class PinningMountWarning(UserWarning):
+    """A :class:`PinningAdapter` is mounted so that some URLs of pinned hosts bypass it.
+
+    Raised as a warning (and logged) on the adapter's first request when it is
+    mounted on a per-host prefix instead of ``"https://"``, or when another
+    adapter is mounted on a longer ``https://`` prefix. Use
+    :class:`PinningSession`, which cannot be mounted wrongly.
+    """
+
+
+def _covers_web_urls(prefix: str) -> bool:
+    """Whether some http(s) URL starts with ``prefix`` (as requests compares: lower case)."""
+    prefix = prefix.lower()
+    return any(prefix.startswith(scheme) or scheme.startswith(prefix) for scheme in _SCHEMES)
+
+
+class PinningSession(requests.Session):
+    """A ``requests.Session`` whose HTTPS requests can only go through one :class:`PinningAdapter`.
+
+    ::
+
+        session = PinningSession("pins.json")
+        session.get("https://api.example.com/")  # PinMismatchError on a foreign key
+
+    The adapter is mounted on ``"https://"`` and ``"http://"`` (the latter so
+    that the TLS session with an HTTPS proxy for ``http://`` URLs is checked
+    too). Mounting any other adapter on a prefix that http(s) URLs can match
+    raises ``ValueError``, because it would take those URLs out of pinning; to
+    change retries or pool sizes for some host, mount a :class:`PinningAdapter`
+    with the same pins and those options instead. If an adapter that is not a
+    pinning one is found for an http(s) URL anyway (say ``session.adapters``
+    was edited directly), the request is refused with ``ValueError``.
+
+    ``pins`` and the keyword arguments are those of :class:`PinningAdapter`.
+    """
+
+    __attrs__: list[str] = [*requests.Session.__attrs__, "pinning_adapter"]  # noqa: RUF012
+    pinning_adapter: PinningAdapter
+
+    def __init__(
+        self,
+        pins: PinSource,
+        *,
+        report_only: bool = False,
+        on_failure: OnFailure | None = None,
+        allow_unpinned: bool = True,
+        report_uri: str | None = None,
+        **adapter_kwargs: Any,
+    ) -> None:
+        # requests.Session.__init__ mounts plain HTTPAdapters through
+        # self.mount, before there is a pinning adapter: they are replaced
+        # just below, so let them in.
+        self.pinning_adapter = None  # type: ignore[assignment]
+        super().__init__()
+        self.pinning_adapter = PinningAdapter(
+            pins,
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
+            **adapter_kwargs,
+        )
+        for scheme in _SCHEMES:
+            super().mount(scheme, self.pinning_adapter)
+
+    @property
+    def pinset(self) -> PinSet:
+        """The pins every http(s) request of this session is checked against."""
+        return self.pinning_adapter.pinset
+
+    def mount(self, prefix: str | bytes, adapter: BaseAdapter) -> None:
+        """Mount ``adapter`` on ``prefix``, unless that would let URLs bypass the pins."""
+        text = prefix.decode("latin-1") if isinstance(prefix, bytes) else prefix
+        if self.pinning_adapter is not None and _covers_web_urls(text):
+            if not isinstance(adapter, PinningAdapter):
+                raise ValueError(
+                    f"mounting a {type(adapter).__name__} on {prefix!r} would take those URLs "
+                    "out of pinning; mount a PinningAdapter with the same pins (and your "
+                    "options) instead"
+                )
+            if adapter.pinset != self.pinset:
+                raise ValueError(
+                    f"the PinningAdapter mounted on {prefix!r} has other pins than the "
+                    "session: URLs under that prefix would escape the session's pins"
+                )
+        super().mount(prefix, adapter)
+
+    def get_adapter(self, url: str) -> BaseAdapter:
+        adapter = super().get_adapter(url)
+        # Fail closed: the mount check above can be sidestepped by editing
+        # session.adapters directly; this cannot.
+        if not isinstance(adapter, PinningAdapter) and _covers_web_urls(url[:8]):
+            raise ValueError(
+                f"refusing {url!r}: its adapter, {type(adapter).__name__}, does not check pins"
+            )
+        return adapter
+
+
+def audit_mounts(adapter: PinningAdapter, session: object) -> None:
+    """Warn (:class:`PinningMountWarning`, and a log line) about every bypass of ``adapter``.
+
+    Called once, on the adapter's first request, with the session that sent it.
+    """
+    adapters = getattr(session, "adapters", None)
+    if isinstance(session, PinningSession) or not isinstance(adapters, dict):
+        return
+    mine = [prefix for prefix, mounted in adapters.items() if mounted is adapter]
+    problems = []
+    if not any(prefix.lower() == "https://" for prefix in mine):
+        problems.append(
+            f"the PinningAdapter is mounted on {', '.join(map(repr, mine))} and not on "
+            "'https://': requests picks adapters by URL prefix, so other spellings of a "
+            "pinned host (user@host, its IP address, a trailing dot) go to another "
+            "adapter, unpinned"
+        )
+    for prefix, other in adapters.items():
+        lowered = prefix.lower()
+        other_prefix = lowered.startswith("https://") and lowered != "https://"
+        if other_prefix and not isinstance(other, PinningAdapter):
+            problems.append(
+                f"{type(other).__name__} mounted on {prefix!r} takes the URLs under that "
+                "prefix out of pinning"
+            )
+    for problem in problems:
+        message = f"{problem}; use PinningSession, or mount a PinningAdapter on 'https://' only"
+        log.warning("%s", message)
+        warnings.warn(message, PinningMountWarning, stacklevel=4)
+
+
+def calling_session() -> object:
+    """The requests.Session whose ``send`` called the adapter, or None.
+
+    requests gives an adapter no reference to its session; its ``Session.send``
+    frame has one, a few frames up. This runs once per adapter, never on the
+    per-request path.
+    """
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame.f_back is None:
+            return None
+        frame = frame.f_back
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, requests.Session):
+            return candidate
+    return None

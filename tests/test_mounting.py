@@ -1,0 +1,123 @@
+"""Mounting cannot silently fail open.
+
+requests picks an adapter by URL prefix, so a pinning adapter mounted per host, or
+another adapter on a longer ``https://`` prefix, leaves other spellings of a pinned
+host (``user@host``, the IP address, a trailing dot) to an unpinned adapter.
+``PinningSession`` cannot be mounted that way; a plain Session that is gets a
+``PinningMountWarning`` on its first request.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from requests_pinning import PinMismatchError, PinningAdapter, PinningMountWarning, PinningSession
+
+from .conftest import PKI
+from .servers import TLSServer
+
+
+def pins(pki: PKI) -> dict[str, list[str]]:
+    return {"localhost": [pki.intermediate_pin], "127.0.0.1": [pki.intermediate_pin]}
+
+
+def spellings(port: int) -> list[str]:
+    return [
+        f"https://localhost:{port}/",
+        f"https://user:secret@localhost:{port}/",
+        f"https://127.0.0.1:{port}/",
+        f"https://LOCALHOST:{port}/",
+    ]
+
+
+def test_pinning_session_pins_every_spelling(pki: PKI, rogue: TLSServer, good: TLSServer) -> None:
+    with PinningSession(pins(pki)) as session:
+        session.verify = pki.bundle
+        for url in spellings(rogue.port):
+            with pytest.raises(PinMismatchError):
+                session.post(url, data=b"secret")
+        for url in spellings(good.port):
+            assert session.get(url).status_code == 200
+    rogue.wait_idle()
+    assert rogue.handshakes == len(spellings(rogue.port))
+    assert rogue.bytes_received == 0
+
+
+def test_pinning_session_mounts_https_and_http(pki: PKI) -> None:
+    session = PinningSession(pins(pki))
+    for url in ("https://x.example/", "http://x.example/", "HTTPS://X.EXAMPLE/"):
+        assert session.get_adapter(url) is session.pinning_adapter
+    assert session.pinset == session.pinning_adapter.pinset
+
+
+def test_pinning_session_refuses_adapters_that_would_bypass_it(pki: PKI) -> None:
+    session = PinningSession(pins(pki))
+    for prefix in ("https://localhost", "https://", "HTTPS://api.example.com/", "http", ""):
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount(prefix, HTTPAdapter())
+    with pytest.raises(ValueError, match="other pins"):
+        session.mount("https://localhost", PinningAdapter({"localhost": [pki.root_pin]}))
+    # The twins: a pinning adapter with the same pins (other options), or a
+    # prefix no web URL can match, are fine.
+    retrying = PinningAdapter(pins(pki), max_retries=3)
+    session.mount("https://localhost", retrying)
+    assert session.get_adapter("https://localhost/x") is retrying
+    session.mount("ftp://", HTTPAdapter())
+
+
+def test_pinning_session_refuses_a_request_an_edited_mapping_would_send_unpinned(
+    pki: PKI, rogue: TLSServer
+) -> None:
+    session = PinningSession(pins(pki))
+    session.verify = pki.bundle
+    session.adapters["https://"] = HTTPAdapter()  # sidesteps mount()
+    with pytest.raises(ValueError, match="does not check pins"):
+        session.get(f"https://localhost:{rogue.port}/")
+    assert rogue.handshakes == 0
+    assert rogue.bytes_received == 0
+
+
+def test_pinning_session_pickles(pki: PKI, rogue: TLSServer) -> None:
+    session = pickle.loads(pickle.dumps(PinningSession(pins(pki))))
+    session.verify = pki.bundle
+    assert session.get_adapter("https://localhost/") is session.pinning_adapter
+    with pytest.raises(PinMismatchError):
+        session.get(f"https://localhost:{rogue.port}/")
+
+
+def test_adapter_mounted_per_host_warns_on_its_first_request(pki: PKI, good: TLSServer) -> None:
+    session = requests.Session()
+    session.verify = pki.bundle
+    session.mount(f"https://localhost:{good.port}", PinningAdapter(pins(pki)))
+    with pytest.warns(PinningMountWarning, match="not on 'https://'"):
+        session.get(f"https://localhost:{good.port}/")
+    # This is what it warns about: another spelling goes to the default adapter.
+    assert not isinstance(
+        session.get_adapter(f"https://user@localhost:{good.port}/"), PinningAdapter
+    )
+
+
+def test_another_adapter_on_a_longer_prefix_warns(pki: PKI, good: TLSServer) -> None:
+    session = requests.Session()
+    session.verify = pki.bundle
+    session.mount("https://", PinningAdapter(pins(pki)))
+    session.mount("https://localhost.example", HTTPAdapter(max_retries=3))
+    with pytest.warns(
+        PinningMountWarning, match="HTTPAdapter mounted on 'https://localhost.example'"
+    ):
+        session.get(f"https://localhost:{good.port}/")
+
+
+def test_twin_mounted_on_https_does_not_warn(pki: PKI, good: TLSServer) -> None:
+    session = requests.Session()
+    session.verify = pki.bundle
+    session.mount("https://", PinningAdapter(pins(pki)))
+    session.mount("https://other.example", PinningAdapter(pins(pki), max_retries=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PinningMountWarning)
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
