@@ -34,6 +34,7 @@ CertInput = str | bytes | x509.Certificate
 _SEQUENCE = 0x30
 _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
+_BIT_STRING = 0x03
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 #]+)-----\s*(.*?)\s*-----END \1-----",
@@ -51,12 +52,19 @@ def _tlv(data: bytes, offset: int, expected_tag: int) -> tuple[int, int]:
     start = offset + 2
     if first < 0x80:
         length = first
+    elif first == 0x80:
+        # BER's indefinite length: never valid in DER, and this reader does not
+        # look for end-of-contents octets. Refused, so the check fails closed.
+        raise ValueError("indefinite DER length")
     else:
+        # The long form, with 1 to 127 length octets. DER wants the fewest
+        # octets, but OpenSSL (ASN1_get_object) also takes non-minimal lengths,
+        # leading zero octets and all, so a CA can sign such a certificate and
+        # a handshake accepts it: its pins must still be readable, or the
+        # check could not decide. The length must still fit in the data.
         count = first & 0x7F
-        # 0x80 is BER's indefinite length, never valid in DER; no certificate
-        # needs more than four length bytes.
-        if count == 0 or count > 4 or start + count > len(data):
-            raise ValueError("bad DER length")
+        if start + count > len(data):
+            raise ValueError("truncated DER")
         length = int.from_bytes(data[start : start + count], "big")
         start += count
     end = start + length
@@ -79,10 +87,51 @@ def split_der_certificates(data: bytes) -> list[bytes]:
     while offset < len(data):
         end = _skip(data, offset, _SEQUENCE)
         der = data[offset:end]
-        x509.load_der_x509_certificate(der)  # ValueError unless a certificate
+        check_certificate(der)
         certs.append(der)
         offset = end
     return certs
+
+
+def check_certificate(der: bytes) -> None:
+    """Raise ``ValueError`` unless ``der`` is one certificate whose SPKI can be cut out.
+
+    cryptography reads strict DER only. A certificate that it refuses but that
+    OpenSSL reads (a non-minimal length, say) is accepted when its structure
+    is whole, as :func:`_check_structure` says, so that what a server can
+    present in a handshake is also what can be pinned.
+    """
+    try:
+        x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError:
+        _check_structure(der)
+    spki_of_der_cert(der)
+
+
+def _check_structure(der: bytes) -> None:
+    """Raise ``ValueError`` unless ``der`` has the shape of one X.509 certificate.
+
+    That is: SEQUENCE { TBSCertificate, AlgorithmIdentifier, BIT STRING } and
+    nothing after it, a version of v1 to v3, and an SPKI of an
+    AlgorithmIdentifier and a BIT STRING. Lengths in any form OpenSSL reads.
+    """
+    start, end = _tlv(der, 0, _SEQUENCE)
+    if end != len(der):
+        raise ValueError("trailing data after the certificate")
+    tbs_start, tbs_end = _tlv(der, start, _SEQUENCE)
+    if _skip(der, _skip(der, tbs_end, _SEQUENCE), _BIT_STRING) != end:
+        raise ValueError("not a certificate: data after its signature")
+    if tbs_start < tbs_end and der[tbs_start] == _VERSION:
+        inner, version_end = _tlv(der, tbs_start, _VERSION)
+        number, number_end = _tlv(der, inner, _INTEGER)
+        if number_end != version_end or der[number:number_end] not in (b"\0", b"\1", b"\2"):
+            raise ValueError("not a certificate of version 1, 2 or 3")
+    spki = spki_of_der_cert(der)
+    spki_start, spki_end = _tlv(spki, 0, _SEQUENCE)
+    if _skip(spki, _skip(spki, spki_start, _SEQUENCE), _BIT_STRING) != spki_end:
+        raise ValueError("not a SubjectPublicKeyInfo")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -95,13 +144,15 @@ def spki_of_der_cert(der: bytes) -> bytes:
     start, end = _tlv(der, 0, _SEQUENCE)
     if end != len(der):
         raise ValueError("trailing data after the certificate")
-    pos, _ = _tlv(der, start, _SEQUENCE)  # TBSCertificate
-    if pos < len(der) and der[pos] == _VERSION:
+    pos, tbs_end = _tlv(der, start, _SEQUENCE)  # TBSCertificate
+    if pos < tbs_end and der[pos] == _VERSION:
         pos = _skip(der, pos, _VERSION)
     pos = _skip(der, pos, _INTEGER)  # serialNumber
     for _field in ("signature", "issuer", "validity", "subject"):
         pos = _skip(der, pos, _SEQUENCE)
     spki_end = _skip(der, pos, _SEQUENCE)
+    if spki_end > tbs_end:
+        raise ValueError("the SubjectPublicKeyInfo runs past the TBSCertificate")
     return der[pos:spki_end]
 
 
@@ -221,11 +272,10 @@ def _load(cert: object) -> tuple[str, bytes]:
 
 
 def _validated(kind: str, der: bytes) -> tuple[str, bytes]:
-    """Let cryptography parse ``der`` first, so that garbage is never hashed."""
+    """Parse ``der`` before hashing it (see :func:`check_certificate`): garbage is never hashed."""
     try:
         if kind == "certificate":
-            x509.load_der_x509_certificate(der)
-            spki_of_der_cert(der)
+            check_certificate(der)
         else:
             key: PublicKeyTypes = serialization.load_der_public_key(der)
             del key
