@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import re
@@ -36,10 +37,10 @@ _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
 _BIT_STRING = 0x03
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 #]+)-----\s*(.*?)\s*-----END \1-----",
-    re.DOTALL,
-)
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_END = b"-----END "
+# A label cannot contain "-": so no two label scans overlap, and a scan is linear.
+_PEM_LABEL = re.compile(rb"([A-Z0-9 #]+)-----")
 
 
 def _tlv(data: bytes, offset: int, expected_tag: int) -> tuple[int, int]:
@@ -204,9 +205,38 @@ def _check_algorithm(algorithm: str) -> str:
 
 
 def iter_pem_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """Each complete PEM block in ``data``, in order: its label and its body, still base64."""
-    for match in _PEM_BLOCK.finditer(data):
-        yield match.group(1).decode("ascii"), match.group(2)
+    """Each complete PEM block in ``data``, in order: its label and its body, still base64.
+
+    A block runs from ``-----BEGIN L-----`` to the first ``-----END L-----``
+    after it; a BEGIN without its END is skipped. Linear time: every END line
+    is found once, up front, and each BEGIN looks up the first END of its
+    label after it, so many unterminated BEGIN lines cannot make the scan
+    search the rest of the input once each.
+    """
+    ends: dict[bytes, list[int]] = {}
+    for start, label, _ in _pem_markers(data, _PEM_END):
+        ends.setdefault(label, []).append(start)
+    resume = 0
+    for start, label, body_start in _pem_markers(data, _PEM_BEGIN):
+        if start < resume:
+            continue  # inside the previous block
+        positions = ends.get(label, [])
+        index = bisect.bisect_left(positions, body_start)
+        if index == len(positions):
+            continue
+        body_end = positions[index]
+        yield label.decode("ascii"), data[body_start:body_end].strip()
+        resume = body_end + len(_PEM_END) + len(label) + len(b"-----")
+
+
+def _pem_markers(data: bytes, marker: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """``(start, label, end)`` of each ``MARKER LABEL-----`` line in ``data``."""
+    position = data.find(marker)
+    while position >= 0:
+        match = _PEM_LABEL.match(data, position + len(marker))
+        if match is not None:
+            yield position, match.group(1), match.end()
+        position = data.find(marker, position + 1)
 
 
 def decode_pem_body(body: bytes) -> bytes:

@@ -2,14 +2,20 @@
 
 A certificate may use DER lengths that are not minimal (OpenSSL reads them; a
 CA can sign one, and a handshake accepts it): its pins must still be read, as
-encoded"""
+encoded. PEM scanning takes linear time: a test compares two input sizes in one
+run, never an absolute time.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import re
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,11 +24,11 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from requests_pinning import PinConfigError, PinMismatchError, PinningAdapter, spki_pin
-from requests_pinning._certs import spki_of_der_cert, split_der_certificates
+from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
 
 from .conftest import PKI
 from .servers import TLSServer
@@ -229,3 +235,76 @@ def test_a_server_with_a_non_minimal_length_gets_a_clean_pin_decision(
         assert info.value.checked == [pki.rogue_leaf_pin, pki.rogue_root_pin]
         bad.wait_idle()
         assert bad.bytes_received == 0
+
+
+# -- linear time ------------------------------------------------------------------------
+
+
+def seconds(function: Callable[[], object]) -> float:
+    """The best of three runs: the least disturbed by a loaded machine."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        with contextlib.suppress(ValueError):
+            function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def assert_linear(function: Callable[[bytes], object], make: Callable[[int], bytes]) -> None:
+    """``function`` on 8 times the input takes well under 64 times as long.
+
+    Never an absolute time: the ratio of two sizes in one run. Linear is about
+    8; quadratic would be 64. The bound of 30 leaves room for a loaded machine.
+    """
+    small, large = make(8_000), make(64_000)
+    assert len(large) >= 7 * len(small)
+    ratio = seconds(lambda: function(large)) / max(seconds(lambda: function(small)), 1e-9)
+    assert ratio < 30, f"8x the input took {ratio:.0f}x the time"
+
+
+# Each shape once made a scan search the rest of the input again and again.
+PEM_SHAPES: dict[str, Callable[[int], bytes]] = {
+    "unterminated BEGIN lines": lambda n: b"-----BEGIN CERTIFICATE-----\n" * n,
+    "BEGIN lines of distinct labels": lambda n: b"".join(
+        b"-----BEGIN A%d-----\n" % i for i in range(n)
+    ),
+    "BEGIN and END of other labels": lambda n: b"-----BEGIN A-----\n-----END B-----\n" * n,
+    "BEGIN lines without their dashes": lambda n: b"-----BEGIN CERTIFICATE\n" * n,
+    "one long label": lambda n: b"-----BEGIN " + b"A" * (20 * n),
+    "dashes": lambda n: b"-----BEGIN X-----" + b"-" * (20 * n),
+    "END lines then a BEGIN": lambda n: b"-----END X-----\n" * n + b"-----BEGIN X-----\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PEM_SHAPES))
+def test_spki_pin_takes_linear_time_on_hostile_pem(shape: str) -> None:
+    assert_linear(spki_pin, PEM_SHAPES[shape])
+
+
+# -- PEM scanning: the same blocks as the regular expression it replaced -----------------
+
+# The old scanner: right, but quadratic on unterminated BEGIN lines. Kept as a model.
+MODEL = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+PEM_PIECES = [
+    b"-----BEGIN ", b"-----END ", b"-----", b"-", b"A", b"B", b"A B", b"#", b" ", b"\n",
+    b"\t", b"MII=", b"a", b"\x00",
+]  # fmt: skip
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(PEM_PIECES), max_size=40))
+def test_pem_blocks_are_those_of_the_regular_expression(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    expected = [(m.group(1).decode(), m.group(2)) for m in MODEL.finditer(data)]
+    assert list(iter_pem_blocks(data)) == expected
+
+
+def test_pem_blocks_in_order_with_text_between(pki: PKI) -> None:
+    leaf, ca = pki.leaf.cert_chain_pems[0].bytes(), pki.root.cert_pem.bytes()
+    # A BEGIN without its END is skipped; one with it spans any BEGIN in between.
+    data = b"junk\n-----BEGIN X-----\n" + leaf + b"text" + ca
+    assert [label for label, _ in iter_pem_blocks(data)] == ["CERTIFICATE", "CERTIFICATE"]
+    assert [body[:3] for _, body in iter_pem_blocks(data)] == [b"MII", b"MII"]
+    spanning = b"-----BEGIN CERTIFICATE-----\n" + leaf
+    assert [body[:11] for _, body in iter_pem_blocks(spanning)] == [b"-----BEGIN "]
