@@ -2,8 +2,9 @@
 
 A certificate may use DER lengths that are not minimal (OpenSSL reads them; a
 CA can sign one, and a handshake accepts it): its pins must still be read, as
-encoded. PEM scanning takes linear time: a test compares two input sizes in one
-run, never an absolute time.
+encoded. Pin files and pin dicts raise only PinConfigError, and ``lint`` says
+so in one line. PEM scanning, pin loading and lint take linear time: a test
+compares two input sizes in one run, never an absolute time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -27,7 +29,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from requests_pinning import PinConfigError, PinMismatchError, PinningAdapter, spki_pin
+from requests_pinning import (
+    PinConfigError,
+    PinMismatchError,
+    PinningAdapter,
+    PinSet,
+    cli,
+    spki_pin,
+)
 from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
 
 from .conftest import PKI
@@ -308,3 +317,183 @@ def test_pem_blocks_in_order_with_text_between(pki: PKI) -> None:
     assert [body[:3] for _, body in iter_pem_blocks(data)] == [b"MII", b"MII"]
     spanning = b"-----BEGIN CERTIFICATE-----\n" + leaf
     assert [body[:11] for _, body in iter_pem_blocks(spanning)] == [b"-----BEGIN "]
+
+
+# -- pin files and pin dicts: PinConfigError, and nothing else -------------------------
+
+PIN_A = "sha256/" + base64.b64encode(b"a" * 32).decode()
+PIN_B = "sha256/" + base64.b64encode(b"b" * 32).decode()
+
+
+def pin_file(tmp_path: Path, content: str | bytes) -> str:
+    path = tmp_path / "pins.json"
+    if isinstance(content, str):
+        content = content.encode("utf-8", "surrogatepass")
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
+        ('{"a.example": ' + "9" * 5000 + "}", "number too long (5000 digits)"),
+        ('{"a.example": [-' + "9" * 30 + "]}", "number too long (31 digits)"),
+        ('{"a.example": NaN}', "NaN is not JSON"),
+        ('{"a.example": {"pins": ["x"], "report_only": -Infinity}}', "-Infinity is not JSON"),
+        ("null", "null is not an object of entries"),
+        ('{"\\ud800.example": ["x"]}', "host pattern '\\ud800.example': not a valid host name"),
+        (f'{{"a.example": ["{PIN_A}", "\\udfff"]}}', "'\\udfff' is neither an SPKI pin"),
+        ("\ufeff\ufeff{}", "is not valid JSON: Unexpected UTF-8 BOM"),
+        (b"\xff\xfe{\x00}\x00", "is not UTF-8"),  # a UTF-16 BOM
+        (b'{"a": "\xed\xa0\x80"}', "is not UTF-8"),  # a surrogate in UTF-8
+    ],
+)
+def test_hostile_pin_files_raise_a_config_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str | bytes, message: str
+) -> None:
+    path = pin_file(tmp_path, content)
+    with pytest.raises(PinConfigError) as info:
+        PinSet.from_json(path)
+    assert str(info.value).startswith(f"pin file {path!r}")
+    assert message in str(info.value)
+    # lint: one line on stderr, exit 2, never a traceback.
+    status = cli.main(["lint", path])
+    out, err = capsys.readouterr()
+    assert (status, out) == (2, "")
+    assert err.startswith("requests-pinning: error: pin file") and message in err
+    assert err.count("\n") == 1
+
+
+def test_a_pin_file_with_a_utf8_bom_loads(tmp_path: Path) -> None:
+    path = pin_file(tmp_path, "\ufeff" + json.dumps({"a.example": [PIN_A, PIN_B]}))
+    assert [entry.pattern for entry in PinSet.from_json(path)] == ["a.example"]
+
+
+def test_messages_about_huge_values_stay_short(tmp_path: Path) -> None:
+    huge = "A" * 10_000_000
+    for config in ({"a.example": [huge]}, {huge: [PIN_A]}, {"a.example": {huge: 1}}):
+        with pytest.raises(PinConfigError) as info:
+            PinSet(config)
+        message = str(info.value)
+        assert len(message) < 1100
+        assert " [...] " in message
+    # The start says which entry, the end what is wrong.
+    with pytest.raises(
+        PinConfigError,
+        match=r"^pins for 'a.example': 'AAA.* \[\.\.\.\] AAA.*' has 10000000 hex digits",
+    ):
+        PinSet({"a.example": [huge]})
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({1: [PIN_A]}, "host pattern 1 is a int, not a string"),
+        ({b"a.example": [PIN_A]}, "host pattern b'a.example' is a bytes, not a string"),
+        ({Unprintable(): [PIN_A]}, "host pattern <Unprintable that cannot be shown> is a Unp"),
+        ({"a.example": Unprintable()}, "got Unprintable <Unprintable that cannot be shown>"),
+        ({"a.example": [Unprintable()]}, "<Unprintable that cannot be shown> is a Unprintable"),
+        ({"a.example": nested(100_000)}, "<list that cannot be shown> is a list, not a pin"),
+        ({"a.example": {"pins": [PIN_A], "expires": nested(100_000)}}, "<list that cannot be"),
+        ({"a.example": {"pins": [PIN_A], "report_uri": nested(100_000)}}, "<list that cannot"),
+        ({"a.example": [10**5000]}, "<int that cannot be shown> is a int, not a pin string"),
+        ({"a.example": {"pins": [PIN_A], 10**5000: 1}}, "unknown key <int that cannot be shown>"),
+        ({"a.example": [float("nan")]}, "nan is a float, not a pin string"),
+        ({"a.example": {PIN_A}}, "expected a list of pins or an object with 'pins', got set"),
+    ],
+)
+def test_hostile_pin_dicts_raise_a_config_error(config: dict[object, object], message: str) -> None:
+    with pytest.raises(PinConfigError) as info:
+        PinSet(config)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+PIN_LIKE = st.sampled_from([PIN_A, PIN_B, "sha256//" + PIN_A[7:], PIN_A.upper(), "AB" * 32])
+PATTERN_LIKE = st.sampled_from(["a.example", "*.a.example", "**.a.example:8443", "[::1]:1"])
+
+
+def json_like(keys: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.recursive(
+        JSON_LEAVES | PIN_LIKE,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+ENTRY_KEYS = st.sampled_from(
+    ["pins", "deny", "include_subdomains", "expires", "report_only", "report_uri", "other"]
+)
+# Values whose repr() fails are left to the test above: hypothesis shows its
+# strategies and failing examples with repr().
+ODD_KEYS = st.sampled_from([b"bytes", (PIN_A,), frozenset([PIN_A]), 1.5, None, 2**64])
+ODD_VALUES = ODD_KEYS | st.sampled_from([nested(50), {PIN_A}, (PIN_A, PIN_B)])
+
+
+@given(
+    st.dictionaries(
+        PATTERN_LIKE | st.text(max_size=20) | st.integers() | st.binary(max_size=4) | ODD_KEYS,
+        json_like(ENTRY_KEYS | st.text(max_size=8) | ODD_KEYS) | ODD_VALUES,
+        max_size=4,
+    )
+)
+def test_any_pin_dict_loads_or_raises_a_config_error(config: dict[object, object]) -> None:
+    try:
+        pinset = PinSet(config)  # type: ignore[arg-type]
+    except PinConfigError as exc:
+        assert str(exc)
+        return
+    assert PinSet(pinset.to_dict()) == pinset
+
+
+JSON_PIECES = [
+    "{", "}", "[", "]", ",", ":", '"a.example"', '"pins"', '"deny"', '"expires"',
+    f'"{PIN_A}"', '"\\ud800"', '"\\u0000"', "1", "-0", "1e999", "9" * 30, "NaN",
+    "-Infinity", "true", "null", " ", "\n", "\ufeff", '"', "\\",
+]  # fmt: skip
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=30), st.binary(max_size=4))
+def test_any_pin_file_loads_or_raises_a_config_error(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[str], noise: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("pins") / "pins.json"
+    path.write_bytes("".join(pieces).encode("utf-8", "surrogatepass") + noise)
+    try:
+        PinSet.from_json(path)
+    except PinConfigError as exc:
+        assert str(exc).startswith(f"pin file {str(path)!r}")
+
+
+def test_pin_loading_takes_linear_time(tmp_path: Path) -> None:
+    def entries(n: int) -> bytes:
+        return json.dumps({f"h{i}.example:{i % 65535 + 1}": [PIN_A] for i in range(n)}).encode()
+
+    def pins_and_deny(n: int) -> bytes:
+        # pins and deny both long: a tuple lookup made this quadratic
+        digests = [hashlib.sha256(b"%d" % i).digest() for i in range(2 * n)]
+        pins = ["sha256/" + base64.b64encode(d).decode() for d in digests]
+        return json.dumps({"a.example": {"pins": pins[:n], "deny": pins[n:]}}).encode()
+
+    def load(data: bytes) -> object:
+        path = tmp_path / "pins.json"
+        path.write_bytes(data)
+        return PinSet.from_json(path)
+
+    assert_linear(load, lambda n: entries(n // 8))
+    assert_linear(load, lambda n: pins_and_deny(n // 8))
