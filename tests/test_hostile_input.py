@@ -497,3 +497,18 @@ def test_pin_loading_takes_linear_time(tmp_path: Path) -> None:
 
     assert_linear(load, lambda n: entries(n // 8))
     assert_linear(load, lambda n: pins_and_deny(n // 8))
+
+
+def test_lint_takes_linear_time(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def ports(n: int) -> bytes:
+        # one host on many ports: pairing every entry with every other was quadratic
+        return json.dumps({f"a.example:{p}": [PIN_A, PIN_B] for p in range(1, n + 1)}).encode()
+
+    def lint(data: bytes) -> object:
+        path = tmp_path / "pins.json"
+        path.write_bytes(data)
+        return cli.main(["lint", str(path)])
+
+    assert_linear(lint, lambda n: ports(n // 32))
+    out, err = capsys.readouterr()
+    assert "0 warning(s)" in out and err == ""
