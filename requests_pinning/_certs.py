@@ -36,6 +36,7 @@ _SEQUENCE = 0x30
 _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
 _BIT_STRING = 0x03
+_OID = 0x06
 
 _PEM_BEGIN = b"-----BEGIN "
 _PEM_END = b"-----END "
@@ -157,6 +158,30 @@ def spki_of_der_cert(der: bytes) -> bytes:
     return der[pos:spki_end]
 
 
+def spki_algorithm_oid(spki: bytes) -> str:
+    """The dotted OID of a SubjectPublicKeyInfo's algorithm (``1.2.840.10045.2.1``).
+
+    For describing a key that cryptography cannot load: the pin never needs it.
+    Raises ``ValueError`` when ``spki`` does not open with an OID.
+    """
+    start, _ = _tlv(spki, 0, _SEQUENCE)
+    start, _ = _tlv(spki, start, _SEQUENCE)  # AlgorithmIdentifier
+    start, end = _tlv(spki, start, _OID)
+    arcs: list[int] = []
+    value = 0
+    for byte in spki[start:end]:
+        value = (value << 7) | (byte & 0x7F)
+        if value >> 128:  # no real arc is this long; unbounded, it would be quadratic
+            raise ValueError("an OID arc is too long")
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs or spki[end - 1] & 0x80:
+        raise ValueError("not an OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
 @functools.lru_cache(maxsize=2048)
 def spki_digest(der: bytes, algorithm: str = "sha256") -> bytes:
     """Digest of a DER certificate's SPKI; cached (bounded) for the per-handshake path."""
@@ -188,7 +213,7 @@ def describe_name(der: bytes) -> str:
     try:
         cert = x509.load_der_x509_certificate(der)
         return format_name(cert.subject) or "(empty subject)"
-    except ValueError:
+    except (ValueError, TypeError):  # names are parsed on first use; a bad type is a TypeError
         return "(unparseable certificate)"
 
 
@@ -331,7 +356,9 @@ def spki_pin(cert: CertInput, algorithm: str = "sha256") -> str:
 
     ``algorithm`` is ``"sha256"`` (the default), ``"sha384"``, ``"sha512"`` or
     the legacy ``"sha1"``. Raises :class:`PinConfigError` for input that is not
-    exactly one certificate or public key.
+    exactly one certificate or public key. A certificate with the non-minimal
+    DER lengths that OpenSSL (though not cryptography) reads is accepted, and
+    its key needs no known algorithm: only the SPKI's bytes are hashed.
     """
     _check_algorithm(algorithm)
     kind, der = _load(cert)

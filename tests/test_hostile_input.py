@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -38,9 +39,11 @@ from requests_pinning import (
     spki_pin,
 )
 from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
+from requests_pinning._cli_errors import UserError
+from requests_pinning._cli_sources import parse_endpoint
 
 from .conftest import PKI
-from .servers import TLSServer
+from .servers import TLSServer, _Server
 from .test_certs import OPENSSL, der_children, der_tlv, needs_openssl, openssl_spki_pin
 
 DER = serialization.Encoding.DER
@@ -64,13 +67,19 @@ def der_of_pem(data: bytes) -> bytes:
     return x509.load_pem_x509_certificate(data).public_bytes(DER)
 
 
-def resign(cert_der: bytes, issuer: trustme.CA, octets: int) -> bytes:
-    """``cert_der`` with its subject's length in ``octets`` octets, signed again by ``issuer``."""
+def resign(
+    cert_der: bytes, issuer: trustme.CA, octets: int = 0, *, replace: dict[int, bytes] | None = None
+) -> bytes:
+    """``cert_der`` with its subject's length in ``octets`` octets (0: as it was), or
+    TBSCertificate fields replaced by index, signed again by ``issuer``."""
     [(_, outer, _)] = der_children(cert_der)
     (_, tbs, _), (_, _, algorithm), _ = der_children(outer)
     fields = [element for _, _, element in der_children(tbs)]
-    _, subject, _ = der_children(fields[SUBJECT])[0]
-    fields[SUBJECT] = long_form(0x30, subject, octets)
+    if octets:
+        _, subject, _ = der_children(fields[SUBJECT])[0]
+        fields[SUBJECT] = long_form(0x30, subject, octets)
+    for index, element in (replace or {}).items():
+        fields[index] = element
     new_tbs = der_tlv(0x30, b"".join(fields))
     key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -81,11 +90,31 @@ def resign(cert_der: bytes, issuer: trustme.CA, octets: int) -> bytes:
     return der_tlv(0x30, new_tbs + algorithm + der_tlv(0x03, b"\x00" + signature))
 
 
-def odd_leaf(leaf: trustme.LeafCert, issuer: trustme.CA, octets: int) -> trustme.LeafCert:
-    """``leaf`` re-encoded with a non-minimal subject length and re-signed: servable."""
-    der = resign(der_of_pem(leaf.cert_chain_pems[0].bytes()), issuer, octets)
+def odd_leaf(
+    leaf: trustme.LeafCert, issuer: trustme.CA, octets: int = 0, *, indefinite: bool = False
+) -> trustme.LeafCert:
+    """``leaf`` re-encoded with a non-minimal (or indefinite) subject length, re-signed."""
+    original = der_of_pem(leaf.cert_chain_pems[0].bytes())
+    replace = {}
+    if indefinite:  # BER: OpenSSL verifies it too, the DER walker refuses it
+        subject = der_children(der_children(der_children(original)[0][1])[0][1])[SUBJECT][1]
+        replace[SUBJECT] = b"\x30\x80" + subject + b"\x00\x00"
+    der = resign(original, issuer, octets, replace=replace)
     chain = [blob.bytes() for blob in leaf.cert_chain_pems[1:]]
     return trustme.LeafCert(leaf.private_key_pem.bytes(), pem(der), chain)
+
+
+UNKNOWN_OID = "1.3.6.1.4.1.311.1.2.3"
+UNKNOWN_SPKI = der_tlv(
+    0x30,
+    der_tlv(0x30, der_tlv(0x06, bytes.fromhex("2b0601040182370102" + "03")))
+    + der_tlv(0x03, b"\x00" + b"\x01" * 32),
+)
+
+
+def unknown_key_cert(issuer: trustme.CA) -> bytes:
+    """A certificate, signed by ``issuer``, for a key of an algorithm nobody knows."""
+    return resign(der_of_pem(issuer.cert_pem.bytes()), issuer, replace={SUBJECT + 1: UNKNOWN_SPKI})
 
 
 def spki_as_encoded(der: bytes) -> bytes:
@@ -512,3 +541,190 @@ def test_lint_takes_linear_time(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert_linear(lint, lambda n: ports(n // 32))
     out, err = capsys.readouterr()
     assert "0 warning(s)" in out and err == ""
+
+
+# -- the command line: one line and an exit status, never a traceback ------------------
+
+Capture = pytest.CaptureFixture[str]
+
+
+def run(capsys: Capture, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    for line in err.splitlines():  # errors and warnings, one line each; never a bug
+        assert line.startswith("requests-pinning: "), err
+    assert "unexpected error" not in err and "Traceback" not in err
+    return status, out, err
+
+
+class LaxTLSServer(TLSServer):
+    """A TLSServer that may send a certificate for a key OpenSSL cannot size.
+
+    OpenSSL's default security level refuses to load such a chain; an attacker's
+    server has no such scruples.
+    """
+
+    def __init__(self, cert: trustme.LeafCert) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.num_tickets = 0
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        cert.configure_cert(context)
+        _Server.__init__(self, context, "127.0.0.1")
+        self.bytes_received = 0
+        self.requests: list[str] = []
+
+
+def test_pins_of_a_certificate_with_an_unknown_key_algorithm(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    der = unknown_key_cert(pki.root)
+    expected = "sha256/" + base64.b64encode(hashlib.sha256(UNKNOWN_SPKI).digest()).decode()
+    assert spki_pin(der) == expected  # the pin never needed the key
+    for name, data in (("cert.pem", pem(der)), ("cert.der", der)):
+        (tmp_path / name).write_bytes(data)
+        status, out, _ = run(capsys, "pins", str(tmp_path / name))
+        assert status == 0
+        assert f"key          unknown key algorithm OID {UNKNOWN_OID}\n" in out
+        assert f"spki pin     {expected}\n" in out
+
+
+def test_pins_insecure_on_a_server_that_appends_an_unknown_key_algorithm(
+    capsys: Capture, pki: PKI
+) -> None:
+    leaf = pki.leaf.cert_chain_pems[0].bytes()
+    served = trustme.LeafCert(
+        pki.leaf.private_key_pem.bytes(), leaf, [pem(unknown_key_cert(pki.rogue_root))]
+    )
+    with LaxTLSServer(served) as server:
+        status, out, err = run(capsys, "pins", "--insecure", f"localhost:{server.port}")
+    assert status == 0, err
+    assert f"unknown key algorithm OID {UNKNOWN_OID}" in out
+    assert pki.leaf_pin in out
+
+
+def test_pins_of_a_server_and_a_file_with_a_non_minimal_length(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    odd = odd_leaf(pki.leaf, pki.intermediate, 5)
+    with TLSServer(odd) as server:
+        status, out, err = run(
+            capsys, "pins", "--ca-bundle", pki.bundle, f"localhost:{server.port}"
+        )
+    assert status == 0, err
+    assert "#0  leaf, not strict DER: cryptography cannot parse it\n" in out
+    assert f"spki pin     {pki.leaf_pin}\n" in out
+    assert f"spki pin     {pki.intermediate_pin}\n" in out
+    path = tmp_path / "odd.pem"
+    path.write_bytes(odd.cert_chain_pems[0].bytes())
+    status, out, err = run(capsys, "pins", "--json", "--host", "a.example", str(path))
+    assert status == 0, err
+    assert json.loads(out) == {"a.example": {"pins": [pki.leaf_pin]}}
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_check_on_servers_whose_certificates_cryptography_or_the_walker_refuses(
+    capsys: Capture, pki: PKI, tmp_path: Path, as_json: bool
+) -> None:
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"localhost": [pki.intermediate_pin, pki.root_pin]}))
+    odd = odd_leaf(pki.leaf, pki.intermediate, 5)
+    # OpenSSL verifies a BER (indefinite) length too; the walker refuses it: a failure.
+    ber = odd_leaf(pki.rogue_leaf, pki.rogue_root, indefinite=True)
+    with TLSServer(odd) as good, TLSServer(ber) as bad:
+        flags = ["--json"] if as_json else []
+        targets = [f"localhost:{good.port}", f"localhost:{bad.port}"]
+        status, out, err = run(
+            capsys, "check", *flags, "--ca-bundle", pki.bundle, str(pins), *targets
+        )
+        pins_status, _, pins_err = run(capsys, "pins", "--ca-bundle", pki.bundle, targets[1])
+    assert status == 1, err
+    reason = "the certificate chain cannot be checked: indefinite DER length"
+    if as_json:
+        records = json.loads(out)
+        assert [(r["status"], r["ok"]) for r in records] == [("matched", True), ("failed", False)]
+        assert records[0]["matched"] == pki.intermediate_pin
+        assert records[1]["reason"] == reason
+        assert records[1]["checked"][0]["pin"] == "(unparseable certificate)"
+    else:
+        assert f"PASS  localhost:{good.port}\n" in out
+        assert f"FAIL  localhost:{bad.port}: {reason}\n" in out
+    assert pins_status == 1
+    assert pins_err == f"requests-pinning: error: {targets[1]}: certificate #0 cannot be parsed\n"
+
+
+URL_PIECES = st.sampled_from(
+    ["https://", "http://", "[", "]", ":", "::", "1", "a", ".", "%25", "%", "@", "/", "?", "#",
+     "\uff03", "\u3002", "xn--", "443", "99999", "-", " ", "\x00", "\\", "[::1]", "127.1"]
+)  # fmt: skip
+
+
+@given(st.lists(URL_PIECES, max_size=12).map("".join))
+def test_any_url_like_target_parses_or_is_a_user_error(text: str) -> None:
+    try:
+        endpoint = parse_endpoint(text)
+    except UserError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert 1 <= endpoint.port <= 65535
+
+
+def test_target_parsing_takes_linear_time() -> None:
+    def target(text: bytes) -> object:
+        try:
+            return parse_endpoint(text.decode())
+        except UserError:
+            return None
+
+    for make in (
+        lambda n: b"https://[" + b":" * n + b"]/",
+        lambda n: b"https://" + b"a." * (n // 2) + b"example:443/",
+        lambda n: b"a" * n + b":" + b"9" * n,
+    ):
+        assert_linear(target, make)
+
+
+@settings(
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_any_file_given_to_pins_is_pinned_or_one_line(
+    capsys: Capture, pki: PKI, tmp_path: Path, data: st.DataObject
+) -> None:
+    chain = b"".join(blob.bytes() for blob in pki.leaf.cert_chain_pems)
+    source = data.draw(st.sampled_from(["pem", "der", "bytes"]))
+    if source == "pem":
+        content = bytearray(chain)
+    elif source == "der":
+        content = bytearray(der_of_pem(chain))
+    else:
+        content = bytearray(data.draw(st.binary(max_size=300)))
+    for _ in range(data.draw(st.integers(0, 3))):
+        if content:
+            position = data.draw(st.integers(0, len(content) - 1))
+            content[position] = data.draw(st.integers(0, 255))
+    path = tmp_path / "input"
+    path.write_bytes(bytes(content))
+    status, out, err = run(capsys, "pins", str(path))
+    assert status in (0, 2)
+    if status:
+        assert err.count("\n") == 1 and out == ""
+
+
+def test_an_unexpected_error_is_one_line_saying_it_is_a_bug(
+    capsys: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = pin_file(tmp_path, json.dumps({"a.example": [PIN_A, PIN_B]}))
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(cli, "lint", broken)
+    status = cli.main(["lint", path])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, "")
+    assert err == (
+        "requests-pinning: error: unexpected error, a bug in requests-pinning "
+        "(please report it): RuntimeError: something unforeseen\n"
+    )
