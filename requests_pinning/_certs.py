@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import re
@@ -34,11 +35,13 @@ CertInput = str | bytes | x509.Certificate
 _SEQUENCE = 0x30
 _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version, optional in TBSCertificate
+_BIT_STRING = 0x03
+_OID = 0x06
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 #]+)-----\s*(.*?)\s*-----END \1-----",
-    re.DOTALL,
-)
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_END = b"-----END "
+# A label cannot contain "-": so no two label scans overlap, and a scan is linear.
+_PEM_LABEL = re.compile(rb"([A-Z0-9 #]+)-----")
 
 
 def _tlv(data: bytes, offset: int, expected_tag: int) -> tuple[int, int]:
@@ -51,12 +54,19 @@ def _tlv(data: bytes, offset: int, expected_tag: int) -> tuple[int, int]:
     start = offset + 2
     if first < 0x80:
         length = first
+    elif first == 0x80:
+        # BER's indefinite length: never valid in DER, and this reader does not
+        # look for end-of-contents octets. Refused, so the check fails closed.
+        raise ValueError("indefinite DER length")
     else:
+        # The long form, with 1 to 127 length octets. DER wants the fewest
+        # octets, but OpenSSL (ASN1_get_object) also takes non-minimal lengths,
+        # leading zero octets and all, so a CA can sign such a certificate and
+        # a handshake accepts it: its pins must still be readable, or the
+        # check could not decide. The length must still fit in the data.
         count = first & 0x7F
-        # 0x80 is BER's indefinite length, never valid in DER; no certificate
-        # needs more than four length bytes.
-        if count == 0 or count > 4 or start + count > len(data):
-            raise ValueError("bad DER length")
+        if start + count > len(data):
+            raise ValueError("truncated DER")
         length = int.from_bytes(data[start : start + count], "big")
         start += count
     end = start + length
@@ -79,10 +89,51 @@ def split_der_certificates(data: bytes) -> list[bytes]:
     while offset < len(data):
         end = _skip(data, offset, _SEQUENCE)
         der = data[offset:end]
-        x509.load_der_x509_certificate(der)  # ValueError unless a certificate
+        check_certificate(der)
         certs.append(der)
         offset = end
     return certs
+
+
+def check_certificate(der: bytes) -> None:
+    """Raise ``ValueError`` unless ``der`` is one certificate whose SPKI can be cut out.
+
+    cryptography reads strict DER only. A certificate that it refuses but that
+    OpenSSL reads (a non-minimal length, say) is accepted when its structure
+    is whole, as :func:`_check_structure` says, so that what a server can
+    present in a handshake is also what can be pinned.
+    """
+    try:
+        x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError:
+        _check_structure(der)
+    spki_of_der_cert(der)
+
+
+def _check_structure(der: bytes) -> None:
+    """Raise ``ValueError`` unless ``der`` has the shape of one X.509 certificate.
+
+    That is: SEQUENCE { TBSCertificate, AlgorithmIdentifier, BIT STRING } and
+    nothing after it, a version of v1 to v3, and an SPKI of an
+    AlgorithmIdentifier and a BIT STRING. Lengths in any form OpenSSL reads.
+    """
+    start, end = _tlv(der, 0, _SEQUENCE)
+    if end != len(der):
+        raise ValueError("trailing data after the certificate")
+    tbs_start, tbs_end = _tlv(der, start, _SEQUENCE)
+    if _skip(der, _skip(der, tbs_end, _SEQUENCE), _BIT_STRING) != end:
+        raise ValueError("not a certificate: data after its signature")
+    if tbs_start < tbs_end and der[tbs_start] == _VERSION:
+        inner, version_end = _tlv(der, tbs_start, _VERSION)
+        number, number_end = _tlv(der, inner, _INTEGER)
+        if number_end != version_end or der[number:number_end] not in (b"\0", b"\1", b"\2"):
+            raise ValueError("not a certificate of version 1, 2 or 3")
+    spki = spki_of_der_cert(der)
+    spki_start, spki_end = _tlv(spki, 0, _SEQUENCE)
+    if _skip(spki, _skip(spki, spki_start, _SEQUENCE), _BIT_STRING) != spki_end:
+        raise ValueError("not a SubjectPublicKeyInfo")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -95,14 +146,40 @@ def spki_of_der_cert(der: bytes) -> bytes:
     start, end = _tlv(der, 0, _SEQUENCE)
     if end != len(der):
         raise ValueError("trailing data after the certificate")
-    pos, _ = _tlv(der, start, _SEQUENCE)  # TBSCertificate
-    if pos < len(der) and der[pos] == _VERSION:
+    pos, tbs_end = _tlv(der, start, _SEQUENCE)  # TBSCertificate
+    if pos < tbs_end and der[pos] == _VERSION:
         pos = _skip(der, pos, _VERSION)
     pos = _skip(der, pos, _INTEGER)  # serialNumber
     for _field in ("signature", "issuer", "validity", "subject"):
         pos = _skip(der, pos, _SEQUENCE)
     spki_end = _skip(der, pos, _SEQUENCE)
+    if spki_end > tbs_end:
+        raise ValueError("the SubjectPublicKeyInfo runs past the TBSCertificate")
     return der[pos:spki_end]
+
+
+def spki_algorithm_oid(spki: bytes) -> str:
+    """The dotted OID of a SubjectPublicKeyInfo's algorithm (``1.2.840.10045.2.1``).
+
+    For describing a key that cryptography cannot load: the pin never needs it.
+    Raises ``ValueError`` when ``spki`` does not open with an OID.
+    """
+    start, _ = _tlv(spki, 0, _SEQUENCE)
+    start, _ = _tlv(spki, start, _SEQUENCE)  # AlgorithmIdentifier
+    start, end = _tlv(spki, start, _OID)
+    arcs: list[int] = []
+    value = 0
+    for byte in spki[start:end]:
+        value = (value << 7) | (byte & 0x7F)
+        if value >> 128:  # no real arc is this long; unbounded, it would be quadratic
+            raise ValueError("an OID arc is too long")
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs or spki[end - 1] & 0x80:
+        raise ValueError("not an OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
 @functools.lru_cache(maxsize=2048)
@@ -153,9 +230,38 @@ def _check_algorithm(algorithm: str) -> str:
 
 
 def iter_pem_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """Each complete PEM block in ``data``, in order: its label and its body, still base64."""
-    for match in _PEM_BLOCK.finditer(data):
-        yield match.group(1).decode("ascii"), match.group(2)
+    """Each complete PEM block in ``data``, in order: its label and its body, still base64.
+
+    A block runs from ``-----BEGIN L-----`` to the first ``-----END L-----``
+    after it; a BEGIN without its END is skipped. Linear time: every END line
+    is found once, up front, and each BEGIN looks up the first END of its
+    label after it, so many unterminated BEGIN lines cannot make the scan
+    search the rest of the input once each.
+    """
+    ends: dict[bytes, list[int]] = {}
+    for start, label, _ in _pem_markers(data, _PEM_END):
+        ends.setdefault(label, []).append(start)
+    resume = 0
+    for start, label, body_start in _pem_markers(data, _PEM_BEGIN):
+        if start < resume:
+            continue  # inside the previous block
+        positions = ends.get(label, [])
+        index = bisect.bisect_left(positions, body_start)
+        if index == len(positions):
+            continue
+        body_end = positions[index]
+        yield label.decode("ascii"), data[body_start:body_end].strip()
+        resume = body_end + len(_PEM_END) + len(label) + len(b"-----")
+
+
+def _pem_markers(data: bytes, marker: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """``(start, label, end)`` of each ``MARKER LABEL-----`` line in ``data``."""
+    position = data.find(marker)
+    while position >= 0:
+        match = _PEM_LABEL.match(data, position + len(marker))
+        if match is not None:
+            yield position, match.group(1), match.end()
+        position = data.find(marker, position + 1)
 
 
 def decode_pem_body(body: bytes) -> bytes:
@@ -221,11 +327,10 @@ def _load(cert: object) -> tuple[str, bytes]:
 
 
 def _validated(kind: str, der: bytes) -> tuple[str, bytes]:
-    """Let cryptography parse ``der`` first, so that garbage is never hashed."""
+    """Parse ``der`` before hashing it (see :func:`check_certificate`): garbage is never hashed."""
     try:
         if kind == "certificate":
-            x509.load_der_x509_certificate(der)
-            spki_of_der_cert(der)
+            check_certificate(der)
         else:
             key: PublicKeyTypes = serialization.load_der_public_key(der)
             del key
@@ -251,7 +356,9 @@ def spki_pin(cert: CertInput, algorithm: str = "sha256") -> str:
 
     ``algorithm`` is ``"sha256"`` (the default), ``"sha384"``, ``"sha512"`` or
     the legacy ``"sha1"``. Raises :class:`PinConfigError` for input that is not
-    exactly one certificate or public key.
+    exactly one certificate or public key. A certificate with the non-minimal
+    DER lengths that OpenSSL (though not cryptography) reads is accepted, and
+    its key needs no known algorithm: only the SPKI's bytes are hashed.
     """
     _check_algorithm(algorithm)
     kind, der = _load(cert)

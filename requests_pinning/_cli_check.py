@@ -40,7 +40,13 @@ def check_one(
         return _record(endpoint, None, chain, "failed", reason, None, now)
     # Report-only and expired entries are judged as if enforced: monitoring
     # must see a breakage before the entry is switched on, or renewed.
-    verdict = evaluate(entry, chain, allow_unpinned=False, now=now, ignore_expiry=True)
+    try:
+        verdict = evaluate(entry, chain, allow_unpinned=False, now=now, ignore_expiry=True)
+    except ValueError as exc:
+        # A chain that cannot be read is a failed check, as in the library:
+        # a result to print (and JSON), never a traceback.
+        reason = f"the certificate chain cannot be checked: {exc}"
+        return _record(endpoint, entry, chain, "failed", reason, None, now)
     return _record(endpoint, entry, chain, verdict.status, verdict.reason, verdict.matched, now)
 
 

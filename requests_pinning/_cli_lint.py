@@ -181,12 +181,23 @@ def _lint_overrides(pinset: PinSet) -> Iterator[LintWarning]:
     }
     alone = {entry.pattern: PinSet.from_dict({entry.pattern: [DUMMY_PIN]}) for entry in entries}
     by_name: dict[str, list[HostPins]] = {}
+    by_port: dict[tuple[str, int | None], list[HostPins]] = {}
     for entry in entries:
-        by_name.setdefault(keys[entry.pattern][1], []).append(entry)
+        _, name, port = keys[entry.pattern]
+        by_name.setdefault(name, []).append(entry)
+        by_port.setdefault((name, port), []).append(entry)
     done: set[frozenset[str]] = set()
     for entry in entries:
-        for name in _parents(keys[entry.pattern][1]):
-            for other in by_name.get(name, ()):
+        _, name, port = keys[entry.pattern]
+        for parent in _parents(name):
+            # Entries for other ports never apply where this one does: pairing
+            # every entry of a name with every other was quadratic (a file of
+            # one host on 2,000 ports took minutes).
+            if port is None:
+                others = by_name.get(parent, [])
+            else:
+                others = by_port.get((parent, port), []) + by_port.get((parent, None), [])
+            for other in others:
                 pair = frozenset((entry.pattern, other.pattern))
                 if other is entry or pair in done:
                     continue

@@ -60,6 +60,9 @@ def _print_chain(chain: Chain, now: datetime) -> None:
 
 
 def _role(chain: Chain, position: int, item: Item) -> str:
+    if item.cert is None and item.der:  # a certificate cryptography cannot parse
+        role = "leaf" if chain.endpoint is not None and position == 0 else "certificate"
+        return f"{role}, {item.note}" if item.note else role
     if item.cert is None:
         if item.source == "public key":
             return "public key"
@@ -76,7 +79,10 @@ def _role(chain: Chain, position: int, item: Item) -> str:
 
 
 def _self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
+    try:
+        return cert.subject == cert.issuer
+    except (ValueError, TypeError):  # cryptography parses names on first use
+        return False
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -84,23 +90,30 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return _self_issued(cert)  # an old root without extensions
-    except ValueError:
-        return False
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return False  # extensions are parsed on first use, and can be malformed
 
 
 def _item_rows(item: Item, now: datetime) -> list[tuple[str, str]]:
     rows = []
+    if item.der:
+        rows.append(("subject", describe_name(item.der)))
     if item.cert is not None:
-        cert = item.cert
         rows += [
-            ("subject", describe_name(item.der)),
-            ("issuer", format_name(cert.issuer) or "(empty)"),
-            ("expires", _expiry_text(cert.not_valid_after_utc, now)),
+            ("issuer", _issuer(item.cert)),
+            ("expires", _expiry_text(item.cert.not_valid_after_utc, now)),
         ]
     rows += [("key", item.key), ("spki pin", item.pin)]
-    if item.cert is not None:
+    if item.der:
         rows.append(("cert sha256", format_fingerprint(cert_digest(item.der))))
     return rows
+
+
+def _issuer(cert: x509.Certificate) -> str:
+    try:
+        return format_name(cert.issuer) or "(empty)"
+    except (ValueError, TypeError):  # cryptography parses names on first use
+        return "(unparseable name)"
 
 
 def _expiry_text(moment: datetime, now: datetime) -> str:

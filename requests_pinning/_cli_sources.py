@@ -26,9 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from ._certs import (
+    check_certificate,
     decode_pem_body,
     iter_pem_blocks,
     sha256_pin,
+    spki_algorithm_oid,
+    spki_of_der_cert,
     spki_pin,
     split_der_certificates,
 )
@@ -95,14 +98,17 @@ def parse_endpoint(target: str) -> Endpoint:
 
 
 def _url_hostport(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname  # a ValueError for a bad [IPv6] literal
+    except ValueError as exc:
+        raise UserError(f"target {url!r} is not a valid URL: {exc}") from None
     if parts.scheme.lower() != "https":
         raise UserError(f"target {url!r}: only https:// URLs have certificates to pin")
     try:
         port = parts.port
     except ValueError:
         raise UserError(f"target {url!r}: the port is not a number from 1 to 65535") from None
-    host = parts.hostname
     if not host:
         raise UserError(f"target {url!r}: the URL has no host")
     if ":" in host:
@@ -293,8 +299,30 @@ def backup_pin(path: str) -> tuple[str, str]:
 
 
 def _cert_item(der: bytes, note: str = "") -> Item:
-    cert = x509.load_der_x509_certificate(der)
-    return Item(sha256_pin(der), _key_text(cert.public_key()), cert, der, note=note)
+    """A certificate to show and pin; ``ValueError`` when ``der`` is not one."""
+    check_certificate(der)  # as OpenSSL reads it, also where cryptography refuses
+    try:
+        cert: x509.Certificate | None = x509.load_der_x509_certificate(der)
+    except ValueError:  # not strict DER: only what the DER walker reads is shown
+        cert = None
+        note = ", ".join(filter(None, [note, "not strict DER: cryptography cannot parse it"]))
+    return Item(sha256_pin(der), _spki_text(spki_of_der_cert(der)), cert, der, note=note)
+
+
+def _spki_text(spki: bytes) -> str:
+    """What key an SPKI holds. The pin hashes the SPKI as encoded and never needs
+    the key, so a key that cryptography cannot load is still pinned, and named
+    by its algorithm's OID."""
+    try:
+        return _key_text(serialization.load_der_public_key(spki))
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        try:
+            oid = spki_algorithm_oid(spki)
+        except ValueError:
+            return "a key that cannot be read"
+        if isinstance(exc, UnsupportedAlgorithm):
+            return f"unknown key algorithm OID {oid}"
+        return f"a key that cannot be read (algorithm OID {oid})"
 
 
 def _key_item(key: PublicKeyTypes, source: str) -> Item:
@@ -350,6 +378,8 @@ def _encrypted(path: str) -> str:
 # -- files ------------------------------------------------------------------------------
 
 _CERT_LABELS = ("CERTIFICATE", "X509 CERTIFICATE")
+# What cryptography raises for bytes it cannot read (InvalidVersion is no ValueError).
+_UNREADABLE = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
 _PRIVATE_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY")
 _CSR_LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 
@@ -401,7 +431,7 @@ def _pem_block_items(path: str, label: str, der: bytes) -> list[Item]:
             return [_key_item(request.public_key(), "certificate request")]
         if label == "PKCS7":
             return _pkcs7_items(der)
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         raise UserError(f"{path!r}: the PEM {label} block cannot be read") from None
     return []  # other blocks (CRLs, parameters...) have nothing to pin
 
@@ -420,19 +450,19 @@ def _der_items(path: str, data: bytes) -> list[Item]:
         return [_cert_item(der) for der in certs]
     try:
         return [_spki_item(data)]
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         pass
     try:
         serialization.load_der_private_key(data, password=None)
     except TypeError:
         raise UserError(_encrypted(path)) from None
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         pass
     else:
         return [_private_key_item(data, path)]
     try:
         return _pkcs7_items(data)
-    except (ValueError, UnsupportedAlgorithm):
+    except _UNREADABLE:
         pass
     raise UserError(
         f"{path!r} is neither a PEM or DER certificate or chain, nor a public or private key"

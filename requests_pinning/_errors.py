@@ -34,6 +34,29 @@ class PinConfigError(ValueError):
     raised, no pin set was made.
     """
 
+    def __init__(self, message: str) -> None:
+        # Messages quote the offending value, and a configuration can hold a
+        # 10 MB string: keep the start (which key) and the end (what is wrong).
+        if len(message) > _MAX_MESSAGE:
+            message = f"{message[: _MAX_MESSAGE - 300]} [...] {message[-300:]}"
+        super().__init__(message)
+
+
+_MAX_MESSAGE = 1000
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)`` for an error message, whatever ``value`` is.
+
+    A configuration given from Python can hold anything: a list nested 100,000
+    deep (``RecursionError``), an int of 5,000 digits (``ValueError``), an object
+    whose ``__repr__`` raises. None of that may replace the error being reported.
+    """
+    try:
+        return repr(value)
+    except Exception:  # any error of a repr is the value's, not ours: say what it is
+        return f"<{type(value).__name__} that cannot be shown>"
+
 
 class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
     """The server's certificate chain did not satisfy the pins for its host.

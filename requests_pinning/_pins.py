@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._certs import ALGORITHMS, cert_digest, format_fingerprint, format_spki_pin, spki_digest
+from ._errors import safe_repr
 
 __all__ = ["Pin"]
 
@@ -40,7 +41,7 @@ class Pin:
         SHA-384 or SHA-512 certificate hash, any case, with or without ``:``.
         """
         if not isinstance(text, str):
-            raise ValueError(f"{text!r} is a {type(text).__name__}, not a pin string")
+            raise ValueError(f"{safe_repr(text)} is a {type(text).__name__}, not a pin string")
         text = text.strip()
         if "/" in text:
             return cls._parse_spki(text)

@@ -24,7 +24,7 @@ import idna
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from ._errors import PinConfigError
+from ._errors import PinConfigError, safe_repr
 from ._pins import Pin
 
 __all__ = ["HostPins", "PinSet", "check_report_uri", "normalize_host"]
@@ -151,7 +151,12 @@ class PinSet:
         except UnicodeDecodeError as exc:
             raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
         try:
-            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            data = json.loads(
+                text,
+                object_pairs_hook=_no_duplicate_keys,
+                parse_int=_parse_int,
+                parse_constant=_no_constant,
+            )
         except json.JSONDecodeError as exc:
             raise PinConfigError(
                 f"pin file {name!r} is not valid JSON: {exc.msg} "
@@ -159,6 +164,12 @@ class PinSet:
             ) from None
         except PinConfigError as exc:
             raise PinConfigError(f"pin file {name!r}: {exc}") from None
+        except RecursionError:
+            # A pin file is three levels deep (entries, options, lists of pins);
+            # json's recursion limit is a parse error here, not a crash.
+            raise PinConfigError(f"pin file {name!r}: nested too deeply") from None
+        if data is None:
+            raise PinConfigError(f"pin file {name!r}: null is not an object of entries")
         try:
             return cls(data)
         except PinConfigError as exc:
@@ -245,10 +256,22 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _parse_int(text: str) -> int:
+    # No pin file has a number in it, and int() refuses (ValueError) more than
+    # 4,300 digits: refuse a long one here, before int() is asked.
+    if len(text) > 20:
+        raise PinConfigError(f"number too long ({len(text)} digits)")
+    return int(text)
+
+
+def _no_constant(text: str) -> float:
+    raise PinConfigError(f"{text} is not JSON (Python's json module accepts it; nothing else does)")
+
+
 def _parse_entry(raw_key: object, value: object) -> HostPins:
     if not isinstance(raw_key, str):
         raise PinConfigError(
-            f"host pattern {raw_key!r} is a {type(raw_key).__name__}, not a string"
+            f"host pattern {safe_repr(raw_key)} is a {type(raw_key).__name__}, not a string"
         )
     options: Mapping[str, Any]
     if isinstance(value, list | tuple):
@@ -259,7 +282,7 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
         if unknown:
             known = ", ".join(_ENTRY_KEYS)
             raise PinConfigError(
-                f"entry for {raw_key!r}: unknown key {unknown[0]!r} (known keys: {known})"
+                f"entry for {raw_key!r}: unknown key {safe_repr(unknown[0])} (known keys: {known})"
             )
         if "pins" not in options and "deny" not in options:
             raise PinConfigError(f"entry for {raw_key!r}: 'pins' (or 'deny') is required")
@@ -273,7 +296,8 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
     kind, host, port = _parse_pattern(raw_key, include_subdomains)
     pins = _parse_pins(raw_key, "pins", options["pins"]) if "pins" in options else ()
     deny = _parse_pins(raw_key, "deny", options["deny"]) if "deny" in options else ()
-    both = [pin for pin in pins if pin in deny]
+    denied = set(deny)  # a set: with a tuple, long lists of both were quadratic
+    both = [pin for pin in pins if pin in denied]
     if both:
         raise PinConfigError(
             f"entry for {raw_key!r}: {str(both[0])!r} is in both 'pins' and 'deny'"
@@ -295,7 +319,7 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
 
 
 def _describe(value: object) -> str:
-    text = repr(value)
+    text = safe_repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
@@ -329,7 +353,7 @@ def _parse_pins(raw_key: str, name: str, value: object) -> tuple[Pin, ...]:
 
 def check_report_uri(value: object, where: str) -> str:
     """Return ``value`` if it is an http(s) URL with a host, else raise PinConfigError."""
-    problem = f"'report_uri' for {where}: {value!r} is not an http:// or https:// URL"
+    problem = f"'report_uri' for {where}: {safe_repr(value)} is not an http:// or https:// URL"
     if not isinstance(value, str) or not value.isascii() or any(c.isspace() for c in value):
         raise PinConfigError(problem)
     try:
@@ -343,7 +367,7 @@ def check_report_uri(value: object, where: str) -> str:
 
 def _parse_expires(raw_key: str, value: object) -> datetime:
     problem = (
-        f"'expires' for {raw_key!r}: {value!r} is not an ISO 8601 date (2027-06-30) "
+        f"'expires' for {raw_key!r}: {safe_repr(value)} is not an ISO 8601 date (2027-06-30) "
         "or date-time with an offset (2027-06-30T12:00:00+00:00)"
     )
     if not isinstance(value, str):

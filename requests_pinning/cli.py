@@ -1,7 +1,7 @@
 """The ``requests-pinning`` command: find, check and lint pins, and a demo.
 
-Errors go to stderr as one line (``requests-pinning: error: ...``); no
-tracebacks for user errors. ``--json`` output is the JSON alone on stdout;
+Errors go to stderr as one line (``requests-pinning: error: ...``); never a
+traceback, not even for a bug (which says it is one). ``--json`` output is the JSON alone on stdout;
 warnings and reminders go to stderr. Nothing is fetched from the network
 except the targets named on the command line.
 
@@ -391,3 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
+    except Exception as exc:
+        # The last resort: every known failure is handled above, each with its
+        # own message. Anything else is a bug, still reported in one line.
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        print_error(f"unexpected error, a bug in {PROG} (please report it): {detail}")
+        return EXIT_FAILED

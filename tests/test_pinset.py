@@ -934,8 +934,12 @@ def port_error(text: str) -> str:
 )
 def test_bad_host_patterns_are_rejected_naming_the_key(key: str, why: str) -> None:
     message = f"host pattern {key!r}: {why}"
-    with pytest.raises(PinConfigError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(PinConfigError) as info:
         PinSet({key: [P1]})
+    if len(message) <= 1000:
+        assert str(info.value) == message
+    else:  # a long message keeps its start and its end
+        assert str(info.value) == f"{message[:700]} [...] {message[-300:]}"
 
 
 @pytest.mark.parametrize("key", ["192.0.2.1", "2001:db8::1", "[::1]:8443"])
