@@ -537,13 +537,15 @@ def _lookup_form(host: str) -> tuple[str, bool]:
     (The TLS layer itself only ever validates ASCII names, and the caller
     looks those up too.)
     """
-    text = host.strip("[]")
-    if "%" in text:
-        # Only an IP literal has a zone id; "%" in a name is not valid anyway.
-        address = text[: text.rfind("%")]
-        if _ip_form(address) is not None:
-            text = address
-    name = _normalize_name(text.rstrip("."), all_dots=True)
+    # In urllib3's order: trailing dots, then brackets and a zone id, kept
+    # only if what remains is an IP address.
+    text = host.rstrip(".")
+    address = text.strip("[]")
+    if "%" in address:
+        address = address[: address.rfind("%")]
+    if address != text and _ip_form(address) is not None:
+        text = address
+    name = _normalize_name(text, all_dots=True)
     if name is None:
         name = text.rstrip(".").lower()
     ip = _ip_form(name)

@@ -32,8 +32,10 @@ from hypothesis import strategies as st
 
 from requests_pinning import (
     PinConfigError,
+    PinFailure,
     PinMismatchError,
     PinningAdapter,
+    PinningSession,
     PinSet,
     cli,
     spki_pin,
@@ -728,3 +730,26 @@ def test_an_unexpected_error_is_one_line_saying_it_is_a_bug(
         "requests-pinning: error: unexpected error, a bug in requests-pinning "
         "(please report it): RuntimeError: something unforeseen\n"
     )
+
+
+def test_a_certificate_the_walker_refuses_is_a_pin_failure_on_the_wire(pki: PKI) -> None:
+    # OpenSSL verifies a BER (indefinite) length; the walker cannot read it.
+    # The check cannot decide: enforced, that is a PinMismatchError before any
+    # byte is sent; report-only, the request proceeds and the failure is reported.
+    ber = odd_leaf(pki.rogue_leaf, pki.rogue_root, indefinite=True)
+    pins = {"localhost": [pki.intermediate_pin]}
+    with TLSServer(ber) as bad:
+        failures: list[PinFailure] = []
+        with PinningSession(pins, on_failure=failures.append) as session:
+            session.verify = pki.bundle
+            with pytest.raises(PinMismatchError, match="could not be checked"):
+                session.post(f"https://localhost:{bad.port}/", data=b"secret")
+        bad.wait_idle()
+        assert bad.handshakes == 1
+        assert bad.bytes_received == 0
+        assert len(failures) == 1
+        with PinningSession(pins, report_only=True, on_failure=failures.append) as session:
+            session.verify = pki.bundle
+            assert session.get(f"https://localhost:{bad.port}/").status_code == 200
+        assert len(failures) == 2
+        assert failures[1].report_only
