@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import requests.exceptions
@@ -104,15 +105,19 @@ class PinningAdapter(HTTPAdapter):
         """Where violation reports go for entries without their own ``report_uri``."""
         return self._enforcer.report_uri
 
-    _mounts_audited = False
+    # (the session's adapters mapping, its size when last audited)
+    _mounts_audited: tuple[Mapping[str, Any], int] | None = None
 
     def _audit_mounts(self) -> None:
         # A per-host mount or a longer prefix for another adapter is a silent
-        # bypass of the pins: say so, loudly, on the first request.
+        # bypass of the pins: say so, loudly, on the first request, and again
+        # after the session's mounts change.
         from ._session import audit_mounts, calling_session  # _session imports this module
 
-        self._mounts_audited = True
-        audit_mounts(self, calling_session())
+        session = calling_session()
+        adapters = getattr(session, "adapters", None)
+        self._mounts_audited = (adapters, len(adapters)) if isinstance(adapters, dict) else ({}, 0)
+        audit_mounts(self, session)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # The policy names are Enforcer's own parameter names.
@@ -183,7 +188,8 @@ class PinningAdapter(HTTPAdapter):
     ) -> Response:
         # The signature is spelled out, not *args/**kwargs: this runs for every
         # request, including each one on a kept-alive connection.
-        if not self._mounts_audited:
+        audited = self._mounts_audited
+        if audited is None or len(audited[0]) != audited[1]:
             self._audit_mounts()
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)

@@ -72,7 +72,7 @@ class PinningSession(requests.Session):
     ``pins`` and the keyword arguments are those of :class:`PinningAdapter`.
     """
 
-    __attrs__: list[str] = [*requests.Session.__attrs__, "pinning_adapter"]  # noqa: RUF012
+    __attrs__: list[str] = [*requests.Session.__attrs__, "pinning_adapter", "_approved"]  # noqa: RUF012
     pinning_adapter: PinningAdapter
 
     def __init__(
@@ -89,6 +89,7 @@ class PinningSession(requests.Session):
         # self.mount, before there is a pinning adapter: they are replaced
         # just below, so let them in.
         self.pinning_adapter = None  # type: ignore[assignment]
+        self._approved: list[PinningAdapter] = []
         super().__init__()
         self.pinning_adapter = PinningAdapter(
             pins,
@@ -116,22 +117,38 @@ class PinningSession(requests.Session):
                     "out of pinning; mount a PinningAdapter with the same pins (and your "
                     "options) instead"
                 )
-            if adapter.pinset != self.pinset:
+            differs = _policy_difference(adapter, self.pinning_adapter)
+            if differs:
                 raise ValueError(
-                    f"the PinningAdapter mounted on {prefix!r} has other pins than the "
-                    "session: URLs under that prefix would escape the session's pins"
+                    f"the PinningAdapter mounted on {prefix!r} has another {differs} than the "
+                    "session: URLs under that prefix would escape the session's policy; give "
+                    "it the same pins and switches (other options, such as max_retries, may differ)"
                 )
+            self._approved.append(adapter)
         super().mount(prefix, adapter)
 
     def get_adapter(self, url: str) -> BaseAdapter:
         adapter = super().get_adapter(url)
         # Fail closed: the mount check above can be sidestepped by editing
-        # session.adapters directly; this cannot.
-        if not isinstance(adapter, PinningAdapter) and _covers_web_urls(url[:8]):
+        # session.adapters directly; this cannot. Only the session's adapter
+        # and those that passed mount() may carry http(s) URLs.
+        approved = adapter is self.pinning_adapter or any(
+            adapter is other for other in self._approved
+        )
+        if not approved and _covers_web_urls(url[:8]):
             raise ValueError(
-                f"refusing {url!r}: its adapter, {type(adapter).__name__}, does not check pins"
+                f"refusing {url!r}: its adapter, {type(adapter).__name__}, was not mounted "
+                "through PinningSession.mount, so it may not check the session's pins"
             )
         return adapter
+
+
+def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> str:
+    """The name of the first policy setting in which the two adapters differ, or ''."""
+    for name in ("pinset", "report_only", "allow_unpinned", "on_failure", "report_uri"):
+        if getattr(adapter, name) != getattr(reference, name):
+            return "pin set" if name == "pinset" else name
+    return ""
 
 
 def audit_mounts(adapter: PinningAdapter, session: object) -> None:

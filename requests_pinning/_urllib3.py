@@ -81,7 +81,11 @@ def _der_list(items: object) -> tuple[bytes, ...] | None:
         elif isinstance(item, x509.Certificate):
             result.append(item.public_bytes(Encoding.DER))
         elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
-            result.append(item.to_cryptography().public_bytes(Encoding.DER))
+            # Dumped by OpenSSL itself, not through cryptography, which refuses
+            # certificates OpenSSL accepted (a version 4, a non-DER length).
+            from OpenSSL import crypto
+
+            result.append(crypto.dump_certificate(crypto.FILETYPE_ASN1, item))
         else:
             return None
     return tuple(result)
@@ -159,8 +163,11 @@ class _PinningConnectionMixin:
     _pin_origin: tuple[str, int] | None = None
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
         try:
+            # An HTTPS proxy's own TLS session is checked inside (see
+            # _connect_tls_proxy): its refusal must not become a retried
+            # ProxyError either.
+            super().connect()  # type: ignore[misc]
             self._check_pins()
         except PinMismatchError as error:
             self.close()  # type: ignore[attr-defined]
@@ -181,15 +188,42 @@ class _PinningConnectionMixin:
                 reason="no pin policy attached",
             )
         host, port = origin
+        # The names first, and apart: however reading the chain fails, the
+        # pins of every name of the connection still apply to that failure.
+        names = self._names(host)
         try:
             chain = self._peer(host, port)
-            names = self._names(host)
         except Exception as exc:
             # Fail closed: whatever could not be read cannot be vouched for.
             problem = f"the TLS connection could not be read ({type(exc).__name__}: {exc})"
             chain = PeerChain(checked=(), verified=False, problem=problem)
-            names = [host]
         enforcer.check(names, port, chain)
+
+    def _connect_tls_proxy(self, hostname: str, sock: Any) -> Any:
+        """The TLS session with an HTTPS proxy: checked like any other, against the proxy's entry.
+
+        Through a CONNECT tunnel, this outer session carries the CONNECT line,
+        the target's name and any Proxy-Authorization: a pinned host must not
+        receive them as a proxy unless its pins match, any more than a request
+        as an origin. (For ``http://`` URLs through an HTTPS proxy, the proxy
+        is the origin of its pool and is checked in ``_check_pins``.)
+        """
+        wrapped = super()._connect_tls_proxy(hostname, sock)  # type: ignore[misc]
+        enforcer = self._pin_enforcer
+        if enforcer is not None:  # without one, _check_pins refuses anyway
+            conn: Any = self
+            port = int(conn.port or 443)
+            try:
+                chain = peer_chain(wrapped)
+            except Exception as exc:
+                problem = f"the proxy's TLS session could not be read ({type(exc).__name__}: {exc})"
+                chain = PeerChain(checked=(), verified=False, problem=problem)
+            try:
+                enforcer.check([hostname, conn.host, tls_server_name(wrapped)], port, chain)
+            except BaseException:
+                wrapped.close()
+                raise
+        return wrapped
 
     def _names(self, origin: str) -> list[str | None]:
         """Every name this connection is known by; the pins of each one apply.
@@ -203,10 +237,18 @@ class _PinningConnectionMixin:
         the enforcer applies the pins of all of them (see ``Enforcer.check``).
         """
         conn: Any = self
+        tunnel_host = getattr(conn, "_tunnel_host", None)
+        if getattr(conn, "proxy_is_forwarding", False) or (
+            getattr(conn, "proxy", None) is not None and tunnel_host is None
+        ):
+            # The TLS session is with a forwarding proxy, not the origin: its
+            # names are the proxy's (checked in _connect_tls_proxy), and the
+            # origin's certificate is never seen (_peer fails that closed).
+            return [origin]
         assert_hostname = getattr(conn, "assert_hostname", None)
         return [
             origin,
-            getattr(conn, "_tunnel_host", None) or conn.host,
+            tunnel_host or conn.host,
             getattr(conn, "server_hostname", None),
             assert_hostname if isinstance(assert_hostname, str) else None,
             tls_server_name(conn.sock),
@@ -235,7 +277,7 @@ class _PinningConnectionMixin:
             )
         try:
             return peer_chain(conn.sock)
-        except ValueError as exc:
+        except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
             return PeerChain(served=(), checked=(), verified=False, problem=str(exc))
 
 
@@ -245,14 +287,17 @@ def tls_server_name(sock: object) -> str | None:
     ``ssl.SSLSocket`` and ``ssl.SSLObject`` record it after IDNA encoding;
     urllib3's ``SSLTransport`` wraps an ``SSLObject``; pyOpenSSL keeps the SNI.
     """
-    name = getattr(sock, "server_hostname", None)
-    if name is None:
-        name = getattr(getattr(sock, "sslobj", None), "server_hostname", None)
-    if name is None:
-        connection = getattr(sock, "connection", None)
-        get_servername = getattr(connection, "get_servername", None)
-        if get_servername is not None:
-            name = get_servername()
+    try:
+        name = getattr(sock, "server_hostname", None)
+        if name is None:
+            name = getattr(getattr(sock, "sslobj", None), "server_hostname", None)
+        if name is None:
+            connection = getattr(sock, "connection", None)
+            get_servername = getattr(connection, "get_servername", None)
+            if get_servername is not None:
+                name = get_servername()
+    except Exception:  # the other names of the connection still apply
+        return None
     if isinstance(name, bytes):
         return name.decode("ascii", "replace")
     return name if isinstance(name, str) else None

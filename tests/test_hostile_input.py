@@ -18,8 +18,10 @@ import re
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -35,6 +37,7 @@ from requests_pinning import (
     PinFailure,
     PinMismatchError,
     PinningAdapter,
+    PinningPoolManager,
     PinningSession,
     PinSet,
     cli,
@@ -753,3 +756,53 @@ def test_a_certificate_the_walker_refuses_is_a_pin_failure_on_the_wire(pki: PKI)
             assert session.get(f"https://localhost:{bad.port}/").status_code == 200
         assert len(failures) == 2
         assert failures[1].report_only
+
+
+# -- found by the second attack pass ---------------------------------------------------
+
+
+@pytest.fixture
+def pyopenssl() -> Iterator[None]:
+    with warnings.catch_warnings():  # urllib3 1.26's module warns as it imports
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from urllib3.contrib import pyopenssl
+
+    pyopenssl.inject_into_urllib3()
+    try:
+        yield
+    finally:
+        pyopenssl.extract_from_urllib3()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:urllib3.contrib.pyopenssl")
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # verify off
+@pytest.mark.usefixtures("pyopenssl")
+@pytest.mark.parametrize("verify", [False, True])
+def test_pyopenssl_and_a_certificate_cryptography_refuses_keep_every_names_pins(
+    pki: PKI, verify: bool
+) -> None:
+    # A version "4" certificate: OpenSSL accepts it, cryptography does not. The
+    # pinned name reaches the connection only through server_hostname (dialled
+    # by IP): reading the chain failing must not narrow the pins to the URL's.
+    version_4 = b"\xa0\x03\x02\x01\x03"
+    issuer = pki.rogue_root if verify else trustme.CA()
+    leaf = issuer.issue_cert("localhost")
+    der = resign(der_of_pem(leaf.cert_chain_pems[0].bytes()), issuer, replace={0: version_4})
+    impostor = trustme.LeafCert(leaf.private_key_pem.bytes(), pem(der), [])
+    options: dict[str, Any] = (
+        {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle, "assert_hostname": False}
+        if verify
+        else {"cert_reqs": "CERT_NONE"}
+    )
+    pins = {"localhost": [pki.intermediate_pin, pki.leaf_pin]}
+    http = PinningPoolManager(pins, server_hostname="localhost", **options)
+    with TLSServer(impostor) as server:
+        with pytest.raises(PinMismatchError) as info:
+            http.request("POST", f"https://127.0.0.1:{server.port}/", body=b"x", retries=False)
+        assert info.value.pattern == "localhost"
+        server.wait_idle()
+        assert server.handshakes == 1
+        assert server.bytes_received == 0
+    # The twin: the genuine server by the same route passes.
+    with TLSServer(pki.leaf) as good:
+        assert http.request("GET", f"https://127.0.0.1:{good.port}/", retries=False).status == 200

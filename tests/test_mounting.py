@@ -60,8 +60,15 @@ def test_pinning_session_refuses_adapters_that_would_bypass_it(pki: PKI) -> None
     for prefix in ("https://localhost", "https://", "HTTPS://api.example.com/", "http", ""):
         with pytest.raises(ValueError, match="out of pinning"):
             session.mount(prefix, HTTPAdapter())
-    with pytest.raises(ValueError, match="other pins"):
+    with pytest.raises(ValueError, match="another pin set"):
         session.mount("https://localhost", PinningAdapter({"localhost": [pki.root_pin]}))
+    # Same pins, another policy: just as much a way out of the session's rules.
+    with pytest.raises(ValueError, match="another allow_unpinned"):
+        session.mount("https://localhost", PinningAdapter(pins(pki), allow_unpinned=False))
+    with pytest.raises(ValueError, match="another report_only"):
+        session.mount("https://localhost", PinningAdapter(pins(pki), report_only=True))
+    with pytest.raises(ValueError, match="another on_failure"):
+        session.mount("https://localhost", PinningAdapter(pins(pki), on_failure=print))
     # The twins: a pinning adapter with the same pins (other options), or a
     # prefix no web URL can match, are fine.
     retrying = PinningAdapter(pins(pki), max_retries=3)
@@ -75,9 +82,10 @@ def test_pinning_session_refuses_a_request_an_edited_mapping_would_send_unpinned
 ) -> None:
     session = PinningSession(pins(pki))
     session.verify = pki.bundle
-    session.adapters["https://"] = HTTPAdapter()  # sidesteps mount()
-    with pytest.raises(ValueError, match="does not check pins"):
-        session.get(f"https://localhost:{rogue.port}/")
+    for sneaked in (HTTPAdapter(), PinningAdapter({}), PinningAdapter(pins(pki), report_only=True)):
+        session.adapters["https://"] = sneaked  # sidesteps mount()
+        with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+            session.get(f"https://localhost:{rogue.port}/")
     assert rogue.handshakes == 0
     assert rogue.bytes_received == 0
 
@@ -121,3 +129,15 @@ def test_twin_mounted_on_https_does_not_warn(pki: PKI, good: TLSServer) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", PinningMountWarning)
         assert session.get(f"https://localhost:{good.port}/").status_code == 200
+
+
+def test_a_mount_made_after_the_first_request_is_audited_too(pki: PKI, good: TLSServer) -> None:
+    session = requests.Session()
+    session.verify = pki.bundle
+    session.mount("https://", PinningAdapter(pins(pki)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PinningMountWarning)
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+    session.mount("https://localhost.example", HTTPAdapter())
+    with pytest.warns(PinningMountWarning, match="out of pinning"):
+        session.get(f"https://localhost:{good.port}/")

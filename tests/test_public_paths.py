@@ -21,7 +21,7 @@ import requests
 import urllib3
 from urllib3.exceptions import MaxRetryError
 
-from requests_pinning import PinMismatchError, PinningAdapter
+from requests_pinning import PinMismatchError, PinningAdapter, PinningSession
 
 from .conftest import PKI
 from .servers import ConnectProxy, Socks5Proxy, TLSServer
@@ -136,3 +136,43 @@ def test_http2_injected_first_sends_no_preface_to_an_impostor(
     }
     assert len(good.requests) == 3
     assert all(line.endswith("HTTP/1.1") for line in good.requests)
+
+
+@pytest.mark.parametrize("allow_unpinned", [True, False])
+def test_a_pinned_host_as_an_https_proxy_gets_no_connect_unless_its_pins_match(
+    pki: PKI, good: TLSServer, allow_unpinned: bool
+) -> None:
+    # The outer TLS session of a CONNECT tunnel carries the CONNECT line and the
+    # proxy credentials: an impostor for a pinned proxy host must not get them.
+    pins = {"localhost": [pki.intermediate_pin], "127.0.0.1": [pki.intermediate_pin]}
+    origin = f"https://127.0.0.1:{good.port}/"
+    with ConnectProxy(tls_cert=pki.rogue_leaf) as impostor:
+        proxy = impostor.url.replace("https://", "https://user:secret@")
+        with PinningSession(pins, allow_unpinned=allow_unpinned) as session:
+            session.verify = pki.bundle
+            with pytest.raises(PinMismatchError) as info:
+                session.get(origin, proxies={"https": proxy})
+        assert info.value.host == "localhost"
+        assert info.value.port == impostor.port
+        assert impostor.connects == []  # refused before the CONNECT line
+    with ConnectProxy(tls_cert=pki.leaf) as genuine:  # the twin
+        with PinningSession(pins, allow_unpinned=allow_unpinned) as session:
+            session.verify = pki.bundle
+            assert session.get(origin, proxies={"https": genuine.url}).status_code == 200
+        assert genuine.connects == [f"127.0.0.1:{good.port}"]
+
+
+def test_an_unpinned_https_proxy_is_refused_only_when_unpinned_hosts_are(
+    pki: PKI, good: TLSServer
+) -> None:
+    pins = {"127.0.0.1": [pki.intermediate_pin]}  # the origin is pinned, the proxy not
+    origin = f"https://127.0.0.1:{good.port}/"
+    with ConnectProxy(tls_cert=pki.leaf) as proxy:
+        with PinningSession(pins, allow_unpinned=False) as strict:
+            strict.verify = pki.bundle
+            with pytest.raises(PinMismatchError, match="unpinned hosts are refused"):
+                strict.get(origin, proxies={"https": proxy.url})
+        assert proxy.connects == []
+        with PinningSession(pins) as lenient:
+            lenient.verify = pki.bundle
+            assert lenient.get(origin, proxies={"https": proxy.url}).status_code == 200
