@@ -9,6 +9,7 @@ import requests.exceptions
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from requests.utils import get_auth_from_url
+from urllib3 import HTTPSConnectionPool
 
 from ._errors import PinMismatchError
 from ._pinset import PinSet
@@ -17,6 +18,7 @@ from ._urllib3 import (
     PinningPoolManager,
     PinningProxyManager,
     PinSource,
+    _PinningPoolMixin,
     socks_proxy_manager,
 )
 from ._verify import Enforcer
@@ -176,6 +178,24 @@ class PinningAdapter(HTTPAdapter):
             )
         self.proxy_manager[proxy] = manager
         return manager
+
+    def get_connection_with_tls_context(
+        self,
+        request: PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        # Fail closed: a subclass (or a mixin such as requests-toolbelt's
+        # SourceAddressAdapter) may build its own urllib3 PoolManager in
+        # init_poolmanager, whose pools check nothing.
+        if not isinstance(pool, _PinningPoolMixin) and isinstance(pool, HTTPSConnectionPool):
+            raise TypeError(
+                f"{type(self).__name__} got a {type(pool).__name__}, which does not check "
+                "pins: a subclass replaced the pinning pool manager; refusing to use it"
+            )
+        return pool
 
     def send(
         self,

@@ -46,9 +46,14 @@ class PinningMountWarning(UserWarning):
     """
 
 
+# Leading whitespace and control characters: urllib3 strips them from a URL
+# before it connects, so they must not hide a URL's scheme from these checks.
+_INVISIBLE = "".join(map(chr, range(33)))
+
+
 def _covers_web_urls(prefix: str) -> bool:
     """Whether some http(s) URL starts with ``prefix`` (as requests compares: lower case)."""
-    prefix = prefix.lower()
+    prefix = prefix.lstrip(_INVISIBLE).lower()
     return any(prefix.startswith(scheme) or scheme.startswith(prefix) for scheme in _SCHEMES)
 
 
@@ -125,7 +130,9 @@ class PinningSession(requests.Session):
                     "it the same pins and switches (other options, such as max_retries, may differ)"
                 )
             self._approved.append(adapter)
-        super().mount(prefix, adapter)
+        # As text: requests compares prefixes with str URLs, and a bytes prefix
+        # would break every later request with a TypeError.
+        super().mount(text, adapter)
 
     def get_adapter(self, url: str) -> BaseAdapter:
         adapter = super().get_adapter(url)
@@ -135,7 +142,7 @@ class PinningSession(requests.Session):
         approved = adapter is self.pinning_adapter or any(
             adapter is other for other in self._approved
         )
-        if not approved and _covers_web_urls(url[:8]):
+        if not approved and url.lstrip(_INVISIBLE)[:4].lower() == "http":
             raise ValueError(
                 f"refusing {url!r}: its adapter, {type(adapter).__name__}, was not mounted "
                 "through PinningSession.mount, so it may not check the session's pins"

@@ -188,42 +188,87 @@ class _PinningConnectionMixin:
                 reason="no pin policy attached",
             )
         host, port = origin
+        forwarded = self._talks_to_proxy(host, port)
+        if (
+            self._pin_proxy_checked
+            and not forwarded
+            and getattr(conn, "_tunnel_host", None) is None
+        ):
+            # No tunnel and the proxy is the origin (an http:// URL through an
+            # HTTPS proxy): the one TLS session was checked already.
+            return
+        if forwarded:
+            # An HTTPS proxy in forwarding mode: the TLS session is with the
+            # proxy. Its own pins apply to it (urllib3 1.26 never calls
+            # _connect_tls_proxy on this path), and the origin's certificate
+            # is never seen, so a pinned origin fails closed.
+            if not self._pin_proxy_checked:
+                self._check_proxy_session(enforcer, conn.sock, conn.host)
+            chain = PeerChain(
+                served=(),
+                checked=(),
+                verified=False,
+                problem=(
+                    f"the TLS session is with the proxy {conn.host}:{conn.port}, not with "
+                    "the origin (an HTTPS proxy in forwarding mode): the origin's "
+                    "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
+                ),
+            )
+            enforcer.check([host], port, chain)
+            return
         # The names first, and apart: however reading the chain fails, the
         # pins of every name of the connection still apply to that failure.
         names = self._names(host)
-        try:
-            chain = self._peer(host, port)
-        except Exception as exc:
-            # Fail closed: whatever could not be read cannot be vouched for.
-            problem = f"the TLS connection could not be read ({type(exc).__name__}: {exc})"
-            chain = PeerChain(checked=(), verified=False, problem=problem)
+        chain = _read_chain(conn.sock, "the TLS connection")
         enforcer.check(names, port, chain)
+
+    _pin_proxy_checked = False
 
     def _connect_tls_proxy(self, hostname: str, sock: Any) -> Any:
         """The TLS session with an HTTPS proxy: checked like any other, against the proxy's entry.
 
         Through a CONNECT tunnel, this outer session carries the CONNECT line,
-        the target's name and any Proxy-Authorization: a pinned host must not
-        receive them as a proxy unless its pins match, any more than a request
-        as an origin. (For ``http://`` URLs through an HTTPS proxy, the proxy
-        is the origin of its pool and is checked in ``_check_pins``.)
+        the target's name and any Proxy-Authorization; in forwarding mode, the
+        whole request. A pinned host must not receive them as a proxy unless
+        its pins match, any more than a request as an origin.
         """
         wrapped = super()._connect_tls_proxy(hostname, sock)  # type: ignore[misc]
         enforcer = self._pin_enforcer
         if enforcer is not None:  # without one, _check_pins refuses anyway
-            conn: Any = self
-            port = int(conn.port or 443)
             try:
-                chain = peer_chain(wrapped)
-            except Exception as exc:
-                problem = f"the proxy's TLS session could not be read ({type(exc).__name__}: {exc})"
-                chain = PeerChain(checked=(), verified=False, problem=problem)
-            try:
-                enforcer.check([hostname, conn.host, tls_server_name(wrapped)], port, chain)
+                self._check_proxy_session(enforcer, wrapped, hostname)
             except BaseException:
                 wrapped.close()
                 raise
         return wrapped
+
+    def _check_proxy_session(self, enforcer: Enforcer, sock: Any, hostname: str) -> None:
+        conn: Any = self
+        proxy_config = getattr(conn, "proxy_config", None)
+        asserted = getattr(proxy_config, "assert_hostname", None)
+        # Every name the proxy's certificate may have been validated as: the
+        # proxy's host, proxy_assert_hostname, and what the TLS object recorded.
+        names = [
+            hostname,
+            conn.host,
+            asserted if isinstance(asserted, str) else None,
+            tls_server_name(sock),
+        ]
+        enforcer.check(names, int(conn.port or 443), _read_chain(sock, "the proxy's TLS session"))
+        self._pin_proxy_checked = True
+
+    def _talks_to_proxy(self, host: str, port: int) -> bool:
+        """True when the TLS session is with a forwarding proxy rather than the origin.
+
+        The TLS peer is the tunnel's far end when tunnelling (CONNECT), else
+        the host this socket was opened to.
+        """
+        conn: Any = self
+        tunnel_host = getattr(conn, "_tunnel_host", None)
+        peer_host = tunnel_host or conn.host
+        peer_port = (getattr(conn, "_tunnel_port", None) if tunnel_host else conn.port) or 443
+        same_host = peer_host == host or normalize_host(peer_host) == normalize_host(host)
+        return not same_host or int(peer_port) != port
 
     def _names(self, origin: str) -> list[str | None]:
         """Every name this connection is known by; the pins of each one apply.
@@ -237,48 +282,23 @@ class _PinningConnectionMixin:
         the enforcer applies the pins of all of them (see ``Enforcer.check``).
         """
         conn: Any = self
-        tunnel_host = getattr(conn, "_tunnel_host", None)
-        if getattr(conn, "proxy_is_forwarding", False) or (
-            getattr(conn, "proxy", None) is not None and tunnel_host is None
-        ):
-            # The TLS session is with a forwarding proxy, not the origin: its
-            # names are the proxy's (checked in _connect_tls_proxy), and the
-            # origin's certificate is never seen (_peer fails that closed).
-            return [origin]
         assert_hostname = getattr(conn, "assert_hostname", None)
         return [
             origin,
-            tunnel_host or conn.host,
+            getattr(conn, "_tunnel_host", None) or conn.host,
             getattr(conn, "server_hostname", None),
             assert_hostname if isinstance(assert_hostname, str) else None,
             tls_server_name(conn.sock),
         ]
 
-    def _peer(self, host: str, port: int) -> PeerChain:
-        conn: Any = self
-        # The TLS peer is the tunnel's far end when tunnelling (CONNECT), else
-        # the host this socket was opened to. When that is not the origin (an
-        # HTTPS proxy in forwarding mode), the origin's own certificate is
-        # never seen: a pinned origin must fail closed.
-        tunnel_host = getattr(conn, "_tunnel_host", None)
-        peer_host = tunnel_host or conn.host
-        peer_port = (getattr(conn, "_tunnel_port", None) if tunnel_host else conn.port) or 443
-        same_host = peer_host == host or normalize_host(peer_host) == normalize_host(host)
-        if not same_host or int(peer_port) != port:
-            return PeerChain(
-                served=(),
-                checked=(),
-                verified=False,
-                problem=(
-                    f"the TLS session is with the proxy {peer_host}:{peer_port}, not with "
-                    "the origin (an HTTPS proxy in forwarding mode): the origin's "
-                    "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
-                ),
-            )
-        try:
-            return peer_chain(conn.sock)
-        except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
-            return PeerChain(served=(), checked=(), verified=False, problem=str(exc))
+
+def _read_chain(sock: object, what: str) -> PeerChain:
+    """``peer_chain(sock)``, or a chain that says why it could not be read (fails closed)."""
+    try:
+        return peer_chain(sock)
+    except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
+        problem = f"{what} could not be read ({type(exc).__name__}: {exc})"
+        return PeerChain(checked=(), verified=False, problem=problem)
 
 
 def tls_server_name(sock: object) -> str | None:

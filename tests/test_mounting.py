@@ -71,6 +71,9 @@ def test_pinning_session_refuses_adapters_that_would_bypass_it(pki: PKI) -> None
         session.mount("https://localhost", PinningAdapter(pins(pki), on_failure=print))
     # The twins: a pinning adapter with the same pins (other options), or a
     # prefix no web URL can match, are fine.
+    for prefix in (" https://localhost", "\thttps://", "\x00http"):  # urllib3 strips these
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount(prefix, HTTPAdapter())
     retrying = PinningAdapter(pins(pki), max_retries=3)
     session.mount("https://localhost", retrying)
     assert session.get_adapter("https://localhost/x") is retrying
@@ -141,3 +144,14 @@ def test_a_mount_made_after_the_first_request_is_audited_too(pki: PKI, good: TLS
     session.mount("https://localhost.example", HTTPAdapter())
     with pytest.warns(PinningMountWarning, match="out of pinning"):
         session.get(f"https://localhost:{good.port}/")
+
+
+def test_a_bytes_prefix_is_mounted_as_text(pki: PKI, good: TLSServer) -> None:
+    with PinningSession(pins(pki)) as session:
+        session.verify = pki.bundle
+        retrying = PinningAdapter(pins(pki), max_retries=2)
+        session.mount(b"https://localhost", retrying)
+        assert session.get_adapter(f"https://localhost:{good.port}/") is retrying
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount(b"https://localhost", HTTPAdapter())

@@ -21,7 +21,12 @@ import requests
 import urllib3
 from urllib3.exceptions import MaxRetryError
 
-from requests_pinning import PinMismatchError, PinningAdapter, PinningSession
+from requests_pinning import (
+    PinMismatchError,
+    PinningAdapter,
+    PinningProxyManager,
+    PinningSession,
+)
 
 from .conftest import PKI
 from .servers import ConnectProxy, Socks5Proxy, TLSServer
@@ -176,3 +181,94 @@ def test_an_unpinned_https_proxy_is_refused_only_when_unpinned_hosts_are(
         with PinningSession(pins) as lenient:
             lenient.verify = pki.bundle
             assert lenient.get(origin, proxies={"https": proxy.url}).status_code == 200
+
+
+@pytest.mark.skipif(
+    urllib3.__version__.startswith("1."),  # type: ignore[attr-defined]
+    reason="urllib3 1.26 has no proxy_assert_hostname",
+)
+def test_proxy_assert_hostname_is_a_name_of_the_proxy_session(pki: PKI, good: TLSServer) -> None:
+    # The proxy is dialled by IP and its certificate validated as another name:
+    # that name's pins apply to the proxy's TLS session.
+    pins = {"proxy.example.com": [pki.intermediate_pin]}
+    origin = f"https://127.0.0.1:{good.port}/"
+    rogue_cert = pki.rogue_root.issue_cert("proxy.example.com")
+    genuine_cert = pki.intermediate.issue_cert("proxy.example.com")
+    for cert, refused in ((rogue_cert, True), (genuine_cert, False)):
+        with ConnectProxy(tls_cert=cert) as proxy:
+            http = PinningProxyManager(
+                pins,
+                f"https://127.0.0.1:{proxy.port}",
+                proxy_assert_hostname="proxy.example.com",
+                proxy_headers={"Proxy-Authorization": "Basic c2VjcmV0"},
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=pki.bundle,
+            )
+            if refused:
+                with pytest.raises(PinMismatchError) as info:
+                    http.request("GET", origin, retries=False)
+                assert info.value.pattern == "proxy.example.com"
+                assert proxy.connects == []
+            else:
+                assert http.request("GET", origin, retries=False).status == 200
+                assert proxy.connects == [f"127.0.0.1:{good.port}"]
+
+
+def test_a_pinned_forwarding_proxy_is_checked_on_every_urllib3(pki: PKI) -> None:
+    # urllib3 1.26 reaches a forwarding HTTPS proxy without _connect_tls_proxy.
+    pins = {"localhost": [pki.intermediate_pin]}
+    for cert, refused in ((pki.rogue_leaf, True), (pki.leaf, False)):
+        with ConnectProxy(tls_cert=cert) as proxy:
+            http = PinningProxyManager(
+                pins,
+                proxy.url,
+                use_forwarding_for_https=True,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=pki.bundle,
+            )
+            if refused:
+                with pytest.raises(PinMismatchError) as info:
+                    http.request("POST", "https://unpinned.test/", body=b"secret", retries=False)
+                assert info.value.host == "localhost"
+                assert proxy.forwarded == []
+            else:
+                assert http.request("GET", "https://unpinned.test/y").data == b"forwarded"
+                assert proxy.forwarded == ["https://unpinned.test/y"]
+
+
+class _OwnPoolManagerAdapter(PinningAdapter):
+    """Like requests-toolbelt's SourceAddressAdapter: builds its own PoolManager."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        self.poolmanager = urllib3.PoolManager(
+            num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
+
+
+class _SourceAddressPinningAdapter(PinningAdapter):
+    """The right way to add pool options: through the pinning pool manager."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["source_address"] = ("127.0.0.1", 0)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+def test_a_subclass_that_replaces_the_pool_manager_fails_closed(
+    pki: PKI, rogue: TLSServer, good: TLSServer
+) -> None:
+    pins = {"localhost": [pki.intermediate_pin]}
+    with PinningSession(pins) as session:
+        session.verify = pki.bundle
+        session.mount("https://localhost", _OwnPoolManagerAdapter(pins))
+        with pytest.raises(TypeError, match="does not check pins"):
+            session.post(f"https://localhost:{rogue.port}/", data=b"secret")
+        assert rogue.handshakes == 0
+        session.mount("https://localhost", _SourceAddressPinningAdapter(pins))  # the twin
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+        with pytest.raises(PinMismatchError):
+            session.get(f"https://localhost:{rogue.port}/")
+    assert rogue.bytes_received == 0
