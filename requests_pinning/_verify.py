@@ -17,7 +17,7 @@ from typing import Literal
 from ._certs import describe_name, sha256_pin
 from ._errors import PinMismatchError
 from ._pins import Pin
-from ._pinset import HostPins, PinSet, check_report_uri, normalize_host
+from ._pinset import HostPins, PinSet, check_policy, normalize_host
 from ._report import OnFailure, PinFailure, Reporter
 
 __all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
@@ -159,12 +159,19 @@ class Enforcer:
         allow_unpinned: bool = True,
         report_uri: str | None = None,
     ) -> None:
+        # Checked here, where every face (adapter, session, pool managers)
+        # builds its enforcer: a wrong type fails at construction, as a wrong
+        # value in a pin file does at load, not at the first pin failure.
+        check_policy(
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
+        )
         self.pinset = pinset
         self.report_only = report_only
         self.on_failure = on_failure
         self.allow_unpinned = allow_unpinned
-        if report_uri is not None:
-            check_report_uri(report_uri, "the adapter")
         self.report_uri = report_uri
         # Reports honour the same pins: a pinned collector gets them only if it passes.
         self.reporter = Reporter(pinset, allow_unpinned=allow_unpinned)
