@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from ._certs import describe_name, sha256_pin
 from ._errors import PinMismatchError
 from ._pins import Pin
 from ._pinset import HostPins, PinSet, check_policy, normalize_host
-from ._report import OnFailure, PinFailure, Reporter
+from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, log_gate
 
 __all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
 
@@ -246,9 +247,21 @@ class Enforcer:
         report_uri = (entry.report_uri if entry else None) or self.report_uri
         failure = _failure(host, port, entry, chain, verdict, report_only, now, report_uri)
         message = format_message(failure)
-        if report_only:
-            # Fail-open by the user's explicit choice: say so loudly.
-            log.warning("report-only pin failure (connection allowed): %s", message)
+        # Logged whether enforced or not: an application that catches SSLError
+        # broadly must still leave a trace, and report-only mode (fail-open by
+        # the user's explicit choice) must say so loudly. Rate-limited per
+        # host, port and served chain, so that a retry loop cannot flood the log.
+        key = (host, port, failure.served_chain, report_only)
+        suppressed = log_gate(key, time.monotonic())
+        if suppressed is not None:
+            verdict_text = "connection allowed" if report_only else "connection refused"
+            kind = "report-only pin failure" if report_only else "pin failure"
+            repeats = (
+                f" [{suppressed} more like it in the last {LOG_SECONDS:.0f} s not logged]"
+                if suppressed
+                else ""
+            )
+            log.warning("%s (%s): %s%s", kind, verdict_text, message, repeats)
         self._notify(failure)
         if report_uri is not None:
             try:
