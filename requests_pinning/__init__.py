@@ -11,18 +11,20 @@ from ._adapter import PinningAdapter
 from ._certs import cert_fingerprint, spki_pin
 from ._errors import PinConfigError, PinMismatchError
 from ._pins import Pin
-from ._pinset import HostPins, PinSet
+from ._pinset import HostOptions, HostPins, PinSet, PinSource
 from ._report import PinFailure
 from ._session import PinningMountWarning, PinningSession
 from ._urllib3 import PinningPoolManager, PinningProxyManager
 
 __all__ = [
+    "HostOptions",
     "HostPins",
     "Pin",
     "PinConfigError",
     "PinFailure",
     "PinMismatchError",
     "PinSet",
+    "PinSource",
     "PinningAdapter",
     "PinningMountWarning",
     "PinningPoolManager",

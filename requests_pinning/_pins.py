@@ -15,8 +15,23 @@ __all__ = ["Pin"]
 
 _ALGORITHM_NAMES = {name: name for name in ALGORITHMS}
 _HEX_LENGTHS = {2 * size: name for name, size in ALGORITHMS.items()}
+_SIZES = {size: name for name, size in ALGORITHMS.items()}
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_COLON_HEX = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+")
+# Separators between hex digits: ':' anywhere (urllib3's assert_fingerprint
+# strips every one) and white space (macOS and Windows show fingerprints so).
+_HEX_SEPARATORS = re.compile(r"[:\s]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+# "pin-sha256="<base64>"": HPKP's header directive, and what violation reports
+# list in known-pins.
+_HPKP = re.compile(r'pin-([A-Za-z0-9-]*)\s*=\s*("?)([^"]*)\2', re.IGNORECASE)
+# openssl x509 -fingerprint: "SHA256 Fingerprint=AB:CD:..." (openssl 1.x
+# upper case, 3.x lower case); and "sha256:<hex>".
+_NAMED_HEX = re.compile(
+    r"(sha-?(?:1|256|384|512)|md5)(?:\s+fingerprint\s*=|\s*:)\s*(.*)", re.IGNORECASE | re.DOTALL
+)
+# Names that are meant as a hash algorithm, so "md5/..." is an unknown algorithm
+# and not bare base64 that happens to contain a "/".
+_ALGORITHM_LIKE = re.compile(r"(?:md|sha|sha-|sha3-|blake2[bs]?)[0-9]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +40,7 @@ class Pin:
 
     ``str(pin)`` is the canonical spelling: ``sha256/<base64>`` for SPKI pins,
     upper-case colon-separated hex for certificate fingerprints. Build one with
-    :meth:`Pin.parse`.
+    :meth:`Pin.parse`. Two spellings of one digest are the same (equal) pin.
     """
 
     kind: Literal["spki", "cert"]
@@ -37,57 +52,143 @@ class Pin:
         """Parse any accepted spelling of a pin; raise ``ValueError`` saying what is wrong.
 
         SPKI pins: ``sha256/<base64>`` (also ``sha384/``, ``sha512/``, ``sha1/``),
-        and curl's ``sha256//<base64>``. Fingerprints: hex of a SHA-1, SHA-256,
-        SHA-384 or SHA-512 certificate hash, any case, with or without ``:``.
+        curl's ``sha256//<base64>``, HPKP's ``pin-sha256="<base64>"``, and bare
+        base64 of a 32-byte digest (TrustKit, Android), read as a SHA-256 SPKI
+        pin. Base64 with non-zero padding bits is accepted (as OkHttp, Android
+        and TrustKit do) and canonicalised. Fingerprints: hex of a SHA-1,
+        SHA-256, SHA-384 or SHA-512 certificate hash, any case, with ``:`` or
+        white space anywhere, optionally after openssl's ``SHA256
+        Fingerprint=`` or ``sha256:``; the algorithm follows from the length.
         """
         if not isinstance(text, str):
             raise ValueError(f"{safe_repr(text)} is a {type(text).__name__}, not a pin string")
         text = text.strip()
-        if "/" in text:
-            return cls._parse_spki(text)
-        return cls._parse_fingerprint(text)
+        try:
+            return cls._parse(text)
+        except _Refused as refused:
+            raise ValueError(f"{text!r} {refused.why}") from None
 
     @classmethod
-    def _parse_spki(cls, text: str) -> Pin:
-        prefix, rest = text.split("/", 1)
-        # One shared string per algorithm (100,000-entry pin files add up).
-        algorithm = _ALGORITHM_NAMES.get(prefix.lower(), "")
-        if not algorithm:
-            names = ", ".join(f"{name}/" for name in ALGORITHMS)
-            raise ValueError(f"{text!r} has an unknown hash algorithm {prefix!r}: use {names}")
-        size = ALGORITHMS[algorithm]
-        # A standard base64 digest can itself start with "/" (about one pin in
-        # 64), so the HPKP reading goes first and curl's "sha256//" second.
-        candidates = [rest, rest[1:]] if rest.startswith("/") else [rest]
-        for candidate in candidates:
-            digest = _b64_digest(candidate, size)
-            if digest is not None:
-                return cls("spki", algorithm, digest)
-        name = algorithm.upper().replace("SHA", "SHA-")  # SHA-256, as the standards write it
-        raise ValueError(
-            f"{text!r} is not base64 of a {size}-byte {name} digest"
-            f" (expected {algorithm}/ followed by {4 * ((size + 2) // 3)} base64 characters)"
+    def _parse(cls, text: str) -> Pin:
+        if ";" in text:
+            return cls._parse_list(text)
+        hpkp = _HPKP.fullmatch(text)
+        if hpkp is not None:
+            name, _, rest = hpkp.groups()
+            return cls._parse_spki(name, rest, f'pin-{name}="')
+        named = _NAMED_HEX.fullmatch(text)
+        if named is not None:
+            name, rest = named.groups()
+            return cls._parse_fingerprint(rest, name.lower().replace("-", ""))
+        prefix, slash, rest = text.partition("/")
+        if slash and (prefix.lower() in _ALGORITHM_NAMES or _ALGORITHM_LIKE.fullmatch(prefix)):
+            return cls._parse_spki(prefix, rest, f"{prefix}/")
+        if _BASE64.fullmatch(text) and not _HEX.fullmatch(text):
+            pin = cls._parse_bare(text)
+            if pin is not None:
+                return pin
+        if slash:
+            # Neither an algorithm nor bare base64 before the "/".
+            raise _Refused(f"has an unknown hash algorithm {prefix!r}: use {_NAMES}")
+        return cls._parse_fingerprint(text, None)
+
+    @classmethod
+    def _parse_list(cls, text: str) -> Pin:
+        # curl's --pinnedpubkey list, or an HPKP header with several directives.
+        parts = [part.strip() for part in text.split(";") if part.strip()]
+        if len(parts) == 1:
+            return cls._parse(parts[0])  # a trailing ";", as in a header
+        spelled = []
+        for part in parts:
+            try:
+                spelled.append(str(cls._parse(part)))
+            except _Refused:
+                spelled.append(part)
+        items = ", ".join(f'"{item}"' for item in spelled)
+        raise _Refused(
+            f"holds {len(parts)} items separated by ';' (curl's list spelling): "
+            f"give one pin per list item: [{items}]"
         )
 
     @classmethod
-    def _parse_fingerprint(cls, text: str) -> Pin:
-        if ":" in text and not _COLON_HEX.fullmatch(text):
-            raise ValueError(
-                f"{text!r} is not a fingerprint: write hex digits in pairs separated by ':'"
+    def _parse_spki(cls, prefix: str, rest: str, spelled: str) -> Pin:
+        # One shared string per algorithm (100,000-entry pin files add up).
+        algorithm = _ALGORITHM_NAMES.get(prefix.lower().replace("-", ""), "")
+        if not algorithm:
+            raise _Refused(f"has an unknown hash algorithm {prefix!r}: use {_NAMES}")
+        size = ALGORITHMS[algorithm]
+        # A standard base64 digest can itself start with "/" (about one pin in
+        # 64), so the HPKP reading goes first and curl's "sha256//" second.
+        candidates = [rest, rest[1:]] if rest.startswith("/") and spelled.endswith("/") else [rest]
+        for candidate in candidates:
+            digest = _b64_digest(candidate)
+            if digest is not None and len(digest) == size:
+                return cls("spki", algorithm, digest)
+        raise _Refused(
+            f"is not base64 of a {size}-byte {_display(algorithm)} digest"
+            f" (expected {spelled} followed by {_b64_length(size)} base64 characters)"
+        )
+
+    @classmethod
+    def _parse_bare(cls, text: str) -> Pin | None:
+        """Bare base64: a SHA-256 SPKI digest (TrustKit, Android's <pin digest="SHA-256">).
+
+        Only 32 bytes are read bare. A 64-digit hex string would be base64 of
+        48 bytes too, and it is a SHA-256 certificate fingerprint; 44
+        characters of base64 ending in "=" are never hex, so this reading
+        cannot take a fingerprint's place.
+        """
+        digest = _b64_digest(text)
+        if digest is not None and len(digest) == ALGORITHMS["sha256"]:
+            return cls("spki", "sha256", digest)
+        looks_like_base64 = "=" in text or "+" in text or "/" in text or 40 <= len(text) <= 48
+        if not looks_like_base64:
+            return None  # say "neither" below, not a guess at base64
+        algorithm = _SIZES.get(len(digest)) if digest is not None else None
+        if digest is not None and algorithm is not None:
+            raise _Refused(
+                f"is bare base64 of a {len(digest)}-byte digest: only a SHA-256 SPKI pin "
+                "(32 bytes) may be written without its algorithm; did you mean "
+                f"{format_spki_pin(algorithm, digest)!r}?"
             )
-        digits = text.replace(":", "")
+        # Two slips with an exact fix: the '=' left behind, or the algorithm.
+        for guess in (text + "=" * (-len(text) % 4), text[1:]):
+            fixed = _b64_digest(guess)
+            if fixed is not None and len(fixed) == ALGORITHMS["sha256"]:
+                raise _Refused(f"is not a pin; did you mean {format_spki_pin('sha256', fixed)!r}?")
+        raise _Refused(
+            "is not a pin: bare base64 is read as a SHA-256 SPKI digest, "
+            f"{_b64_length(32)} characters ending in '=' (this is {len(text)} characters); "
+            "other digests need their algorithm, as in sha384/<base64>"
+        )
+
+    @classmethod
+    def _parse_fingerprint(cls, text: str, named: str | None) -> Pin:
+        digits = _HEX_SEPARATORS.sub("", text)
         if not _HEX.fullmatch(digits):
-            raise ValueError(
-                f"{text!r} is neither an SPKI pin (sha256/<base64>) "
-                "nor a hex certificate fingerprint"
+            spki = _b64_digest(digits) if named in ALGORITHMS else None
+            if named is not None and spki is not None and len(spki) == ALGORITHMS[named]:
+                raise _Refused(
+                    f"is not a fingerprint ('{named}:' takes hex digits); for an SPKI pin, "
+                    f"did you mean {format_spki_pin(named, spki)!r}?"
+                )
+            raise _Refused(
+                "is neither an SPKI pin (sha256/<base64>, or its 44 characters of bare "
+                "base64) nor a hex certificate fingerprint"
             )
-        if len(digits) == 32:
-            raise ValueError(f"{text!r} looks like an MD5 fingerprint: MD5 pins are not accepted")
+        if named == "md5" or (named is None and len(digits) == 32):
+            raise _Refused("looks like an MD5 fingerprint: MD5 pins are not accepted")
         algorithm = _HEX_LENGTHS.get(len(digits))
         if algorithm is None:
-            raise ValueError(
-                f"{text!r} has {len(digits)} hex digits: a fingerprint has 40 (SHA-1), "
+            raise _Refused(
+                f"has {len(digits)} hex digits: a fingerprint has 40 (SHA-1), "
                 "64 (SHA-256), 96 (SHA-384) or 128 (SHA-512)"
+            )
+        if named is not None and named != algorithm:
+            # Ambiguous: the name and the length disagree. Refuse, never guess.
+            raise _Refused(
+                f"says {_display(named)} but has {len(digits)} hex digits, "
+                f"the length of {_display(algorithm)}"
             )
         return cls("cert", algorithm, bytes.fromhex(digits))
 
@@ -106,15 +207,37 @@ class Pin:
         return cert_digest(der, self.algorithm) == self.digest
 
 
-def _b64_digest(text: str, size: int) -> bytes | None:
+class _Refused(Exception):
+    """Why a spelling is refused; Pin.parse puts the text in front (as ValueError)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+_NAMES = ", ".join(f"{name}/" for name in ALGORITHMS)
+
+
+def _display(algorithm: str) -> str:
+    return algorithm.upper().replace("SHA", "SHA-")  # SHA-256, as the standards write it
+
+
+def _b64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def _b64_digest(text: str) -> bytes | None:
+    """Standard, padded base64; None for anything else.
+
+    Non-zero padding bits are accepted, as OkHttp, Android, TrustKit and
+    Python's base64 accept them: the digest is what counts, ``str(pin)``
+    writes the canonical text, and two spellings of one digest are one pin.
+    The shape is checked here, not left to ``b64decode``, whose strictness
+    about padding differs between Python versions.
+    """
+    if len(text) % 4 or not _BASE64.fullmatch(text):
+        return None
     try:
-        digest = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if len(digest) != size:
-        return None
-    # Canonical base64 only: a different text must not decode to the same pin
-    # silently (non-zero padding bits would make two spellings of one digest).
-    if base64.b64encode(digest).decode("ascii") != text:
-        return None
-    return digest

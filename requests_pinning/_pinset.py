@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypedDict, cast
 
 import idna
 from urllib3.exceptions import LocationParseError
@@ -27,7 +27,15 @@ from urllib3.util import parse_url
 from ._errors import PinConfigError, safe_repr
 from ._pins import Pin
 
-__all__ = ["HostPins", "PinSet", "check_report_uri", "normalize_host"]
+__all__ = [
+    "HostOptions",
+    "HostPins",
+    "PinSet",
+    "PinSource",
+    "check_policy",
+    "check_report_uri",
+    "normalize_host",
+]
 
 _Kind = Literal["exact", "one", "tree"]
 _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
@@ -35,7 +43,36 @@ _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")  # one regex for the whole name: load time
 _INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ENTRY_KEYS = ("pins", "deny", "include_subdomains", "expires", "report_only", "report_uri")
+_ENTRY_KEYS = (
+    "pins",
+    "deny",
+    "include_subdomains",
+    "expires",
+    "report_only",
+    "report_uri",
+    "comment",
+)
+# A pin file may name its JSON Schema, so that editors can validate it. It can
+# never be a host pattern ("$" is not allowed in host names).
+_SCHEMA_KEY = "$schema"
+_EXAMPLE = '{"api.example.com": ["sha256/..."]}'
+
+
+class HostOptions(TypedDict, total=False):
+    """The options of one pin-set entry, for type checkers: ``{"pins": [...], ...}``.
+
+    A configuration maps each host pattern to a list of pins or to a
+    ``HostOptions``; ``mypy --strict`` then catches a mistyped key or value
+    before :class:`PinSet` would refuse it at run time.
+    """
+
+    pins: list[str] | tuple[str, ...]
+    deny: list[str] | tuple[str, ...]
+    include_subdomains: bool
+    expires: str | date  # a datetime is a date; it must be aware
+    report_only: bool
+    report_uri: str
+    comment: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +143,7 @@ class PinSet:
         if not isinstance(config, Mapping):
             raise PinConfigError(
                 f"a pin configuration is an object mapping host patterns to pins, "
-                f"not a {type(config).__name__}"
+                f"such as {_EXAMPLE}, not a {type(config).__name__}"
             )
         tables: dict[_Kind, dict[tuple[str, int | None], HostPins]] = {
             "exact": {},
@@ -116,6 +153,12 @@ class PinSet:
         seen: dict[tuple[_Kind, str, int | None], str] = {}
         entries = []
         for raw_key, value in config.items():
+            if raw_key == _SCHEMA_KEY:
+                if not isinstance(value, str):
+                    raise PinConfigError(
+                        f"'$schema' must be a string (a URL), not {_describe(value)}"
+                    )
+                continue
             entry = _parse_entry(raw_key, value)
             kind, host, port = entry._key
             if entry._key in seen:
@@ -160,7 +203,7 @@ class PinSet:
         except json.JSONDecodeError as exc:
             raise PinConfigError(
                 f"pin file {name!r} is not valid JSON: {exc.msg} "
-                f"at line {exc.lineno}, column {exc.colno}"
+                f"at line {exc.lineno}, column {exc.colno}{_json_hint(text, exc.pos)}"
             ) from None
         except PinConfigError as exc:
             raise PinConfigError(f"pin file {name!r}: {exc}") from None
@@ -176,18 +219,32 @@ class PinSet:
             raise PinConfigError(f"pin file {name!r}: {exc}") from None
 
     @classmethod
-    def load(cls, source: PinSet | Mapping[str, Any] | str | os.PathLike[str]) -> PinSet:
+    def load(cls, source: PinSource) -> PinSet:
         """Load a mapping or a JSON file (``str`` or path-like path); a PinSet is returned as is."""
+        given = cast(object, source)  # checked against what the type says, for users without mypy
+        if isinstance(given, list | tuple | set | frozenset):
+            raise PinConfigError(
+                f"pins must map host patterns to pins, as in {_EXAMPLE}, not a "
+                f"{type(given).__name__}: say which host the pins are for"
+            )
+        if not isinstance(given, PinSet | Mapping | str | os.PathLike):
+            raise PinConfigError(
+                f"pins must be a mapping such as {_EXAMPLE}, a path to a JSON file or a "
+                f"PinSet, not a {type(given).__name__}"
+            )
         if isinstance(source, PinSet):
             return source
         if isinstance(source, Mapping):
             return cls(source)
-        if isinstance(source, str | os.PathLike):
-            return cls.from_json(source)
-        raise PinConfigError(
-            f"pins must be a mapping, a path to a JSON file or a PinSet, "
-            f"not a {type(source).__name__}"
-        )
+        if isinstance(source, str) and not os.path.exists(source) and _is_pin(source):
+            # A pin where a file name was expected: no file has that name, so
+            # say what was meant instead of "cannot read pin file".
+            example = json.dumps({"api.example.com": [source.strip()]})
+            raise PinConfigError(
+                f"pins must map host patterns to pins, as in {example}: "
+                f"{source!r} is a pin, not the path of a pin file"
+            )
+        return cls.from_json(source)
 
     def match(self, host: str, port: int | None = 443) -> HostPins | None:
         """Return the most specific entry for ``host`` and ``port``, or ``None``.
@@ -245,6 +302,47 @@ class PinSet:
         return (PinSet, (self.to_dict(),))
 
 
+#: What ``pins`` may be wherever pins are given: a :class:`PinSet`, a mapping
+#: of host patterns to a list of pins or to a :class:`HostOptions`, or the path
+#: of a JSON pin file.
+PinSource: TypeAlias = (
+    PinSet | Mapping[str, list[str] | tuple[str, ...] | HostOptions] | str | os.PathLike[str]
+)
+
+
+def _json_hint(text: str, pos: int) -> str:
+    """Why a pin file is likely not JSON, when it looks like JSON5 or JavaScript."""
+    rest = text[pos:]
+    before = text[:pos].rstrip()
+    if rest.startswith(("//", "/*", "#")) or (before.endswith(",") and rest[:1] in ("}", "]")):
+        return " (JSON has no comments or trailing commas)"
+    return ""
+
+
+def _is_pin(text: str) -> bool:
+    try:
+        Pin.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_policy(
+    *, report_only: object, on_failure: object, allow_unpinned: object, report_uri: object
+) -> None:
+    """Check the adapter-wide switches as the loader checks an entry's; raise PinConfigError."""
+    for name, value in (("report_only", report_only), ("allow_unpinned", allow_unpinned)):
+        if not isinstance(value, bool):
+            raise PinConfigError(f"{name!r} must be True or False, not {_describe(value)}")
+    if on_failure is not None and not callable(on_failure):
+        raise PinConfigError(
+            f"'on_failure' must be a function that takes a PinFailure, or None, "
+            f"not {_describe(on_failure)}"
+        )
+    if report_uri is not None:
+        check_report_uri(report_uri, "the adapter")
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json.loads keeps the last of two equal keys; a pin file that says two
     # things about one host must not be half-understood.
@@ -290,6 +388,10 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
         raise PinConfigError(
             f"entry for {raw_key!r}: expected a list of pins or an object with 'pins', "
             f"got {_describe(value)} (a single pin must still be in a list)"
+        )
+    if "comment" in options and not isinstance(options["comment"], str):
+        raise PinConfigError(
+            f"'comment' for {raw_key!r} must be a string, not {_describe(options['comment'])}"
         )
     include_subdomains = _optional_bool(raw_key, options, "include_subdomains")
     report_only = _optional_bool(raw_key, options, "report_only")
@@ -370,6 +472,16 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
         f"'expires' for {raw_key!r}: {safe_repr(value)} is not an ISO 8601 date (2027-06-30) "
         "or date-time with an offset (2027-06-30T12:00:00+00:00)"
     )
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PinConfigError(
+                f"'expires' for {raw_key!r}: {safe_repr(value)} is a naive datetime; give it a "
+                "time zone (datetime(..., tzinfo=timezone.utc)) or pass a date"
+            )
+        return value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        # A date means the whole of that day, in UTC, as in a pin file.
+        return datetime.combine(value, time(23, 59, 59), tzinfo=timezone.utc)
     if not isinstance(value, str):
         raise PinConfigError(problem)
     try:

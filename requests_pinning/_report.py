@@ -23,7 +23,7 @@ from urllib3.connection import HTTPConnection
 
 from ._pinset import PinSet, normalize_host
 
-__all__ = ["OnFailure", "PinFailure", "ReportStats", "Reporter"]
+__all__ = ["LOG_SECONDS", "OnFailure", "PinFailure", "ReportStats", "Reporter", "log_gate"]
 
 log = logging.getLogger("requests_pinning")
 
@@ -131,6 +131,37 @@ def _first_in_window(key: tuple[object, ...], now: float) -> bool:
                 del _dedup_seen[old]
         _dedup_seen[key] = now
         return True
+
+
+#: At most one WARNING per (host, port, served chain, mode) per this many seconds.
+LOG_SECONDS = 60.0
+
+# Log rate limiting is per process too, and keyed like reports: a retry loop
+# against one impostor logs once a minute, with the number of repeats left out,
+# while a different host, port or chain is logged at once.
+_log_lock = threading.Lock()
+_log_seen: dict[tuple[object, ...], list[float | int]] = {}  # key -> [logged at, suppressed]
+
+
+def log_gate(key: tuple[object, ...], now: float) -> int | None:
+    """Whether to log a failure with ``key`` now.
+
+    ``None``: one was logged less than :data:`LOG_SECONDS` ago; this one is
+    counted and left out. Otherwise log it, with the returned number of
+    repeats left out since the last line.
+    """
+    with _log_lock:
+        seen = _log_seen.get(key)
+        if seen is not None and now - seen[0] < LOG_SECONDS:
+            seen[1] += 1
+            return None
+        if seen is None and len(_log_seen) >= _DEDUP_LIMIT:
+            # Bounded memory: forget the oldest half (their repeat counts with them).
+            for old in sorted(_log_seen, key=lambda k: _log_seen[k][0])[: _DEDUP_LIMIT // 2]:
+                del _log_seen[old]
+        suppressed = int(seen[1]) if seen is not None else 0
+        _log_seen[key] = [now, 0]
+        return suppressed
 
 
 @dataclass

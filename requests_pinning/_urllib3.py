@@ -31,13 +31,17 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from ._errors import PinMismatchError
-from ._pinset import PinSet, normalize_host
+from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
 from ._verify import Enforcer, PeerChain
 
-__all__ = ["PinningPoolManager", "PinningProxyManager", "peer_chain", "socks_proxy_manager"]
-
-PinSource = Any  # PinSet | Mapping[str, Any] | str | os.PathLike[str]
+__all__ = [
+    "PinSource",
+    "PinningPoolManager",
+    "PinningProxyManager",
+    "peer_chain",
+    "socks_proxy_manager",
+]
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +18,8 @@ from typing import Literal
 from ._certs import describe_name, sha256_pin
 from ._errors import PinMismatchError
 from ._pins import Pin
-from ._pinset import HostPins, PinSet, check_report_uri, normalize_host
-from ._report import OnFailure, PinFailure, Reporter
+from ._pinset import HostPins, PinSet, check_policy, normalize_host
+from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, log_gate
 
 __all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
 
@@ -159,12 +160,19 @@ class Enforcer:
         allow_unpinned: bool = True,
         report_uri: str | None = None,
     ) -> None:
+        # Checked here, where every face (adapter, session, pool managers)
+        # builds its enforcer: a wrong type fails at construction, as a wrong
+        # value in a pin file does at load, not at the first pin failure.
+        check_policy(
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
+        )
         self.pinset = pinset
         self.report_only = report_only
         self.on_failure = on_failure
         self.allow_unpinned = allow_unpinned
-        if report_uri is not None:
-            check_report_uri(report_uri, "the adapter")
         self.report_uri = report_uri
         # Reports honour the same pins: a pinned collector gets them only if it passes.
         self.reporter = Reporter(pinset, allow_unpinned=allow_unpinned)
@@ -239,9 +247,21 @@ class Enforcer:
         report_uri = (entry.report_uri if entry else None) or self.report_uri
         failure = _failure(host, port, entry, chain, verdict, report_only, now, report_uri)
         message = format_message(failure)
-        if report_only:
-            # Fail-open by the user's explicit choice: say so loudly.
-            log.warning("report-only pin failure (connection allowed): %s", message)
+        # Logged whether enforced or not: an application that catches SSLError
+        # broadly must still leave a trace, and report-only mode (fail-open by
+        # the user's explicit choice) must say so loudly. Rate-limited per
+        # host, port and served chain, so that a retry loop cannot flood the log.
+        key = (host, port, failure.served_chain, report_only)
+        suppressed = log_gate(key, time.monotonic())
+        if suppressed is not None:
+            verdict_text = "connection allowed" if report_only else "connection refused"
+            kind = "report-only pin failure" if report_only else "pin failure"
+            repeats = (
+                f" [{suppressed} more like it in the last {LOG_SECONDS:.0f} s not logged]"
+                if suppressed
+                else ""
+            )
+            log.warning("%s (%s): %s%s", kind, verdict_text, message, repeats)
         self._notify(failure)
         if report_uri is not None:
             try:

@@ -141,6 +141,17 @@ def _no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_rate_limit() -> Iterator[None]:
+    # Failures are logged once a minute per (host, port, chain), process-wide:
+    # each test starts with none logged.
+    from requests_pinning import _report
+
+    _report._log_seen.clear()
+    yield
+    _report._log_seen.clear()
+
+
 @pytest.fixture
 def pin_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="requests_pinning")

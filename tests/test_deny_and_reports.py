@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from requests_pinning import PinFailure, PinMismatchError, PinningAdapter, PinSet
+from requests_pinning import HostOptions, PinFailure, PinMismatchError, PinningAdapter, PinSet
 from requests_pinning._report import Reporter
 
 from .conftest import PKI
@@ -167,7 +167,11 @@ def test_same_failure_is_reported_once(pki: PKI, rogue: TLSServer, collector: Co
 def test_entry_report_uri_beats_the_adapter_one(
     pki: PKI, rogue: TLSServer, collector: Collector
 ) -> None:
-    entry = {"pins": [pki.intermediate_pin], "report_uri": collector.url, "report_only": True}
+    entry: HostOptions = {
+        "pins": [pki.intermediate_pin],
+        "report_uri": collector.url,
+        "report_only": True,
+    }
     adapter = PinningAdapter(
         {"localhost": entry}, report_uri=f"http://127.0.0.1:{closed_port()}/elsewhere"
     )

@@ -122,7 +122,6 @@ def test_every_slash_leading_digest_loads_in_both_spellings(rest: bytes, first: 
         (f"sha256/{b64(SLASH_DIGEST).replace('/', '_')}", 32, "SHA-256"),  # urlsafe
         (f"sha256/{PLUS_B64.replace('+', '-')}", 32, "SHA-256"),
         (f"sha256///{b64(DIGEST)}", 32, "SHA-256"),  # two extra slashes
-        (f"sha256/{b64(DIGEST)[:-2]}B=", 32, "SHA-256"),  # non-zero padding bits
         (f"sha256/{b64(DIGEST)}/", 32, "SHA-256"),
         (f"sha256/{b64(DIGEST)[:-1]}\u00e9", 32, "SHA-256"),
     ],
@@ -143,7 +142,7 @@ def test_bad_digest_message_says_what_is_expected() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [f"md5/{b64(bytes(16))}", f"sha224/{b64(bytes(28))}", f"/{b64(DIGEST)}", "x/y"]
+    "text", [f"md5/{b64(bytes(16))}", f"sha224/{b64(bytes(28))}", "sha3-256/abc", "x y/z"]
 )
 def test_unknown_hash_algorithm_is_rejected(text: str) -> None:
     prefix = text.split("/", 1)[0]
@@ -188,18 +187,27 @@ def test_fingerprints_of_other_lengths_are_rejected(length: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["ABC:DEF", "AB:CD:", ":AB:CD", "AB::CD", "A:BC", "AB:CD:E", "AB:CD EF", "AB-CD"],
+    ["ABC:DEF", "AB:CD:", ":AB:CD", "AB::CD", "A:BC", "AB:CD:E", "AB:CD EF"],
 )
-def test_badly_separated_fingerprints_are_rejected(text: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{re.escape(repr(text))} is "):
+def test_short_fingerprints_are_rejected_whatever_their_separators(text: str) -> None:
+    # ':' and white space may be anywhere (urllib3 strips every ':'): what
+    # counts is the number of digits.
+    digits = len(text.replace(":", "").replace(" ", ""))
+    with pytest.raises(ValueError, match=rf"^{re.escape(repr(text))} has {digits} hex digits: "):
         Pin.parse(text)
 
 
+def test_hyphens_do_not_separate_hex_digits() -> None:
+    with pytest.raises(ValueError, match=r"^'AB-CD' is neither an SPKI pin"):
+        Pin.parse("AB-CD")
+
+
 @pytest.mark.parametrize(
-    "text", ["", "   ", "zz" * 32, "0x" + "ab" * 31, "g" * 64, "\u0660" * 64, "AB CD"]
+    "text", ["", "   ", "zz" * 32, "0x" + "ab" * 31, "g" * 64, "\u0660" * 64, "AB CX"]
 )
 def test_non_hex_text_is_neither_kind_of_pin(text: str) -> None:
-    with pytest.raises(ValueError, match=r"is neither an SPKI pin \(sha256/<base64>\) nor a hex"):
+    message = r"is neither an SPKI pin \(sha256/<base64>, or its 44 characters of bare base64\) nor"
+    with pytest.raises(ValueError, match=message):
         Pin.parse(text)
 
 

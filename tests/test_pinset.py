@@ -36,6 +36,12 @@ assert SLASH_PIN.startswith("sha256//")
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+NOT_A_MAPPING = (
+    'a pin configuration is an object mapping host patterns to pins, such as {"api.example.com": '
+    '["sha256/..."]}'
+)
+
+
 def fullwidth(text: str) -> str:
     """The fullwidth forms (U+FF01..U+FF5E) of printable ASCII."""
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
@@ -80,10 +86,11 @@ def test_every_constructor_gives_the_same_pin_set(tmp_path: Path) -> None:
     assert PinSet.load(reference) is reference
 
 
-@pytest.mark.parametrize("source", [42, b"pins.json", ["api.example.com"], None])
+@pytest.mark.parametrize("source", [42, b"pins.json", None])
 def test_load_rejects_other_sources(source: object) -> None:
     message = (
-        f"pins must be a mapping, a path to a JSON file or a PinSet, not a {type(source).__name__}"
+        'pins must be a mapping such as {"api.example.com": ["sha256/..."]}, a path to a '
+        f"JSON file or a PinSet, not a {type(source).__name__}"
     )
     with pytest.raises(PinConfigError, match=f"^{re.escape(message)}$"):
         PinSet.load(source)  # type: ignore[arg-type]
@@ -219,9 +226,18 @@ def test_an_entry_object_with_defaults_equals_a_list() -> None:
 
 BAD_CONFIGS: list[tuple[object, str]] = [
     # -- top level
-    ([], "a pin configuration is an object mapping host patterns to pins, not a list"),
-    ("a.example", "a pin configuration is an object mapping host patterns to pins, not a str"),
-    (42, "a pin configuration is an object mapping host patterns to pins, not a int"),
+    (
+        [],
+        f"{NOT_A_MAPPING}, not a list",
+    ),
+    (
+        "a.example",
+        f"{NOT_A_MAPPING}, not a str",
+    ),
+    (
+        42,
+        f"{NOT_A_MAPPING}, not a int",
+    ),
     ([["a.example", [P1]]], "a pin configuration is an object mapping host patterns to pins"),
     # -- keys
     ({1: [P1]}, "host pattern 1 is a int, not a string"),
@@ -272,7 +288,8 @@ BAD_CONFIGS: list[tuple[object, str]] = [
         (
             {"a.example": {"pins": [P1], key: value}},
             f"entry for 'a.example': unknown key {key!r} "
-            "(known keys: pins, deny, include_subdomains, expires, report_only, report_uri)",
+            "(known keys: pins, deny, include_subdomains, expires, report_only, report_uri, "
+            "comment)",
         )
         for key, value in [
             ("include_subdomain", True),

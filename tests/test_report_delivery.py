@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from requests_pinning import (
+    HostOptions,
     PinFailure,
     PinMismatchError,
     PinningAdapter,
@@ -152,7 +153,7 @@ def test_a_report_reaches_a_pinned_collector_only_if_its_pins_match(
     # has pins of its own. An impostor for the collector must get nothing, even
     # when the collector's entry, or the adapter, is report-only; and its failure
     # must not cause a report of its own (the "loop" variant gives it a report_uri).
-    entry: dict[str, Any] = {"pins": [pki.intermediate_pin]}
+    entry: HostOptions = {"pins": [pki.intermediate_pin]}
     if variant == "report-only entry":
         entry["report_only"] = True
     if variant == "loop":
