@@ -11,6 +11,7 @@ from requests.models import PreparedRequest, Response
 from requests.utils import get_auth_from_url
 from urllib3 import HTTPSConnectionPool
 
+from ._contexts import TLSContexts
 from ._errors import PinMismatchError
 from ._pinset import PinSet
 from ._report import OnFailure, ReportStats
@@ -57,7 +58,7 @@ class PinningAdapter(HTTPAdapter):
     """
 
     _POLICY = ("pinset", "report_only", "on_failure", "allow_unpinned", "report_uri")
-    __attrs__: list[str] = [*HTTPAdapter.__attrs__, *_POLICY]  # noqa: RUF012 - as in requests
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, *_POLICY, "share_tls_context"]  # noqa: RUF012
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class PinningAdapter(HTTPAdapter):
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
         report_uri: str | None = None,
+        share_tls_context: bool = True,
         **kwargs: Any,
     ) -> None:
         # One enforcer per adapter, shared by all of its pool managers, so that
@@ -78,6 +80,8 @@ class PinningAdapter(HTTPAdapter):
             allow_unpinned=allow_unpinned,
             report_uri=report_uri,
         )
+        self.share_tls_context = share_tls_context
+        self._contexts = TLSContexts() if share_tls_context else None
         super().__init__(**kwargs)
 
     # The policy is read-only: the pools already hold it, so an assignment
@@ -124,6 +128,7 @@ class PinningAdapter(HTTPAdapter):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # The policy names are Enforcer's own parameter names.
         self._enforcer = Enforcer(**{name: state[name] for name in self._POLICY})
+        self._contexts = TLSContexts() if state.get("share_tls_context", True) else None
         rest = {key: value for key, value in state.items() if key not in self._POLICY}
         super().__setstate__(rest)  # type: ignore[misc]
 
@@ -155,6 +160,8 @@ class PinningAdapter(HTTPAdapter):
             block=block,
             **pool_kwargs,
         )
+        # One cache for all of the adapter's managers (None: sharing is off).
+        self.poolmanager._pin_contexts = self._contexts
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         if proxy in self.proxy_manager:
@@ -176,6 +183,7 @@ class PinningAdapter(HTTPAdapter):
             manager = PinningProxyManager(
                 self.pinset, proxy, proxy_headers=self.proxy_headers(proxy), **common
             )
+        manager._pin_contexts = self._contexts
         self.proxy_manager[proxy] = manager
         return manager
 

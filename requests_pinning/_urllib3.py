@@ -30,6 +30,7 @@ from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from ._contexts import TLSContexts
 from ._errors import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
@@ -166,7 +167,11 @@ class _PinningConnectionMixin:
     _pin_enforcer: Enforcer | None = None
     _pin_origin: tuple[str, int] | None = None
 
+    _pin_contexts: TLSContexts | None = None
+
     def connect(self) -> None:
+        if self._pin_contexts is not None:
+            self._pin_contexts.attach(self)
         try:
             # An HTTPS proxy's own TLS session is checked inside (see
             # _connect_tls_proxy): its refusal must not become a retried
@@ -335,12 +340,14 @@ class _PinningPoolMixin:
     """Attaches the enforcer and the origin to each new connection."""
 
     _pin_enforcer: Enforcer | None = None
+    _pin_contexts: TLSContexts | None = None
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
         pool: Any = self
         conn._pin_enforcer = self._pin_enforcer
         conn._pin_origin = (pool.host, int(pool.port or 443))
+        conn._pin_contexts = self._pin_contexts
         return conn
 
 
@@ -377,6 +384,7 @@ class _PinningManagerMixin:
 
     pinset: PinSet
     _pin_enforcer: Enforcer
+    _pin_contexts: TLSContexts | None = None
     _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
 
     def _setup_pinning(
@@ -423,6 +431,7 @@ class _PinningManagerMixin:
         pool = super()._new_pool(scheme, host, port, request_context)  # type: ignore[misc]
         if isinstance(pool, _PinningPoolMixin):
             pool._pin_enforcer = self._pin_enforcer
+            pool._pin_contexts = self._pin_contexts
         elif isinstance(pool, HTTPSConnectionPool):
             # Fail closed: something replaced our pool classes.
             raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
@@ -450,11 +459,13 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
         report_uri: str | None = None,
+        share_tls_context: bool = True,
         _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+        self._pin_contexts = TLSContexts() if share_tls_context else None
 
 
 class PinningProxyManager(_PinningManagerMixin, ProxyManager):
@@ -475,11 +486,13 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
         report_uri: str | None = None,
+        share_tls_context: bool = True,
         _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(proxy_url, **kwargs)
         self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+        self._pin_contexts = TLSContexts() if share_tls_context else None
 
 
 def socks_proxy_manager(
@@ -490,6 +503,7 @@ def socks_proxy_manager(
     on_failure: OnFailure | None = None,
     allow_unpinned: bool = True,
     report_uri: str | None = None,
+    share_tls_context: bool = True,
     _enforcer: Enforcer | None = None,
     **kwargs: Any,
 ) -> PoolManager:
@@ -500,6 +514,7 @@ def socks_proxy_manager(
     """
     manager: Any = _socks_manager_class()(proxy_url, **kwargs)
     manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
+    manager._pin_contexts = TLSContexts() if share_tls_context else None
     result: PoolManager = manager
     return result
 

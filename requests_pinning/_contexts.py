@@ -1,0 +1,194 @@
+"""One shared ``SSLContext`` per TLS configuration, instead of one per connection.
+
+requests and urllib3 build a new ``SSLContext`` for every new connection and
+load the CA certificates into it: with OpenSSL 3 that costs far more than the
+handshake itself (about 200 M instructions for certifi's bundle, or for the
+system store that urllib3 loads even under ``verify=False``). A pinning pool
+instead hands each new connection a context from this cache, built once with
+urllib3's own factory, and clears the connection's CA and client-certificate
+arguments, so urllib3 has nothing left to load.
+
+The security of this rests on the key. It holds everything that shapes a
+context, so that two connections share one only when urllib3 would have built
+them identically:
+
+- ``cert_reqs`` (a ``verify=False`` context can never serve a verified
+  connection: CVE-2024-35195 was that bug in requests), the CA file, directory
+  or data, and the client certificate, key and password;
+- the identity and modification stamp of every file named, so that a bundle
+  or a certificate replaced on disk is loaded again;
+- the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
+  ``check_hostname``), ``SSLKEYLOGFILE``, and the context class urllib3 uses.
+
+Not shared: a context the user passed, contexts under pyOpenSSL (which refuses
+the per-connection writes below once a context is in use), and connections
+through an HTTPS proxy (urllib3 verifies the proxy with the connection's own
+CA arguments, which sharing clears).
+
+Per connection, urllib3 still writes ``verify_mode``, ``check_hostname`` and
+the ALPN protocols into the context it is given; with the key above those
+writes repeat the values the context already has, so no thread can observe
+another's. Anything that fails while building a context (an unreadable
+bundle, an encrypted key without a password) is left to urllib3: that
+connection gets no shared context, and urllib3 raises its usual error.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from urllib3.util import ssl_
+
+__all__ = ["TLSContexts"]
+
+_MAX_CONTEXTS = 32  # distinct TLS configurations kept per owner; the oldest goes first
+# What urllib3 would load into a context per connection; the shared one has it.
+_LOADED = ("ca_certs", "ca_cert_dir", "ca_cert_data", "cert_file", "key_file", "key_password")
+
+
+def _stamp(path: object) -> object:
+    """A file's identity and modification stamp, or the path alone if it cannot be read."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        return path
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (path, None)
+    return (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
+
+
+class TLSContexts:
+    """A small, thread-safe cache of urllib3 client contexts, keyed by TLS configuration."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
+        self.built = 0  # contexts made so far (for tests and operators)
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def attach(self, conn: Any) -> None:
+        """Give ``conn`` (a urllib3 HTTPSConnection, about to connect) its shared context.
+
+        Called before every ``connect()``, not once: urllib3 reconnects the
+        same connection object when a pooled one was dropped, and the files
+        it names may have changed since. The connection's own CA and
+        client-certificate arguments are kept aside the first time, and the
+        context is chosen afresh from them each time.
+        """
+        own = conn.__dict__.get("_pin_tls_args")
+        if own is None:
+            if not self._may_share(conn):
+                conn._pin_tls_args = {}  # never shared: leave it to urllib3
+                return
+            own = {name: getattr(conn, name, None) for name in _LOADED}
+            conn._pin_tls_args = own
+        if not own:
+            return
+        context = self._context_for(conn, own)
+        if context is None:
+            # Building failed: urllib3 builds its own context from the
+            # connection's own arguments, and raises its usual error.
+            conn.ssl_context = None
+            for name, value in own.items():
+                setattr(conn, name, value)
+            return
+        conn.ssl_context = context
+        # Nothing left for urllib3 to load per connection: it is all in the context.
+        for name in _LOADED:
+            setattr(conn, name, None)
+
+    @staticmethod
+    def _may_share(conn: Any) -> bool:
+        if getattr(conn, "ssl_context", None) is not None:
+            return False  # the user's context always wins
+        if ssl_.IS_PYOPENSSL:
+            # pyOpenSSL refuses any write to a context once a connection used
+            # it, and urllib3 writes verify_mode per connection.
+            return False
+        proxy = getattr(conn, "proxy", None)
+        # urllib3 verifies an HTTPS proxy with the connection's own CA
+        # arguments, which sharing clears.
+        return proxy is None or getattr(proxy, "scheme", None) != "https"
+
+    def _context_for(self, conn: Any, own: dict[str, Any]) -> ssl.SSLContext | None:
+        key = self._key(conn, own)
+        with self._lock:
+            context = self._contexts.get(key)
+            if context is not None:
+                self._contexts.move_to_end(key)
+                return context
+        try:
+            context = self._build(conn, own)
+        except Exception:
+            return None
+        with self._lock:
+            self._contexts[key] = context
+            self.built += 1
+            while len(self._contexts) > _MAX_CONTEXTS:
+                self._contexts.popitem(last=False)
+        return context
+
+    @staticmethod
+    def _key(conn: Any, own: dict[str, Any]) -> tuple[object, ...]:
+        return (
+            ssl_.resolve_cert_reqs(conn.cert_reqs),
+            _stamp(own["ca_certs"]),
+            _stamp(own["ca_cert_dir"]),
+            own["ca_cert_data"],
+            _stamp(own["cert_file"]),
+            _stamp(own["key_file"]),
+            own["key_password"],
+            getattr(conn, "ssl_version", None),
+            getattr(conn, "ssl_minimum_version", None),
+            getattr(conn, "ssl_maximum_version", None),
+            conn.assert_hostname,
+            conn.assert_fingerprint,
+            os.environ.get("SSLKEYLOGFILE"),
+            ssl_.SSLContext,
+        )
+
+    @staticmethod
+    def _build(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
+        """A context as urllib3's connect() would make it, with everything loaded once."""
+        cert_reqs = ssl_.resolve_cert_reqs(conn.cert_reqs)
+        options: dict[str, Any] = {}
+        for name in ("ssl_minimum_version", "ssl_maximum_version"):  # urllib3 2.x only
+            if getattr(conn, name, None) is not None:
+                options[name] = getattr(conn, name)
+        context = ssl_.create_urllib3_context(
+            ssl_version=ssl_.resolve_ssl_version(getattr(conn, "ssl_version", None)),
+            cert_reqs=cert_reqs,
+            **options,
+        )
+        context.verify_mode = cert_reqs
+        # urllib3 2.x turns ssl's hostname check off when it checks names
+        # itself; 1.26's factory already did. Decided here, once, per key.
+        if (
+            conn.assert_fingerprint
+            or conn.assert_hostname
+            or conn.assert_hostname is False
+            or not getattr(ssl_, "HAS_NEVER_CHECK_COMMON_NAME", True)
+        ):
+            context.check_hostname = False
+        if own["ca_certs"] or own["ca_cert_dir"] or own["ca_cert_data"]:
+            context.load_verify_locations(own["ca_certs"], own["ca_cert_dir"], own["ca_cert_data"])
+        elif cert_reqs != ssl.CERT_NONE and hasattr(context, "load_default_certs"):
+            # What urllib3 does for a verified connection without a CA; it
+            # also does it under CERT_NONE, where nothing is verified against
+            # it, which is the waste this cache saves.
+            context.load_default_certs()
+        if own["cert_file"]:
+            if (
+                own["key_password"] is None
+                and own["key_file"]
+                and ssl_._is_key_file_encrypted(own["key_file"])
+            ):
+                raise ssl.SSLError("encrypted client key without a password")  # urllib3's to say
+            context.load_cert_chain(own["cert_file"], own["key_file"], own["key_password"])
+        return context

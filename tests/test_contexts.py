@@ -1,0 +1,197 @@
+"""The shared TLS context: one per configuration, and never the wrong one.
+
+Every component of the cache key, changed alone, must give another context and
+the verdict urllib3 would have given without sharing, against real servers: the
+wrong CA refused and the right one accepted, ``verify=False`` never serving a
+verified request (CVE-2024-35195 was that bug in requests), client certificates,
+a bundle rewritten on disk, ``REQUESTS_CA_BUNDLE`` changing between requests,
+and many threads opening connections at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+import trustme
+
+from requests_pinning import PinningAdapter, PinningPoolManager, PinningSession
+
+from .conftest import PKI
+from .servers import TLSServer
+
+CLOSE = {"Connection": "close"}  # a new connection, so a new handshake, per request
+
+
+def pins(pki: PKI) -> dict[str, list[str]]:
+    return {"localhost": [pki.intermediate_pin, pki.untrusted_leaf_pin]}
+
+
+def contexts_built(session: PinningSession) -> int:
+    contexts = session.pinning_adapter._contexts
+    assert contexts is not None
+    return contexts.built
+
+
+def test_one_context_serves_every_connection_of_a_configuration(pki: PKI, good: TLSServer) -> None:
+    with PinningSession(pins(pki)) as session:
+        session.verify = pki.bundle
+        for _ in range(5):
+            assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
+        assert contexts_built(session) == 1
+    good.wait_idle()
+    assert good.handshakes == 5
+
+
+def test_sharing_can_be_switched_off(pki: PKI, good: TLSServer) -> None:
+    with PinningSession(pins(pki), share_tls_context=False) as session:
+        session.verify = pki.bundle
+        assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
+        assert session.pinning_adapter._contexts is None
+
+
+@pytest.mark.parametrize("order", ["unverified first", "verified first"])
+def test_verify_false_never_serves_a_verified_request(
+    pki: PKI, untrusted: TLSServer, order: str
+) -> None:
+    url = f"https://localhost:{untrusted.port}/"
+    with PinningSession(pins(pki)) as session:
+        attempts = ["off", "on"] if order == "unverified first" else ["on", "off"]
+        for attempt in attempts:
+            if attempt == "off":
+                # Not verified, but the leaf pin authenticates it.
+                with pytest.warns(Warning, match="Unverified HTTPS request"):
+                    assert session.get(url, verify=False, headers=CLOSE).ok
+            else:
+                with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+                    session.get(url, verify=pki.bundle, headers=CLOSE)
+        assert contexts_built(session) == 2
+
+
+def test_the_right_bundle_accepts_and_another_refuses(
+    pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pem"
+    other.write_bytes(trustme.CA().cert_pem.bytes())
+    url = f"https://localhost:{good.port}/"
+    with PinningSession(pins(pki)) as session:
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, verify=str(other), headers=CLOSE)
+        assert session.get(url, verify=pki.bundle, headers=CLOSE).ok
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, verify=str(other), headers=CLOSE)
+        # verify=True: certifi's roots, which do not include the test CA.
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, verify=True, headers=CLOSE)
+        assert contexts_built(session) == 3
+
+
+def test_a_bundle_rewritten_on_disk_is_loaded_again(
+    pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(trustme.CA().cert_pem.bytes())
+    url = f"https://localhost:{good.port}/"
+    with PinningSession(pins(pki)) as session:
+        session.verify = str(bundle)
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, headers=CLOSE)
+        bundle.write_bytes(pki.root.cert_pem.bytes())  # same path, new contents
+        assert session.get(url, headers=CLOSE).ok
+        bundle.write_bytes(trustme.CA().cert_pem.bytes() + b"\n")  # and back: refused again
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, headers=CLOSE)
+
+
+def test_requests_ca_bundle_changing_between_requests(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other.pem"
+    other.write_bytes(trustme.CA().cert_pem.bytes())
+    url = f"https://localhost:{good.port}/"
+    with PinningSession(pins(pki)) as session:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle)
+        assert session.get(url, headers=CLOSE).ok
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
+            session.get(url, headers=CLOSE)
+        session.trust_env = False  # and session.verify decides again
+        session.verify = pki.bundle
+        assert session.get(url, headers=CLOSE).ok
+
+
+def test_client_certificates_are_part_of_the_configuration(pki: PKI, tmp_path: Path) -> None:
+    client_ca = trustme.CA()
+    client = client_ca.issue_cert("client@example.com")
+    cert = tmp_path / "client.pem"
+    client.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    with TLSServer(pki.leaf, client_ca=client_ca) as server:
+        url = f"https://localhost:{server.port}/"
+        with PinningSession(pins(pki)) as session:
+            session.verify = pki.bundle
+            assert session.get(url, cert=str(cert), headers=CLOSE).ok
+            # The same server without a client certificate: refused by the server.
+            with pytest.raises(requests.exceptions.RequestException):
+                session.get(url, headers=CLOSE)
+            assert session.get(url, cert=str(cert), headers=CLOSE).ok
+            assert contexts_built(session) == 2
+
+
+def test_many_threads_opening_connections_at_once(pki: PKI, good: TLSServer) -> None:
+    adapter = PinningAdapter(pins(pki), pool_maxsize=16)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        with requests.Session() as session:
+            session.mount("https://", adapter)
+            session.verify = pki.bundle
+            for _ in range(5):
+                status = session.get(f"https://localhost:{good.port}/", headers=CLOSE).status_code
+                with lock:
+                    results.append(status)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [200] * 40
+    assert adapter._contexts is not None
+    assert adapter._contexts.built == 1
+
+
+def test_urllib3_managers_share_too_and_a_users_context_wins(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    import ssl
+
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+    for _ in range(3):
+        assert http.request("GET", f"https://localhost:{good.port}/", headers=CLOSE).status == 200
+    assert http._pin_contexts is not None
+    assert http._pin_contexts.built == 1
+    mine = ssl.create_default_context(cafile=pki.bundle)
+    own = PinningPoolManager(pins(pki), ssl_context=mine)
+    assert own.request("GET", f"https://localhost:{good.port}/").status == 200
+    assert own._pin_contexts is not None
+    assert own._pin_contexts.built == 0
+    with pytest.raises(Exception, match="pinning failure"):
+        own.request("GET", f"https://localhost:{rogue.port}/", retries=False)
+
+
+def test_sslkeylogfile_is_part_of_the_configuration(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keylog = tmp_path / "keys.log"
+    with PinningSession(pins(pki)) as session:
+        session.verify = pki.bundle
+        assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
+        monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
+        assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
+        assert contexts_built(session) == 2
+    assert keylog.exists()
+    assert os.path.getsize(keylog) > 0
