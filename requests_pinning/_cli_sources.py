@@ -309,6 +309,24 @@ def _cert_item(der: bytes, note: str = "") -> Item:
     return Item(sha256_pin(der), _spki_text(spki_of_der_cert(der)), cert, der, note=note)
 
 
+#: Key algorithms cryptography reads: RSA, RSASSA-PSS, EC, DSA, X25519, X448,
+#: Ed25519, Ed448, DH (PKCS #3 and X9.42).
+_KNOWN_KEY_OIDS = frozenset(
+    {
+        "1.2.840.113549.1.1.1",
+        "1.2.840.113549.1.1.10",
+        "1.2.840.10045.2.1",
+        "1.2.840.10040.4.1",
+        "1.3.101.110",
+        "1.3.101.111",
+        "1.3.101.112",
+        "1.3.101.113",
+        "1.2.840.113549.1.3.1",
+        "1.2.840.10046.2.1",
+    }
+)
+
+
 def _spki_text(spki: bytes) -> str:
     """What key an SPKI holds. The pin hashes the SPKI as encoded and never needs
     the key, so a key that cryptography cannot load is still pinned, and named
@@ -320,7 +338,9 @@ def _spki_text(spki: bytes) -> str:
             oid = spki_algorithm_oid(spki)
         except ValueError:
             return "a key that cannot be read"
-        if isinstance(exc, UnsupportedAlgorithm):
+        # cryptography before 48 raises ValueError, not UnsupportedAlgorithm,
+        # for an algorithm it does not know: the OID tells the two apart.
+        if isinstance(exc, UnsupportedAlgorithm) or oid not in _KNOWN_KEY_OIDS:
             return f"unknown key algorithm OID {oid}"
         return f"a key that cannot be read (algorithm OID {oid})"
 

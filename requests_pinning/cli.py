@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
-from . import _demo
+from . import __version__, _demo
 from ._cli_check import check_one, print_checks
 from ._cli_errors import (
     EXIT_FAILED,
@@ -353,6 +353,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     network = _network_options()
     _add_pins(commands, network)

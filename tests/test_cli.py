@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import json
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import requests_pinning
 from requests_pinning import PinSet, _cli_lint, _cli_sources, cli, spki_pin
 
 from .conftest import PKI
@@ -570,6 +572,14 @@ def test_python_dash_m_help() -> None:
     assert "examples:" in result.stdout
     for command in ("pins", "check", "lint", "demo"):
         assert command in result.stdout
+
+
+def test_version_is_the_installed_distribution_version(capsys: Capture) -> None:
+    installed = importlib.metadata.version("requests-pinning")
+    assert requests_pinning.__version__ == installed
+    status, out, err = run(capsys, "--version")
+    assert status == 0, err
+    assert out == f"requests-pinning {installed}\n"
 
 
 @pytest.mark.parametrize("command", ["pins", "check", "lint", "demo"])
