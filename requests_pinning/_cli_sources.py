@@ -139,11 +139,17 @@ class Network:
 
 
 class Unreachable(Exception):
-    """No usable TLS handshake with a target; ``status`` is the check status to show."""
+    """No usable TLS handshake with a target; ``status`` is the check status to show.
 
-    def __init__(self, status: str, message: str) -> None:
+    ``str()`` names the target (``cannot connect to localhost:1: ...``) for a
+    message of its own; ``detail`` does not (``cannot connect: ...``), for a
+    line that names the target already, as ``check`` prints them.
+    """
+
+    def __init__(self, status: str, message: str, detail: str) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 def _default_ca_bundle() -> str:
@@ -199,18 +205,27 @@ def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> Pe
             return _read_chain(tls)
     except ssl.SSLCertVerificationError as exc:
         why = exc.verify_message or exc.reason or str(exc)
-        raise Unreachable("tls_error", f"CA validation failed for {label}: {why}") from None
+        raise Unreachable(
+            "tls_error", f"CA validation failed for {label}: {why}", f"CA validation failed: {why}"
+        ) from None
     except ssl.SSLError as exc:
         why = exc.reason or str(exc)
-        raise Unreachable("tls_error", f"TLS handshake with {label} failed: {why}") from None
+        raise Unreachable(
+            "tls_error", f"TLS handshake with {label} failed: {why}", f"TLS handshake failed: {why}"
+        ) from None
     except TimeoutError:
-        raise Unreachable("unreachable", f"{label}: timed out after {timeout:g} s") from None
+        why = f"timed out after {timeout:g} s"
+        raise Unreachable("unreachable", f"{label}: {why}", why) from None
     except socket.gaierror as exc:
         why = exc.strerror or str(exc)
-        raise Unreachable("unreachable", f"cannot resolve {endpoint.host}: {why}") from None
+        raise Unreachable(
+            "unreachable", f"cannot resolve {endpoint.host}: {why}", f"cannot resolve: {why}"
+        ) from None
     except OSError as exc:
         why = exc.strerror or str(exc)
-        raise Unreachable("unreachable", f"cannot connect to {label}: {why}") from None
+        raise Unreachable(
+            "unreachable", f"cannot connect to {label}: {why}", f"cannot connect: {why}"
+        ) from None
 
 
 def _read_chain(tls: ssl.SSLSocket) -> PeerChain:
