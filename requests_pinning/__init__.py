@@ -7,6 +7,8 @@ checked against the pins configured for its host, after the handshake and
 before a single byte of the request is sent.
 """
 
+import importlib.metadata as _metadata
+
 from ._adapter import PinningAdapter
 from ._certs import cert_fingerprint, spki_pin
 from ._errors import PinConfigError, PinMismatchError
@@ -15,6 +17,11 @@ from ._pinset import HostOptions, HostPins, PinSet, PinSource
 from ._report import PinFailure
 from ._session import PinningMountWarning, PinningSession
 from ._urllib3 import PinningPoolManager, PinningProxyManager
+
+try:
+    __version__ = _metadata.version("requests-pinning")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "HostOptions",

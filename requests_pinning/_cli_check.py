@@ -3,13 +3,18 @@
 Each target is handshaken with and judged by the library's own decision
 (:func:`~requests_pinning._verify.evaluate`), as if its entry were enforced.
 The result of one target is a JSON-able record: ``--json`` prints the records
-as they are, the text output is made from them.
+as they are, in the order the targets were given; the text output is made
+from them, one target as soon as its check is done. Targets are checked
+concurrently (``--jobs``), so one unreachable target costs one timeout, not
+one per target.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +25,7 @@ from ._pins import Pin
 from ._pinset import HostPins, PinSet
 from ._verify import PeerChain, evaluate
 
-__all__ = ["check_one", "print_checks"]
+__all__ = ["check_all", "check_one", "print_check", "print_summary"]
 
 
 def check_one(
@@ -31,12 +36,12 @@ def check_one(
     try:
         chain = handshake(endpoint, context, timeout)
     except Unreachable as exc:
-        reason = str(exc)
+        reason = exc.detail  # the output names the target already
         if entry is None:
-            reason += f"; and no pins are configured for {endpoint.label}"
+            reason += "; and no pins are configured for this host"
         return _record(endpoint, entry, None, exc.status, reason, None, now)
     if entry is None:
-        reason = f"no pins configured for {endpoint.label}"
+        reason = "no pins are configured for this host"
         return _record(endpoint, None, chain, "failed", reason, None, now)
     # Report-only and expired entries are judged as if enforced: monitoring
     # must see a breakage before the entry is switched on, or renewed.
@@ -96,18 +101,56 @@ def _described(chain: Iterable[bytes]) -> list[dict[str, str]]:
     return result
 
 
-def print_checks(records: list[dict[str, Any]]) -> None:
-    """Print one PASS or FAIL line per record, its details, then a summary line."""
-    for record in records:
-        target = Endpoint(record["target"], record["host"], record["port"]).label
-        print(f"PASS  {target}" if record["ok"] else f"FAIL  {target}: {record['reason']}")
-        for label, value in _check_rows(record):
-            print(f"      {label:<9} {value}")
-        if not record["ok"] and record["checked"]:
-            state = "verified chain" if record["verified"] else "leaf only: CA validation is off"
-            print(f"      the server presents ({state}, leaf first):")
-            for cert in record["checked"]:
-                print(f"        {cert['pin']}  {cert['subject']}")
+def check_all(
+    pinset: PinSet,
+    endpoints: Sequence[Endpoint],
+    context: ssl.SSLContext,
+    timeout: float,
+    now: datetime,
+    *,
+    jobs: int,
+    on_result: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Check every target, ``jobs`` at a time; the records in the order of ``endpoints``.
+
+    ``on_result`` is called with each record as soon as its check is done, in
+    the order they finish, from the calling thread (so it can print without
+    interleaving). Handshakes are I/O-bound: a thread each is enough, and the
+    slowest target (at worst ``timeout``) no longer holds up the others.
+    """
+    records: list[dict[str, Any] | None] = [None] * len(endpoints)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="check") as pool:
+        futures = {
+            pool.submit(check_one, pinset, endpoint, context, timeout, now): index
+            for index, endpoint in enumerate(endpoints)
+        }
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                records[futures[future]] = record
+                on_result(record)
+        except BaseException:  # Ctrl-C: let the running handshakes time out alone
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [record for record in records if record is not None]
+
+
+def print_check(record: dict[str, Any]) -> None:
+    """Print one PASS or FAIL line for a record, and its details."""
+    target = Endpoint(record["target"], record["host"], record["port"]).label
+    print(f"PASS  {target}" if record["ok"] else f"FAIL  {target}: {record['reason']}")
+    for label, value in _check_rows(record):
+        print(f"      {label:<9} {value}")
+    if not record["ok"] and record["checked"]:
+        state = "verified chain" if record["verified"] else "leaf only: CA validation is off"
+        print(f"      the server presents ({state}, leaf first):")
+        for cert in record["checked"]:
+            print(f"        {cert['pin']}  {cert['subject']}")
+    sys.stdout.flush()  # each result as it arrives, also into a pipe
+
+
+def print_summary(records: list[dict[str, Any]]) -> None:
+    """Print the line that closes the text output."""
     passed = sum(1 for record in records if record["ok"])
     print(f"{len(records)} target(s): {passed} passed, {len(records) - passed} failed")
 

@@ -18,7 +18,7 @@ from typing import Any
 from ._cli_output import days_until
 from ._pins import Pin
 from ._pinset import HostPins, PinSet, _parse_pattern
-from ._suffixes import is_public_suffix
+from ._suffixes import SuffixList
 
 __all__ = ["DUMMY_PIN", "LintWarning", "lint", "print_lint"]
 
@@ -38,10 +38,12 @@ class LintWarning:
     message: str
 
 
-def lint(pinset: PinSet, path: str, now: datetime, warn_days: int) -> list[LintWarning]:
+def lint(
+    pinset: PinSet, path: str, now: datetime, warn_days: int, suffixes: SuffixList
+) -> list[LintWarning]:
     """Every warning about ``pinset``, loaded from ``path``, in the file's entry order."""
     found = [
-        *_lint_entries(pinset, now, warn_days),
+        *_lint_entries(pinset, now, warn_days, suffixes),
         *_lint_raw(path),
         *_lint_overrides(pinset),
     ]
@@ -50,30 +52,40 @@ def lint(pinset: PinSet, path: str, now: datetime, warn_days: int) -> list[LintW
     return found
 
 
-def print_lint(path: str, pinset: PinSet, found: list[LintWarning], *, as_json: bool) -> None:
-    """Print the warnings, one line each and a summary, or as one JSON object."""
+def print_lint(
+    path: str, pinset: PinSet, found: list[LintWarning], suffixes: SuffixList, *, as_json: bool
+) -> None:
+    """Print the warnings, one line each and a summary, or as one JSON object.
+
+    Both say which public suffix list was used: the built-in one misses
+    suffixes that the real list has.
+    """
     if as_json:
         report = {
             "file": path,
             "entries": len(pinset),
             "ok": not found,
             "warnings": [vars(warning) for warning in found],
+            "public_suffixes": suffixes.description,
         }
         print(json.dumps(report, indent=2))
         return
     for warning in found:
         print(f"{path}: {warning.pattern}: {warning.message} [{warning.code}]")
     print(f"{path}: {len(pinset)} entries, {len(found)} warning(s)")
+    print(f"{path}: public suffixes from {suffixes.description}")
 
 
 # -- one entry at a time ----------------------------------------------------------------
 
 
-def _lint_entries(pinset: PinSet, now: datetime, warn_days: int) -> Iterator[LintWarning]:
+def _lint_entries(
+    pinset: PinSet, now: datetime, warn_days: int, suffixes: SuffixList
+) -> Iterator[LintWarning]:
     for entry in pinset:
         yield from _single_pin(entry)
         yield from _expiry(entry, now, warn_days)
-        yield from _public_suffix(entry)
+        yield from _public_suffix(entry, suffixes)
         yield from _sha1(entry)
 
 
@@ -108,9 +120,9 @@ def _expiry(entry: HostPins, now: datetime, warn_days: int) -> Iterator[LintWarn
         )
 
 
-def _public_suffix(entry: HostPins) -> Iterator[LintWarning]:
+def _public_suffix(entry: HostPins, suffixes: SuffixList) -> Iterator[LintWarning]:
     kind, host, _port = _parse_pattern(entry.pattern, None)
-    if kind != "exact" and is_public_suffix(host):
+    if kind != "exact" and suffixes.is_public_suffix(host):
         yield LintWarning(
             "public-suffix",
             entry.pattern,
@@ -229,15 +241,30 @@ def _override(
         return
     parts = []
     if lost:
-        parts.append(f"{len(lost)} of its {len(loser.pins)} pins are not accepted there")
+        parts.append(
+            f"{_count(len(lost), len(loser.pins), 'pin')} of {loser.pattern} "
+            f"{'is' if len(lost) == 1 else 'are'} not accepted there"
+        )
     if lost_deny:
-        parts.append(f"{len(lost_deny)} of its deny pins are not applied there")
+        parts.append(
+            f"{_count(len(lost_deny), len(getattr(loser, 'deny', ())), 'deny pin')} of "
+            f"{loser.pattern} {'is' if len(lost_deny) == 1 else 'are'} not applied there"
+        )
     yield LintWarning(
         "override",
         winner.pattern,
         f"overrides {loser.pattern} where both apply, and its pins replace, not add to, "
         f"those of {loser.pattern}: {'; '.join(parts)}",
     )
+
+
+def _count(part: int, whole: int, noun: str) -> str:
+    """``1 of the 2 pins``, ``the only deny pin``, ``both pins``: for the override line."""
+    if part == whole == 1:
+        return f"the only {noun}"
+    if part == whole:
+        return f"both {noun}s" if whole == 2 else f"all {whole} {noun}s"
+    return f"{part} of the {whole} {noun}s"
 
 
 def _winner(

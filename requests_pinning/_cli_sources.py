@@ -139,11 +139,17 @@ class Network:
 
 
 class Unreachable(Exception):
-    """No usable TLS handshake with a target; ``status`` is the check status to show."""
+    """No usable TLS handshake with a target; ``status`` is the check status to show.
 
-    def __init__(self, status: str, message: str) -> None:
+    ``str()`` names the target (``cannot connect to localhost:1: ...``) for a
+    message of its own; ``detail`` does not (``cannot connect: ...``), for a
+    line that names the target already, as ``check`` prints them.
+    """
+
+    def __init__(self, status: str, message: str, detail: str) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 def _default_ca_bundle() -> str:
@@ -199,18 +205,27 @@ def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> Pe
             return _read_chain(tls)
     except ssl.SSLCertVerificationError as exc:
         why = exc.verify_message or exc.reason or str(exc)
-        raise Unreachable("tls_error", f"CA validation failed for {label}: {why}") from None
+        raise Unreachable(
+            "tls_error", f"CA validation failed for {label}: {why}", f"CA validation failed: {why}"
+        ) from None
     except ssl.SSLError as exc:
         why = exc.reason or str(exc)
-        raise Unreachable("tls_error", f"TLS handshake with {label} failed: {why}") from None
+        raise Unreachable(
+            "tls_error", f"TLS handshake with {label} failed: {why}", f"TLS handshake failed: {why}"
+        ) from None
     except TimeoutError:
-        raise Unreachable("unreachable", f"{label}: timed out after {timeout:g} s") from None
+        why = f"timed out after {timeout:g} s"
+        raise Unreachable("unreachable", f"{label}: {why}", why) from None
     except socket.gaierror as exc:
         why = exc.strerror or str(exc)
-        raise Unreachable("unreachable", f"cannot resolve {endpoint.host}: {why}") from None
+        raise Unreachable(
+            "unreachable", f"cannot resolve {endpoint.host}: {why}", f"cannot resolve: {why}"
+        ) from None
     except OSError as exc:
         why = exc.strerror or str(exc)
-        raise Unreachable("unreachable", f"cannot connect to {label}: {why}") from None
+        raise Unreachable(
+            "unreachable", f"cannot connect to {label}: {why}", f"cannot connect: {why}"
+        ) from None
 
 
 def _read_chain(tls: ssl.SSLSocket) -> PeerChain:
@@ -309,6 +324,24 @@ def _cert_item(der: bytes, note: str = "") -> Item:
     return Item(sha256_pin(der), _spki_text(spki_of_der_cert(der)), cert, der, note=note)
 
 
+#: Key algorithms cryptography reads: RSA, RSASSA-PSS, EC, DSA, X25519, X448,
+#: Ed25519, Ed448, DH (PKCS #3 and X9.42).
+_KNOWN_KEY_OIDS = frozenset(
+    {
+        "1.2.840.113549.1.1.1",
+        "1.2.840.113549.1.1.10",
+        "1.2.840.10045.2.1",
+        "1.2.840.10040.4.1",
+        "1.3.101.110",
+        "1.3.101.111",
+        "1.3.101.112",
+        "1.3.101.113",
+        "1.2.840.113549.1.3.1",
+        "1.2.840.10046.2.1",
+    }
+)
+
+
 def _spki_text(spki: bytes) -> str:
     """What key an SPKI holds. The pin hashes the SPKI as encoded and never needs
     the key, so a key that cryptography cannot load is still pinned, and named
@@ -320,7 +353,9 @@ def _spki_text(spki: bytes) -> str:
             oid = spki_algorithm_oid(spki)
         except ValueError:
             return "a key that cannot be read"
-        if isinstance(exc, UnsupportedAlgorithm):
+        # cryptography before 48 raises ValueError, not UnsupportedAlgorithm,
+        # for an algorithm it does not know: the OID tells the two apart.
+        if isinstance(exc, UnsupportedAlgorithm) or oid not in _KNOWN_KEY_OIDS:
             return f"unknown key algorithm OID {oid}"
         return f"a key that cannot be read (algorithm OID {oid})"
 

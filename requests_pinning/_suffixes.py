@@ -1,18 +1,25 @@
-"""A compact, built-in stand-in for the Public Suffix List, for ``requests-pinning lint``.
+"""Public suffixes for ``requests-pinning lint``: the real list if installed, else a built-in one.
 
 ``lint`` warns about a wildcard entry (``*.`` or ``**.``) over a public suffix:
 ``*.com`` or ``**.co.uk`` pins every site registered under it, which is almost
-always a mistake. The full list (https://publicsuffix.org/) has thousands of
-entries and changes weekly; a lint does not need it to catch the common
-mistakes, and no runtime dependency is wanted. So: every single-label name
-(``com``, ``uk``, ``localhost``, ``internal``) counts as a public suffix, plus
-the multi-label suffixes below, the registries and hosting platforms people
-most often pin by accident. A name missing here is just not warned about.
+always a mistake. The Public Suffix List (https://publicsuffix.org/) has
+thousands of entries and changes weekly. With the ``psl`` extra
+(``pip install 'requests-pinning[psl]'``) the ``publicsuffixlist`` package
+supplies it, bundled, with no network access. Without it, a compact built-in
+stand-in is used, and the library itself never needs either: every
+single-label name (``com``, ``uk``, ``localhost``, ``internal``) counts as a
+public suffix, plus the multi-label suffixes below, the registries and
+hosting platforms people most often pin by accident. A name missing there is
+just not warned about. ``lint`` says which of the two it used.
 """
 
 from __future__ import annotations
 
-__all__ = ["MULTI_LABEL_SUFFIXES", "is_public_suffix"]
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["MULTI_LABEL_SUFFIXES", "SuffixList", "is_public_suffix", "public_suffix_list"]
 
 #: Public suffixes of two or more labels: country registries' second levels,
 #: then hosting platforms (the list's "private" section) that hand out
@@ -63,3 +70,31 @@ def is_public_suffix(name: str) -> bool:
     Every single-label name is one; so is every name in :data:`MULTI_LABEL_SUFFIXES`.
     """
     return "." not in name or name in MULTI_LABEL_SUFFIXES
+
+
+@dataclass(frozen=True)
+class SuffixList:
+    """Which list answers "is this a public suffix?", and its answer."""
+
+    #: What to tell the user about the list, e.g. "the built-in list".
+    description: str
+    is_public_suffix: Callable[[str], bool]
+
+
+def public_suffix_list() -> SuffixList:
+    """The Public Suffix List if ``publicsuffixlist`` is installed, else the built-in list."""
+    try:
+        from publicsuffixlist import PublicSuffixList
+    except ImportError:
+        return SuffixList(
+            "the built-in list (install requests-pinning[psl] for the full Public Suffix List)",
+            is_public_suffix,
+        )
+    # Both ICANN and private sections (hosting platforms are where wildcards
+    # bite), and unknown top-level names count as public, like the built-in list.
+    psl = PublicSuffixList(accept_unknown=True, only_icann=False)
+    version = importlib.metadata.version("publicsuffixlist")
+    return SuffixList(
+        f"the Public Suffix List (publicsuffixlist {version})",
+        lambda name: bool(psl.is_public(name)),
+    )

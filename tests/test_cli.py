@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import importlib.metadata
 import json
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import requests_pinning
 from requests_pinning import PinSet, _cli_lint, _cli_sources, cli, spki_pin
 
 from .conftest import PKI
@@ -325,7 +330,7 @@ def test_check_fails_without_an_entry(
     pins = write_pins(tmp_path, {"example.com": [pki.intermediate_pin, pki.root_pin]})
     status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(good))
     assert status == 1, err
-    assert f"FAIL  {target(good)}: no pins configured for {target(good)}" in out
+    assert f"FAIL  {target(good)}: no pins are configured for this host\n" in out
     assert pki.leaf_pin in out  # what it would take
 
 
@@ -382,13 +387,92 @@ def test_check_fails_an_unreachable_target(capsys: Capture, pki: PKI, tmp_path: 
     assert "Connection refused" in record["reason"]
 
 
+@contextlib.contextmanager
+def silent_servers(count: int) -> Iterator[list[str]]:
+    """Targets that accept TCP connections (the kernel does) and never answer TLS."""
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(8)
+            targets.append(f"127.0.0.1:{sock.getsockname()[1]}")
+        yield targets
+
+
+def test_check_names_a_timed_out_target_once(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
+    pins = write_pins(tmp_path, {"127.0.0.1": [pki.intermediate_pin, pki.root_pin]})
+    with silent_servers(1) as [silent]:
+        status, out, err = run(
+            capsys, "check", "--ca-bundle", pki.bundle, "--timeout", "0.5", pins, silent
+        )
+    assert status == 1, err
+    assert out.splitlines() == [
+        f"FAIL  {silent}: timed out after 0.5 s",
+        "      entry     127.0.0.1 (enforced; no expiry)",
+        f"      pinned    {pki.intermediate_pin}",
+        f"      pinned    {pki.root_pin}",
+        "1 target(s): 0 passed, 1 failed",
+    ]
+
+
+@pytest.mark.parametrize(("jobs", "at_least", "below"), [(None, 0.0, 2.5), ("1", 3.0, 60.0)])
+def test_check_runs_targets_concurrently(
+    capsys: Capture,
+    pki: PKI,
+    tmp_path: Path,
+    jobs: str | None,
+    at_least: float,
+    below: float,
+) -> None:
+    """Three targets that time out after 1 s: about 1 s in all by default; 3 s one by one."""
+    pins = write_pins(tmp_path, {"127.0.0.1": [pki.intermediate_pin, pki.root_pin]})
+    options = ["--jobs", jobs] if jobs is not None else []
+    with silent_servers(3) as silent:
+        started = time.monotonic()
+        status, out, err = run(
+            capsys, "check", *options, "--ca-bundle", pki.bundle, "--timeout", "1", pins, *silent
+        )
+        elapsed = time.monotonic() - started
+    assert status == 1, err
+    assert at_least <= elapsed < below
+    assert out.count("timed out after 1 s") == 3
+
+
+def test_check_prints_results_as_they_arrive_and_json_in_target_order(
+    capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    pins = write_pins(tmp_path, {"localhost": [pki.intermediate_pin, pki.root_pin]})
+    with silent_servers(1) as [silent]:
+        argv = ["check", "--ca-bundle", pki.bundle, "--timeout", "1", pins, silent, target(good)]
+        status, out, _ = run(capsys, *argv)
+        assert status == 1
+        # The quick target's result comes first, while the slow one still waits.
+        assert out.index(f"PASS  {target(good)}") < out.index(f"FAIL  {silent}")
+        assert out.endswith("2 target(s): 1 passed, 1 failed\n")
+
+        status, out, _ = run(capsys, "check", "--json", *argv[1:])
+    assert status == 1
+    assert [record["target"] for record in json.loads(out)] == [silent, target(good)]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_check_jobs_must_be_a_positive_whole_number(capsys: Capture, jobs: str) -> None:
+    status, out, err = run(capsys, "check", "--jobs", jobs, "pins.json", "localhost")
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"requests-pinning: error: argument --jobs: {jobs!r} is not a")
+
+
 def test_check_fails_when_ca_validation_fails(
     capsys: Capture, pki: PKI, untrusted: TLSServer, tmp_path: Path
 ) -> None:
     pins = write_pins(tmp_path, {"localhost": [pki.untrusted_leaf_pin, pki.root_pin]})
     status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(untrusted))
     assert status == 1, err
-    assert f"FAIL  {target(untrusted)}: CA validation failed for {target(untrusted)}" in out
+    [line] = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert line.startswith(f"FAIL  {target(untrusted)}: CA validation failed: ")
+    assert line.count(target(untrusted)) == 1
     # With --insecure the leaf pin is what counts, as with verify=False.
     status, out, err = run(capsys, "check", "--insecure", pins, target(untrusted))
     assert status == 0, err
@@ -416,8 +500,8 @@ def test_check_with_a_bad_pin_file_exits_2(
 
 # -- lint -----------------------------------------------------------------------------
 
-A, B, C = (
-    "sha256/" + base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode() for seed in "abc"
+A, B, C, D = (
+    "sha256/" + base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode() for seed in "abcd"
 )
 
 
@@ -432,7 +516,11 @@ def test_lint_clean_file(capsys: Capture, tmp_path: Path) -> None:
     )
     status, out, err = run(capsys, "lint", path)
     assert status == 0, out + err
-    assert out == f"{path}: 3 entries, 0 warning(s)\n"
+    version = importlib.metadata.version("publicsuffixlist")
+    assert out == (
+        f"{path}: 3 entries, 0 warning(s)\n"
+        f"{path}: public suffixes from the Public Suffix List (publicsuffixlist {version})\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -459,7 +547,22 @@ def test_lint_clean_file(capsys: Capture, tmp_path: Path) -> None:
             {"**.example.com": [A, B], "api.example.com": [C, A]},
             "override",
             "api.example.com: overrides **.example.com where both apply, and its pins "
-            "replace, not add to, those of **.example.com: 1 of its 2 pins",
+            "replace, not add to, those of **.example.com: 1 of the 2 pins of "
+            "**.example.com is not accepted there [override]",
+        ),
+        (
+            {"**.example.com": [A, B], "api.example.com": [C, D]},
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and its pins "
+            "replace, not add to, those of **.example.com: both pins of **.example.com "
+            "are not accepted there [override]",
+        ),
+        (
+            {"**.example.com": {"pins": [A, B], "deny": [C]}, "api.example.com": [A, B]},
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and its pins "
+            "replace, not add to, those of **.example.com: the only deny pin of "
+            "**.example.com is not applied there [override]",
         ),
         (
             {"example.com": [A, B], "example.com:8443": [C, B]},
@@ -504,6 +607,48 @@ def test_lint_warnings(
     report = json.loads(out)
     assert report["ok"] is False and report["entries"] == len(config)
     assert code in [warning["code"] for warning in report["warnings"]]
+
+
+# Public suffixes that the built-in list lacks and the Public Suffix List has:
+# a second-level registry, a wildcard over one, and a hosting platform's.
+REAL_SUFFIX_ENTRIES = ["*.ac.be", "**.edu.pl", "**.s3.eu-west-1.amazonaws.com"]
+
+
+@pytest.mark.parametrize("pattern", REAL_SUFFIX_ENTRIES)
+def test_lint_uses_the_public_suffix_list(capsys: Capture, tmp_path: Path, pattern: str) -> None:
+    path = write_pins(tmp_path, {pattern: [A, B], "*.example.ac.be": [A, B]})
+    status, out, err = run(capsys, "lint", path)
+    assert status == 1, out + err
+    suffix = pattern.lstrip("*.")
+    assert out.splitlines()[0] == (
+        f"{path}: {pattern}: a wildcard over the public suffix {suffix!r}: it pins every "
+        "site registered under it, not only yours [public-suffix]"
+    )
+    assert out.count("[public-suffix]") == 1  # *.example.ac.be is one registered site
+    assert "public suffixes from the Public Suffix List (publicsuffixlist " in out
+    report = json.loads(run(capsys, "lint", "--json", path)[1])
+    assert report["public_suffixes"].startswith("the Public Suffix List (publicsuffixlist ")
+
+
+@pytest.mark.parametrize("pattern", REAL_SUFFIX_ENTRIES)
+def test_lint_without_publicsuffixlist_falls_back_to_the_built_in_list(
+    capsys: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    monkeypatch.setitem(sys.modules, "publicsuffixlist", None)  # import fails
+    path = write_pins(tmp_path, {pattern: [A, B], "**.co.uk": [A, B]})
+    status, out, err = run(capsys, "lint", path)
+    assert status == 1, out + err
+    # The built-in list knows co.uk, not the three real suffixes: it says so.
+    assert [line for line in out.splitlines() if "[public-suffix]" in line] == [
+        f"{path}: **.co.uk: a wildcard over the public suffix 'co.uk': it pins every "
+        "site registered under it, not only yours [public-suffix]"
+    ]
+    assert out.endswith(
+        f"{path}: public suffixes from the built-in list (install requests-pinning[psl] "
+        "for the full Public Suffix List)\n"
+    )
+    report = json.loads(run(capsys, "lint", "--json", path)[1])
+    assert report["public_suffixes"].startswith("the built-in list")
 
 
 def test_lint_warn_days(capsys: Capture, tmp_path: Path) -> None:
@@ -570,6 +715,14 @@ def test_python_dash_m_help() -> None:
     assert "examples:" in result.stdout
     for command in ("pins", "check", "lint", "demo"):
         assert command in result.stdout
+
+
+def test_version_is_the_installed_distribution_version(capsys: Capture) -> None:
+    installed = importlib.metadata.version("requests-pinning")
+    assert requests_pinning.__version__ == installed
+    status, out, err = run(capsys, "--version")
+    assert status == 0, err
+    assert out == f"requests-pinning {installed}\n"
 
 
 @pytest.mark.parametrize("command", ["pins", "check", "lint", "demo"])

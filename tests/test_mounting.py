@@ -155,3 +155,44 @@ def test_a_bytes_prefix_is_mounted_as_text(pki: PKI, good: TLSServer) -> None:
         assert session.get(f"https://localhost:{good.port}/").status_code == 200
         with pytest.raises(ValueError, match="out of pinning"):
             session.mount(b"https://localhost", HTTPAdapter())
+
+
+# The README's list ("Mounting the adapter yourself"): which spellings of a
+# host an adapter mounted per host does not see. Each mount form with the
+# spellings it misses, and, the twins, those it still sees.
+@pytest.mark.parametrize(
+    ("prefix", "bypasses", "seen"),
+    [
+        (
+            "https://api.example.com",
+            ["https://user@api.example.com/", "https://93.184.215.14/"],
+            [
+                "https://api.example.com/",
+                "https://API.EXAMPLE.COM/",
+                "https://api.example.com./",
+                "https://api.example.com:443/",
+            ],
+        ),
+        (
+            "https://api.example.com/",
+            [
+                "https://user@api.example.com/",
+                "https://93.184.215.14/",
+                "https://api.example.com./",
+                "https://api.example.com:443/",
+            ],
+            ["https://api.example.com/", "https://API.EXAMPLE.COM/x"],
+        ),
+    ],
+)
+def test_the_bypasses_of_a_per_host_mount_are_the_documented_ones(
+    prefix: str, bypasses: list[str], seen: list[str]
+) -> None:
+    session = requests.Session()
+    adapter = PinningAdapter({"api.example.com": ["sha256/" + "A" * 43 + "="]})
+    session.mount(prefix, adapter)
+    for url in bypasses + seen:
+        prepared = session.prepare_request(requests.Request("GET", url))
+        assert prepared.url is not None
+        chosen = session.get_adapter(prepared.url)
+        assert (chosen is adapter) == (url in seen), url
