@@ -53,11 +53,11 @@ def main() -> None:
                             times[name].append(_per_connection(s, url, verify))
                 medians = {name: statistics.median(values) for name, values in times.items()}
                 label = "one-root bundle" if verify else "verify=False"
-                plain = medians["plain"]
+                base = medians["plain"]
                 print(
-                    f"{label:16}  plain {plain:6.2f} ms  "
-                    f"pinned {medians['pinned']:6.2f} ms ({medians['pinned'] / plain:.2f})  "
-                    f"sharing off {medians['no-share']:6.2f} ms ({medians['no-share'] / plain:.2f})"
+                    f"{label:16}  plain {base:6.2f} ms  "
+                    f"pinned {medians['pinned']:6.2f} ms ({medians['pinned'] / base:.2f})  "
+                    f"sharing off {medians['no-share']:6.2f} ms ({medians['no-share'] / base:.2f})"
                 )
 
 
