@@ -228,8 +228,8 @@ class _PinningConnectionMixin:
         # The names first, and apart: however reading the chain fails, the
         # pins of every name of the connection still apply to that failure.
         names = self._names(host)
-        chain = _read_chain(conn.sock, "the TLS connection")
-        enforcer.check(names, port, chain)
+        # Read only if some name has pins: an unpinned host pays nothing for it.
+        enforcer.check(names, port, lambda: _read_chain(conn.sock, "the TLS connection"))
 
     _pin_proxy_checked = False
 

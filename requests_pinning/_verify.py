@@ -179,7 +179,12 @@ class Enforcer:
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
 
-    def check(self, names: list[str | None], port: int, chain: PeerChain) -> None:
+    def check(
+        self,
+        names: list[str | None],
+        port: int,
+        chain: PeerChain | Callable[[], PeerChain],
+    ) -> None:
         """Raise :class:`PinMismatchError` unless the connection may be used.
 
         ``names`` are every name the connection is known by: the origin's host
@@ -196,6 +201,10 @@ class Enforcer:
         cannot walk, a name the lookup cannot take) is a failure like any
         other: raised when enforced, reported and let through in report-only
         mode, with ``on_failure`` and ``report_uri`` called either way.
+
+        ``chain`` may be a function that reads it: then it is read only when
+        some name has an entry (or unpinned hosts are refused), so that an
+        unpinned host pays nothing for its certificates.
         """
         hosts: dict[str, None] = {}
         found: dict[int, tuple[str, HostPins]] = {}
@@ -211,12 +220,18 @@ class Enforcer:
             # Fail closed: a name that cannot be looked up might have pins.
             host = next(iter(hosts), "") or str(names[0] if names else "")
             why = f"the host name could not be looked up ({type(exc).__name__}: {exc})"
-            self._fail(host, port, None, chain, Verdict("failed", why))
+            self._fail(host, port, None, _read(chain), Verdict("failed", why))
             return
         if not found:
-            self._decide(next(iter(hosts), ""), port, None, chain)
+            first = next(iter(hosts), "")
+            if self.allow_unpinned:
+                log.debug("no pins configured for %s:%s; connection allowed", first, port)
+                return
+            self._decide(first, port, None, _read(chain))
+            return
+        checked = _read(chain)
         for host, entry in found.values():
-            self._decide(host, port, entry, chain)
+            self._decide(host, port, entry, checked)
 
     def _decide(self, host: str, port: int, entry: HostPins | None, chain: PeerChain) -> None:
         try:
@@ -305,6 +320,10 @@ class Enforcer:
             # A broken callback must neither let a bad connection through nor
             # break a report-only one; the verdict stands either way.
             log.exception("on_failure callback raised for %s:%s", failure.host, failure.port)
+
+
+def _read(chain: PeerChain | Callable[[], PeerChain]) -> PeerChain:
+    return chain if isinstance(chain, PeerChain) else chain()
 
 
 def _failure(

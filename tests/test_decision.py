@@ -131,3 +131,21 @@ def test_whatever_a_server_presents_only_documented_outcomes(
     report_only, reported = enforcer(pki, report_only=True)
     report_only.check(["api.example.com"], 443, peer)  # never raises
     assert len(reported) == 1
+
+
+def test_an_unpinned_host_never_reads_its_chain(pki: PKI) -> None:
+    reads: list[str] = []
+
+    def read() -> PeerChain:
+        reads.append("read")
+        return PeerChain(checked=(leaf_der(pki), intermediate_der(pki)), verified=True)
+
+    check, _ = enforcer(pki)
+    check.check(["other.example.com", "127.0.0.1"], 443, read)
+    assert reads == []
+    check.check(["other.example.com", "api.example.com"], 443, read)  # pinned: read once
+    assert reads == ["read"]
+    strict, _ = enforcer(pki, allow_unpinned=False)
+    with pytest.raises(PinMismatchError):
+        strict.check(["other.example.com"], 443, read)  # refused, with the chain in the message
+    assert reads == ["read", "read"]
