@@ -2,15 +2,27 @@
 
 The pin sets are made up but shaped like real ones: exact hosts (some with a
 port), ``*.`` wildcards, ``**.`` subtrees and ``include_subdomains`` entries,
-two pins each (a primary and a backup), a few with an expiry date. The lookups
-are the same mix for every size: hits of each kind spread over the whole set,
-and misses (a miss of a deep name probes every suffix: the longest path).
+two pins each (a primary and a backup), a few with an expiry date. Two pin
+files: every entry with pins of its own (the worst case for memory), and a
+realistic one where most entries pin one of a few dozen CA pairs
+(intermediate and backup root) and one in ten pins its own leaf beside a CA.
+
+Two lookup benchmarks. The small one repeats the same 48 queries (hits of each
+kind spread over the whole set, and misses; a miss of a deep name probes every
+suffix: the longest path). The mix is 50,000 distinct host names per size
+(exact hits in varying letter case, ``*.`` and ``**.`` hits under many
+names, shallow and deep misses), so that no cache of normalised names can
+hide what a lookup costs.
 
 Loading is measured in a fresh process (``python -m benchmarks.pinset_scale
 --load FILE``) so that its memory figures are its own: the resident-set growth
 while the first loaded set is kept, and tracemalloc's peak and retained bytes
 (of a separate load: tracing slows loading down). Each timed load starts with
-nothing else loaded alive.
+nothing else loaded alive. The floor, ``json.loads`` of the same text, is
+timed in the same process, interleaved with the loads.
+
+``python -m benchmarks.pinset_scale`` runs all of it on its own and prints a
+summary (``--quick`` for a smoke pass).
 """
 
 from __future__ import annotations
@@ -20,9 +32,11 @@ import base64
 import gc
 import hashlib
 import json
+import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 import tracemalloc
@@ -34,7 +48,15 @@ from requests_pinning import PinSet
 
 from .server import child_environment
 
-__all__ = ["main", "make_config", "measure_load", "measure_match", "queries_for"]
+__all__ = [
+    "main",
+    "make_config",
+    "measure_load",
+    "measure_match",
+    "measure_match_mix",
+    "mix_queries",
+    "queries_for",
+]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -60,12 +82,28 @@ def _host(index: int) -> tuple[str, int | None, str]:
     return f"zone{index}.example.org", None, "tree"
 
 
-def make_config(size: int) -> dict[str, Any]:
-    """A pin configuration of ``size`` entries (deterministic)."""
+_CA_PAIRS = 40  # (intermediate, backup root) pairs in the realistic file
+
+
+def _pins(index: int, shared: bool) -> list[str]:
+    if not shared:
+        return [_pin(index, 0), _pin(index, 1)]
+    pair = index % _CA_PAIRS
+    if index % 10 == 7:  # its own leaf, and a CA as the backup
+        return [_pin(index, 0), _pin(-1 - pair, 1)]
+    return [_pin(-1 - pair, 0), _pin(-1 - pair, 1)]
+
+
+def make_config(size: int, *, shared: bool = False) -> dict[str, Any]:
+    """A pin configuration of ``size`` entries (deterministic).
+
+    ``shared``: most entries pin one of a few CA pairs, as real files do;
+    otherwise every entry has two pins of its own.
+    """
     config: dict[str, Any] = {}
     for index in range(size):
         host, port, kind = _host(index)
-        pins = [_pin(index, 0), _pin(index, 1)]
+        pins = _pins(index, shared)
         value: dict[str, Any] = {"pins": pins}
         if index % 50 == 0:
             value["expires"] = "2099-12-31"
@@ -133,16 +171,92 @@ def measure_match(sizes: Sequence[int], *, number: int, rounds: int) -> dict[str
     }
 
 
-def write_config(path: Path, size: int) -> int:
+def _vary_case(host: str, variant: int) -> str:
+    """``host`` with the letters picked by the bits of ``variant`` in upper case."""
+    letters = [i for i, char in enumerate(host) if char.isalpha()]
+    chars = list(host)
+    for bit, i in enumerate(letters):
+        if variant >> bit & 1:
+            chars[i] = chars[i].upper()
+    return "".join(chars)
+
+
+def mix_queries(size: int, count: int, *, seed: int = 11) -> list[tuple[str, int]]:
+    """``count`` distinct lookups for a ``size``-entry set: 30 % exact hits, 20 % ``*.``
+    hits, 20 % ``**.`` hits, 30 % misses (half of them deep), shuffled."""
+    chooser = random.Random(seed)
+    by_kind: dict[str, list[int]] = {"exact": [], "one": [], "tree": []}
+    for index in range(size):
+        by_kind[_host(index)[2]].append(index)
+    queries: set[tuple[str, int]] = set()
+    variant = 0
+    while len(queries) < count:
+        roll = chooser.random()
+        if roll < 0.3 and by_kind["exact"]:
+            host, port, _ = _host(chooser.choice(by_kind["exact"]))
+            variant += 1
+            queries.add((_vary_case(host, variant), port or 443))
+        elif roll < 0.5 and by_kind["one"]:
+            host, _, _ = _host(chooser.choice(by_kind["one"]))
+            queries.add((f"h{chooser.randrange(10**9)}.{host}", 443))
+        elif roll < 0.7 and by_kind["tree"]:
+            host, _, _ = _host(chooser.choice(by_kind["tree"]))
+            queries.add((f"n{chooser.randrange(10**9)}.b.{host}", 443))
+        elif roll < 0.85:
+            queries.add((f"nohost{chooser.randrange(10**9)}.example.com", 443))
+        else:
+            queries.add((f"x.y{chooser.randrange(10**9)}.unknown.example.org", 443))
+    ordered = sorted(queries)
+    chooser.shuffle(ordered)
+    return ordered
+
+
+def measure_match_mix(sizes: Sequence[int], *, count: int, rounds: int) -> dict[str, Any]:
+    """Microseconds per ``PinSet.match`` over ``count`` distinct hosts, median over rounds.
+
+    Each round looks every query up once, so a cache of normalised names
+    smaller than ``count`` never answers (least recently used goes first).
+    """
+    sets = {size: PinSet(make_config(size)) for size in sizes}
+    queries = {size: mix_queries(size, count) for size in sizes}
+    hits = {
+        size: sum(sets[size].match(host, port) is not None for host, port in queries[size])
+        for size in sizes
+    }
+    samples: dict[int, list[float]] = {size: [] for size in sizes}
+    for _round in range(rounds):
+        for size, pinset in sets.items():
+            match = pinset.match
+            mix = queries[size]
+            start = time.perf_counter()
+            for host, port in mix:
+                match(host, port)
+            samples[size].append((time.perf_counter() - start) / len(mix) * 1e6)
+    medians = {size: statistics.median(values) for size, values in samples.items()}
+    return {
+        "sizes": list(sizes),
+        "queries": count,
+        "hits": {str(size): hits[size] for size in sizes},
+        "rounds": rounds,
+        "median_us": {str(size): medians[size] for size in sizes},
+        "rounds_us": {str(size): samples[size] for size in sizes},
+        "ratio_largest_to_smallest": medians[sizes[-1]] / medians[sizes[0]],
+    }
+
+
+def write_config(path: Path, size: int, *, shared: bool = False) -> int:
     """Write a ``size``-entry pin file; return its size in bytes."""
-    path.write_text(json.dumps(make_config(size), indent=1))
+    path.write_text(json.dumps(make_config(size, shared=shared), indent=1))
     return path.stat().st_size
 
 
-def measure_load(folder: Path, size: int, *, repeat: int) -> dict[str, Any]:
-    """Write a ``size``-entry JSON pin file and time ``PinSet.from_json`` in a fresh process."""
-    path = folder / f"pins-{size}.json"
-    file_bytes = write_config(path, size)
+def measure_load(folder: Path, size: int, *, repeat: int, shared: bool = False) -> dict[str, Any]:
+    """Write a ``size``-entry JSON pin file and time ``PinSet.from_json`` in a fresh process.
+
+    ``shared``: the realistic file, where most entries pin one of a few CA pairs.
+    """
+    path = folder / f"pins-{size}{'-shared' if shared else ''}.json"
+    file_bytes = write_config(path, size, shared=shared)
     command = [sys.executable, "-m", "benchmarks.pinset_scale", "--load", str(path)]
     command += ["--repeat", str(repeat)]
     result = subprocess.run(
@@ -150,6 +264,7 @@ def measure_load(folder: Path, size: int, *, repeat: int) -> dict[str, Any]:
     )
     figures: dict[str, Any] = json.loads(result.stdout)
     figures["file_bytes"] = file_bytes
+    figures["shared"] = shared
     return figures
 
 
@@ -164,6 +279,15 @@ def _rss() -> int | None:
     return None
 
 
+def _time_json_loads(path: Path) -> float:
+    # The floor: what json.loads alone takes to read the same file.
+    start = time.perf_counter()
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    seconds = time.perf_counter() - start
+    del data
+    return seconds
+
+
 def _load(path: Path, repeat: int) -> dict[str, Any]:
     # Every timed load starts from the same heap (nothing else loaded is alive):
     # the cyclic collector's work grows with the live objects.
@@ -175,34 +299,94 @@ def _load(path: Path, repeat: int) -> dict[str, Any]:
     after = _rss()
     entries = len(kept)
     del kept
+    json_seconds = []
     for _ in range(repeat - 1):
+        gc.collect()
+        json_seconds.append(_time_json_loads(path))
         gc.collect()
         start = time.perf_counter()
         again = PinSet.from_json(path)
         seconds.append(time.perf_counter() - start)
         del again
     gc.collect()
+    json_seconds.append(_time_json_loads(path))
+    gc.collect()
     tracemalloc.start()
     kept = PinSet.from_json(path)
     retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del kept
+    median = statistics.median(seconds)
+    json_median = statistics.median(json_seconds)
     return {
         "entries": entries,
         "seconds": seconds,
-        "median_s": statistics.median(seconds),
+        "median_s": median,
+        "json_loads_seconds": json_seconds,
+        "json_loads_median_s": json_median,
+        "ratio_to_json_loads": median / json_median,
         "rss_delta_bytes": None if before is None or after is None else after - before,
         "tracemalloc_peak_bytes": peak,
         "tracemalloc_retained_bytes": retained,
+        "bytes_per_entry": retained / max(1, entries),
     }
 
 
+def _summary(match: dict[str, Any], mix: dict[str, Any], loads: list[dict[str, Any]]) -> str:
+    lines = []
+    for title, figures in (
+        (f"{match['queries']} repeated queries", match),
+        (f"a mix of {mix['queries']:,} distinct hosts", mix),
+    ):
+        lines.append(f"PinSet.match, {title} (us per lookup):")
+        for size in figures["sizes"]:
+            lines.append(
+                f"  {size:>9,} entries: {figures['median_us'][str(size)]:.3f}"
+                f"  ({figures['hits'][str(size)]:,} hits)"
+            )
+        lines.append(f"  largest/smallest: {figures['ratio_largest_to_smallest']:.2f}")
+    for load in loads:
+        kind = "shared CA pins" if load["shared"] else "unique pins"
+        lines.append(
+            f"load {load['entries']:,} entries ({kind}, {load['file_bytes'] / 1e6:.1f} MB): "
+            f"median {load['median_s']:.3f} s, json.loads {load['json_loads_median_s']:.3f} s, "
+            f"ratio {load['ratio_to_json_loads']:.2f}; "
+            f"{load['bytes_per_entry']:.0f} bytes/entry retained (tracemalloc), "
+            f"peak {load['tracemalloc_peak_bytes'] / 1e6:.0f} MB"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pinset_scale")
-    parser.add_argument("--load", type=Path, required=True, help="a JSON pin file to time")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pinset_scale",
+        description="Pin-set benchmarks on their own: lookups by size, and loading a 100,000-"
+        "entry file (unique and shared pins). With --load, time one file (a child process).",
+    )
+    parser.add_argument("--load", type=Path, help="a JSON pin file to time, in this process")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smoke pass: small sizes")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    print(json.dumps(_load(args.load, max(1, args.repeat))))
+    if args.load is not None:
+        print(json.dumps(_load(args.load, max(1, args.repeat))))
+        return 0
+    sizes = (10, 100, 1_000) if args.quick else (10, 1_000, 100_000)
+    entries = 2_000 if args.quick else 100_000
+    rounds = 3 if args.quick else max(1, args.rounds)
+    repeat = 2 if args.quick else max(2, args.repeat)
+    match = measure_match(sizes, number=5 if args.quick else 300, rounds=rounds)
+    mix = measure_match_mix(sizes, count=5_000 if args.quick else 50_000, rounds=rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        loads = [
+            measure_load(Path(folder), entries, repeat=repeat, shared=shared)
+            for shared in (False, True)
+        ]
+    print(_summary(match, mix, loads))
+    if args.json is not None:
+        figures = {"match": match, "match_mix": mix, "load": loads}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 

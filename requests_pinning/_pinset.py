@@ -4,7 +4,13 @@ Matching never scans the entries. Every pattern is normalised once, at load,
 into a key of one of three tables (exact hosts, ``*.`` wildcards, ``**.``
 subtrees); a lookup normalises the host once and probes the tables with the
 host and its label suffixes, most specific first. Its cost depends on the
-number of labels in the host, not on the size of the pin set.
+number of labels in the host, not on the size of the pin set. The tables are
+keyed by the host alone, so that a probe is one dictionary look-up: the rare
+host that has entries for particular ports maps to a small dict by port.
+
+Large pin files repeat the same few CA pins across many hosts: a load parses
+each distinct list of pins once and shares the resulting tuple (and its pins)
+between the entries that spell it alike.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any, Literal, TypeAlias, TypedDict, cast
@@ -52,6 +58,7 @@ _ENTRY_KEYS = (
     "report_uri",
     "comment",
 )
+_KNOWN_KEYS = frozenset(_ENTRY_KEYS)
 # A pin file may name its JSON Schema, so that editors can validate it. It can
 # never be a host pattern ("$" is not allowed in host names).
 _SCHEMA_KEY = "$schema"
@@ -99,7 +106,6 @@ class HostPins:
     report_only: bool = False
     deny: tuple[Pin, ...] = ()
     report_uri: str | None = None
-    _key: tuple[_Kind, str, int | None] = field(default=("exact", "", None), repr=False)
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """True once ``now`` (default: the current time) is past :attr:`expires`."""
@@ -123,6 +129,32 @@ class HostPins:
         return value
 
 
+class _ByPort(dict[int | None, HostPins]):
+    """The entries of one host and kind that differ by port (``None``: any port)."""
+
+    __slots__ = ()
+
+
+_Table: TypeAlias = dict[str, HostPins | _ByPort]
+
+
+def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> None:
+    current = table.get(host)
+    if current is None and port is None:
+        table[host] = entry  # the common case: no port, the first entry for the host
+        return
+    if not isinstance(current, _ByPort):
+        current = table[host] = _ByPort() if current is None else _ByPort({None: current})
+    current[port] = entry
+
+
+def _at_port(found: HostPins | _ByPort, port: int) -> HostPins | None:
+    # An entry for the port beats one for any port.
+    if isinstance(found, _ByPort):
+        return found.get(port) or found.get(None)
+    return found
+
+
 class PinSet:
     """An immutable, validated set of pins per host pattern; safe to share between threads.
 
@@ -132,10 +164,12 @@ class PinSet:
     nothing is ever loaded partially.
     """
 
-    __slots__ = ("_entries", "_tables")
+    __slots__ = ("_entries", "_exact", "_one", "_tree")
 
     _entries: tuple[HostPins, ...]
-    _tables: dict[_Kind, dict[tuple[str, int | None], HostPins]]
+    _exact: _Table
+    _one: _Table
+    _tree: _Table
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         if config is None:
@@ -145,12 +179,9 @@ class PinSet:
                 f"a pin configuration is an object mapping host patterns to pins, "
                 f"such as {_EXAMPLE}, not a {type(config).__name__}"
             )
-        tables: dict[_Kind, dict[tuple[str, int | None], HostPins]] = {
-            "exact": {},
-            "one": {},
-            "tree": {},
-        }
+        tables: dict[_Kind, _Table] = {"exact": {}, "one": {}, "tree": {}}
         seen: dict[tuple[_Kind, str, int | None], str] = {}
+        shared = _Shared()
         entries = []
         for raw_key, value in config.items():
             if raw_key == _SCHEMA_KEY:
@@ -159,18 +190,20 @@ class PinSet:
                         f"'$schema' must be a string (a URL), not {_describe(value)}"
                     )
                 continue
-            entry = _parse_entry(raw_key, value)
-            kind, host, port = entry._key
-            if entry._key in seen:
+            entry, key = _parse_entry(raw_key, value, shared)
+            if key in seen:
                 raise PinConfigError(
-                    f"host patterns {seen[entry._key]!r} and {raw_key!r} are the same "
+                    f"host patterns {seen[key]!r} and {raw_key!r} are the same "
                     f"pattern ({entry.pattern!r}): merge their pins into one entry"
                 )
-            seen[entry._key] = raw_key
-            tables[kind][(host, port)] = entry
+            seen[key] = raw_key
+            kind, host, port = key
+            _add(tables[kind], host, port, entry)
             entries.append(entry)
         object.__setattr__(self, "_entries", tuple(entries))
-        object.__setattr__(self, "_tables", tables)
+        object.__setattr__(self, "_exact", tables["exact"])
+        object.__setattr__(self, "_one", tables["one"])
+        object.__setattr__(self, "_tree", tables["tree"])
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PinSet is immutable")
@@ -257,23 +290,26 @@ class PinSet:
         if port is None:
             port = 443
         name, is_ip = _lookup_form(host)
-        tables = self._tables
-        exact = tables["exact"]
-        found = exact.get((name, port)) or exact.get((name, None))
+        found = self._exact.get(name)
+        if found is not None:
+            found = _at_port(found, port)
         if found is not None or is_ip:
             return found
         parent = name.partition(".")[2]
         if parent:
-            one = tables["one"]
-            found = one.get((parent, port)) or one.get((parent, None))
+            found = self._one.get(parent)
             if found is not None:
-                return found
-        tree = tables["tree"]
+                found = _at_port(found, port)
+                if found is not None:
+                    return found
+        tree = self._tree
         suffix = name
         while suffix:
-            found = tree.get((suffix, port)) or tree.get((suffix, None))
+            found = tree.get(suffix)
             if found is not None:
-                return found
+                found = _at_port(found, port)
+                if found is not None:
+                    return found
             suffix = suffix.partition(".")[2]
         return None
 
@@ -346,11 +382,13 @@ def check_policy(
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json.loads keeps the last of two equal keys; a pin file that says two
     # things about one host must not be half-understood.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise PinConfigError(f"key {key!r} appears twice in one object")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) < len(pairs):  # a key repeats: name the first repeat
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise PinConfigError(f"key {key!r} appears twice in one object")
+            seen.add(key)
     return result
 
 
@@ -366,7 +404,10 @@ def _no_constant(text: str) -> float:
     raise PinConfigError(f"{text} is not JSON (Python's json module accepts it; nothing else does)")
 
 
-def _parse_entry(raw_key: object, value: object) -> HostPins:
+def _parse_entry(
+    raw_key: object, value: object, shared: _Shared
+) -> tuple[HostPins, tuple[_Kind, str, int | None]]:
+    """The entry, and its table key: (kind, normalised host, port or None)."""
     if not isinstance(raw_key, str):
         raise PinConfigError(
             f"host pattern {safe_repr(raw_key)} is a {type(raw_key).__name__}, not a string"
@@ -376,8 +417,8 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
         options = {"pins": value}
     elif isinstance(value, Mapping):
         options = value
-        unknown = [key for key in options if key not in _ENTRY_KEYS]
-        if unknown:
+        if not _KNOWN_KEYS.issuperset(options):
+            unknown = [key for key in options if key not in _ENTRY_KEYS]
             known = ", ".join(_ENTRY_KEYS)
             raise PinConfigError(
                 f"entry for {raw_key!r}: unknown key {safe_repr(unknown[0])} (known keys: {known})"
@@ -396,19 +437,20 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
     include_subdomains = _optional_bool(raw_key, options, "include_subdomains")
     report_only = _optional_bool(raw_key, options, "report_only")
     kind, host, port = _parse_pattern(raw_key, include_subdomains)
-    pins = _parse_pins(raw_key, "pins", options["pins"]) if "pins" in options else ()
-    deny = _parse_pins(raw_key, "deny", options["deny"]) if "deny" in options else ()
-    denied = set(deny)  # a set: with a tuple, long lists of both were quadratic
-    both = [pin for pin in pins if pin in denied]
-    if both:
-        raise PinConfigError(
-            f"entry for {raw_key!r}: {str(both[0])!r} is in both 'pins' and 'deny'"
-        )
+    pins = _parse_pins(raw_key, "pins", options["pins"], shared) if "pins" in options else ()
+    deny = _parse_pins(raw_key, "deny", options["deny"], shared) if "deny" in options else ()
+    if deny:
+        denied = set(deny)  # a set: with a tuple, long lists of both were quadratic
+        both = [pin for pin in pins if pin in denied]
+        if both:
+            raise PinConfigError(
+                f"entry for {raw_key!r}: {str(both[0])!r} is in both 'pins' and 'deny'"
+            )
     report_uri = None
     if "report_uri" in options:
         report_uri = check_report_uri(options["report_uri"], repr(raw_key))
     expires = _parse_expires(raw_key, options["expires"]) if "expires" in options else None
-    return HostPins(
+    entry = HostPins(
         pattern=_format_pattern(kind, host, port),
         pins=pins,
         include_subdomains=kind == "tree",
@@ -416,8 +458,8 @@ def _parse_entry(raw_key: object, value: object) -> HostPins:
         report_only=bool(report_only),
         deny=deny,
         report_uri=report_uri,
-        _key=(kind, host, port),
     )
+    return entry, (kind, host, port)
 
 
 def _describe(value: object) -> str:
@@ -436,7 +478,21 @@ def _optional_bool(raw_key: str, options: Mapping[str, Any], name: str) -> bool 
     raise PinConfigError(f"{name!r} for {raw_key!r} must be true or false, not {_describe(value)}")
 
 
-def _parse_pins(raw_key: str, name: str, value: object) -> tuple[Pin, ...]:
+@dataclass
+class _Shared:
+    """The pins and lists of pins parsed so far in one load, for the entries that repeat them."""
+
+    lists: dict[tuple[str, ...], tuple[Pin, ...]] = field(default_factory=dict)
+    pins: dict[str, Pin] = field(default_factory=dict)
+
+    def pin(self, text: str) -> Pin:
+        pin = self.pins.get(text)
+        if pin is None:
+            pin = self.pins[text] = Pin.parse(text)
+        return pin
+
+
+def _parse_pins(raw_key: str, name: str, value: object, shared: _Shared) -> tuple[Pin, ...]:
     if not isinstance(value, list | tuple):
         raise PinConfigError(
             f"{name} for {raw_key!r}: expected a list of pins, got {_describe(value)}"
@@ -444,10 +500,23 @@ def _parse_pins(raw_key: str, name: str, value: object) -> tuple[Pin, ...]:
         )
     if not value:
         raise PinConfigError(f"{name} for {raw_key!r}: the list is empty; give at least one pin")
+    texts = tuple(value)
+    if not all(type(text) is str for text in texts):
+        # Not a list of plain strings: an error, or str subclasses (not shared).
+        return _parse_pin_list(raw_key, name, texts, Pin.parse)
+    pins = shared.lists.get(texts)
+    if pins is None:
+        pins = shared.lists[texts] = _parse_pin_list(raw_key, name, texts, shared.pin)
+    return pins
+
+
+def _parse_pin_list(
+    raw_key: str, name: str, value: tuple[Any, ...], parse: Callable[[str], Pin]
+) -> tuple[Pin, ...]:
     pins: dict[Pin, None] = {}  # ordered, and spelling variants of one pin merge
     for item in value:
         try:
-            pins[Pin.parse(item)] = None
+            pins[parse(item)] = None
         except ValueError as exc:
             raise PinConfigError(f"{name} for {raw_key!r}: {exc}") from None
     return tuple(pins)
@@ -628,9 +697,36 @@ def _valid_name(name: str) -> bool:
     return len(name) <= 253 and _NAME.fullmatch(name) is not None
 
 
-@functools.lru_cache(maxsize=4096)
 def _lookup_form(host: str) -> tuple[str, bool]:
     """Normalise a host being looked up into the form of the keys made at load.
+
+    The common case, a plain ASCII name, takes a few string tests and a
+    ``lower()``; everything else takes :func:`_general_lookup_form`, the
+    straightforward reading of the rules below. The two give the same result
+    for every string (a hypothesis test compares them on arbitrary text).
+    """
+    # A plain name is returned lower-cased and nothing else applies to it:
+    # no trailing dot to strip; no brackets or "%" (a zone id), so nothing to
+    # strip that could leave an IP literal; no ":" (IPv6) and a first
+    # character that is not a digit, so no IPv4 spelling (every one starts
+    # with a digit); ASCII, so IDNA (UTS 46) maps it by lower-casing alone.
+    if (
+        host.isascii()
+        and not host.endswith(".")
+        and not host[:1].isdigit()
+        and ":" not in host
+        and "[" not in host
+        and "]" not in host
+        and "%" not in host
+    ):
+        return host.lower(), False
+    return _general_lookup_form(host)
+
+
+# IDNA is slow: names that need it are remembered (plain names never get here).
+@functools.lru_cache(maxsize=4096)
+def _general_lookup_form(host: str) -> tuple[str, bool]:
+    """:func:`_lookup_form` for every host, step by step.
 
     The rule is "the pinned name is the authenticated name": a lookup must
     reach the entry of whatever name the TLS layer validated the certificate

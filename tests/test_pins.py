@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from requests_pinning import Pin
+from requests_pinning import Pin, _pins
 
 SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 HEX_LENGTHS = {40: "sha1", 64: "sha256", 96: "sha384", 128: "sha512"}
@@ -313,3 +313,24 @@ def test_any_text_parses_or_raises_value_error(text: str) -> None:
     else:
         assert re.fullmatch(r"[0-9A-F]{2}(:[0-9A-F]{2})+", str(pin))
         assert str(pin).replace(":", "") == text.strip().replace(":", "").upper()
+
+
+def _b64_digest_by_b64decode(text: str) -> bytes | None:
+    # The decoding the loader did before it called binascii directly.
+    if len(text) % 4 or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet="AQgw/+Zz09=\n é", max_size=48),
+        st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode("ascii")),
+    )
+)
+def test_base64_digests_decode_as_b64decode_validates_them(text: str) -> None:
+    assert _pins._b64_digest(text) == _b64_digest_by_b64decode(text)

@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
-from requests_pinning import HostPins, Pin, PinConfigError, PinSet
+from requests_pinning import HostPins, Pin, PinConfigError, PinSet, _pinset
+from requests_pinning._pinset import normalize_host
 
 
 def spki(n: int) -> str:
@@ -704,6 +705,42 @@ def test_every_spelling_of_an_ipv4_address_finds_its_entry(spelling: str) -> Non
 # -- normalisation -------------------------------------------------------------------------
 
 
+# Characters that change what a host normalises to: dots (and the dots IDNA
+# maps to "."), brackets, zone ids, IPv6 colons, digits and hex of IPv4
+# spellings, letters in both cases, and non-ASCII that IDNA maps or refuses.
+_HOST_ALPHABET = "abcfxzABFXZ0123456789.-_[]%:\uff0e\u3002\uff11\u00fc\u00df\u0130\u212a "
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    host=st.one_of(
+        st.text(alphabet=_HOST_ALPHABET, max_size=24),
+        st.text(max_size=24),
+        st.from_regex(r"[\[\]%.]{0,2}[0-9a-fx.:%\[\]]{0,20}\.{0,2}", fullmatch=True),
+    )
+)
+def test_the_lookup_fast_path_agrees_with_the_general_normalisation(host: str) -> None:
+    # _lookup_form answers plain ASCII names itself; it must say exactly what
+    # the step-by-step normalisation says, for every string.
+    general = _pinset._general_lookup_form.__wrapped__
+    assert _pinset._lookup_form(host) == general(host)
+    assert normalize_host(host) == general(host)[0]
+
+
+def test_the_lookup_fast_path_leaves_every_ip_spelling_to_the_general_normalisation() -> None:
+    spellings = {
+        "127.1": "127.0.0.1",
+        "0x7f.0.0.1": "127.0.0.1",
+        "2130706433": "127.0.0.1",
+        "[::1%eth0]": "::1",
+        "::ffff:127.0.0.1": "127.0.0.1",
+        "1.2.3.4.": "1.2.3.4",
+    }
+    for host, address in spellings.items():
+        assert _pinset._lookup_form(host) == (address, True), host
+    assert _pinset._lookup_form("Api.Example.COM") == ("api.example.com", False)
+
+
 def test_idna_keys_and_lookups_are_normalised_alike() -> None:
     pins = PinSet({"bücher.example": [P1], "*.münchen.example": [P2], "**.BÜCHER.test": [P3]})
     assert {entry.pattern for entry in pins} == {
@@ -1379,3 +1416,20 @@ def test_match_accepts_any_host_text(host: str, port: int | None) -> None:
     if host.isascii() and not host.endswith("."):
         assert FIXED.match(host.upper(), port) is result
         assert FIXED.match(host.lower() + ".", port) is result
+
+
+def test_entries_that_spell_the_same_pins_share_them() -> None:
+    # A 100,000-entry file repeats a few CA pins: each list is parsed once.
+    pins = PinSet(
+        {
+            "a.example.com": [P1, P2],
+            "b.example.com": {"pins": [P1, P2]},
+            "c.example.com": [P3, P2],
+            "d.example.com": [P1.replace("sha256/", 'pin-sha256="') + '"', P2],  # HPKP's spelling
+        }
+    )
+    a, b, c, d = (pins.match(f"{name}.example.com") for name in "abcd")
+    assert a is not None and b is not None and c is not None and d is not None
+    assert a.pins is b.pins
+    assert c.pins[1] is a.pins[1]
+    assert d.pins == a.pins and d.pins is not a.pins  # equal, parsed from its own spelling
