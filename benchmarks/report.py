@@ -66,9 +66,9 @@ def _num(value: float) -> str:
         return f"{value:.1f}"
     if abs(value) >= 1.5:
         return f"{value:.2f}"
-    if abs(value) >= 0.01:
+    if abs(value) >= 0.001:
         return f"{value:.4f}"
-    return f"{value:.5f}"
+    return f"{value:.1e}"
 
 
 def table(

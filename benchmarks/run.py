@@ -73,8 +73,9 @@ class Comparison:
 
     @property
     def title(self) -> str:
+        workload = _WORKLOAD_LABEL[self.workload]
         return (
-            f"{_WORKLOAD_LABEL[self.workload].capitalize()}, {self.chain.upper()} chain, "
+            f"{workload[0].upper()}{workload[1:]}, {self.chain.upper()} chain, "
             f"{_VERIFY_LABEL[self.verify]}"
         )
 
@@ -633,12 +634,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default 7; quick 3)")
     parser.add_argument("--parallel", type=int, default=2, help="valgrind runs at a time")
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print the report of figures written by an earlier run",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         help="where to write the figures "
         "(default benchmarks/results/latest.json; quick.json with --quick)",
     )
     args = parser.parse_args(argv)
+    if args.render:
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        print(_render(saved, _targets(saved)))
+        return 0
     settings = QUICK if args.quick else FULL
     if args.rounds:
         settings = Settings(**{**asdict(settings), "rounds": args.rounds})
