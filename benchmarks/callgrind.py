@@ -12,7 +12,7 @@ Every run gets arguments of the same lengths: variant and ``verify`` names are
 padded with ``_`` and request counts with leading zeros (the client ignores
 both). The strings of ``argv`` are allocated at start-up, and their lengths
 alone shift the allocator's layout enough to move a keep-alive request by about
-0.2 %; with equal lengths the A/A control (``plain`` against ``plain-2``)
+0.2 % (issue 11); with equal lengths the A/A control (``plain`` against ``plain-2``)
 agrees to under 0.01 %. The environment is the same for every run.
 
 Callgrind counts user-space instructions only: time in the kernel (sockets,
