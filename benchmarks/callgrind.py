@@ -7,43 +7,96 @@ first request's one-time work cancel out. The server runs in its own process,
 outside valgrind. The client runs with ``PYTHONHASHSEED=0`` and has no
 randomness or clock in its paths, so a count repeats from run to run (to a few
 instructions per request; OpenSSL's random numbers vary, its work does not).
+
+Every run gets arguments of the same lengths: variant and ``verify`` names are
+padded with ``_`` and request counts with leading zeros (the client ignores
+both). The strings of ``argv`` are allocated at start-up, and their lengths
+alone shift the allocator's layout enough to move a keep-alive request by about
+0.2 % (issue 11); with equal lengths the A/A control (``plain`` against ``plain-2``)
+agrees to under 0.01 %. The environment is the same for every run.
+
+Callgrind counts user-space instructions only: time in the kernel (sockets,
+``read`` of the CA bundle) and waiting for the server are not in the counts.
+
+Besides the total, each run counts the calls into the functions through which
+anything reads a peer's certificate chain (:data:`CHAIN_READERS`): ``0`` per
+connection means no chain was extracted.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .client import Target
+from .client import VARIANTS, VERIFY, Target
 from .server import child_environment
 
-__all__ = ["Count", "available", "count_per_request", "total_instructions"]
+__all__ = [
+    "CHAIN_READERS",
+    "Count",
+    "Job",
+    "available",
+    "chain_reads",
+    "count_per_request",
+    "total_instructions",
+]
 
 _REPO = Path(__file__).resolve().parent.parent
 _TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+_NAMED = re.compile(rb"^c?fn=\((\d+)\)(?: (.*))?$")
+
+#: OpenSSL's ways to the verified chain, the served chain, and a certificate's
+#: DER encoding (``getpeercert(binary_form=True)``, ``Certificate.public_bytes``).
+CHAIN_READERS = frozenset(
+    {"SSL_get0_verified_chain", "SSL_get_peer_cert_chain", "i2d_X509", "i2d_X509_bio"}
+)
+
+_VARIANT_WIDTH = max(len(name) for name in VARIANTS)
+_VERIFY_WIDTH = max(len(name) for name in VERIFY)
+_COUNT_WIDTH = 6
+
+
+@dataclass(frozen=True)
+class Job:
+    """One thing to count: a variant's workload with a ``verify`` configuration and chain."""
+
+    variant: str
+    workload: str
+    verify: str = "bundle"
+    chain: str = "ec"
 
 
 @dataclass(frozen=True)
 class Count:
-    """Instructions of one variant and workload: the two runs and the figure per request."""
+    """Instructions and chain reads of one job: the two runs and the figures per request."""
 
     variant: str
     workload: str
+    verify: str
+    chain: str
     short_requests: int
     long_requests: int
     short_total: int
     long_total: int
+    short_chain_reads: int
+    long_chain_reads: int
 
     @property
     def per_request(self) -> float:
         return (self.long_total - self.short_total) / (self.long_requests - self.short_requests)
+
+    @property
+    def chain_reads_per_request(self) -> float:
+        extra = self.long_chain_reads - self.short_chain_reads
+        return extra / (self.long_requests - self.short_requests)
 
 
 def available() -> str | None:
@@ -59,90 +112,143 @@ def total_instructions(out_file: Path) -> int:
     return int(match.group(1))
 
 
-def _client_command(target: Target, variant: str, workload: str, requests: int) -> list[str]:
+def chain_reads(out_file: Path) -> int:
+    """Calls into :data:`CHAIN_READERS` recorded in a callgrind output file."""
+    names: dict[bytes, bytes] = {}
+    wanted = {name.encode() for name in CHAIN_READERS}
+    callee = b""
+    calls = 0
+    with out_file.open("rb") as lines:
+        for line in lines:
+            if line.startswith((b"fn=", b"cfn=")):
+                match = _NAMED.match(line.rstrip(b"\n"))
+                if match is None:
+                    continue
+                ident, name = match.groups()
+                if name is not None:
+                    names[ident] = name
+                if line.startswith(b"cfn="):
+                    callee = names.get(ident, b"")
+            elif line.startswith(b"calls=") and callee in wanted:
+                calls += int(line[6:].split()[0])
+    return calls
+
+
+def _client_command(target: Target, job: Job, requests: int) -> list[str]:
     return [
         sys.executable,
         "-m",
         "benchmarks.client",
         "--variant",
-        variant,
+        job.variant.ljust(_VARIANT_WIDTH, "_"),
         "--workload",
-        workload,
+        job.workload,
+        "--verify",
+        job.verify.ljust(_VERIFY_WIDTH, "_"),
         "--requests",
-        str(requests),
+        str(requests).zfill(_COUNT_WIDTH),
         "--port",
         str(target.port),
         "--bundle",
         str(target.bundle),
         "--pin",
         target.intermediate_pin,
+        "--leaf-pin",
+        target.leaf_pin,
         "--fingerprint",
         target.leaf_sha256,
     ]
 
 
-def _env() -> dict[str, str]:
+def _env(overlay: Path, **extra: str) -> dict[str, str]:
+    env = child_environment(**extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(overlay), env["PYTHONPATH"]])
+    return env
+
+
+def _counted_env(overlay: Path) -> dict[str, str]:
     # Same hashes every run; no .pyc written under valgrind (a short run that
     # compiled what the long run then read would not cancel out).
-    return child_environment(PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    return _env(overlay, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
 
 
-def _run(valgrind: str, folder: Path, target: Target, job: tuple[str, str, int]) -> int:
-    variant, workload, requests = job
-    out_file = folder / f"callgrind.{variant}.{workload}.{requests}.out"
+def _run(
+    valgrind: str, folder: Path, target: Target, overlay: Path, job: Job, requests: int
+) -> tuple[int, int]:
+    name = f"{job.variant}.{job.workload}.{job.verify}.{job.chain}.{requests}"
+    out_file = folder / f"callgrind.{name}.out"
     command = [
         valgrind,
         "--tool=callgrind",
         f"--callgrind-out-file={out_file}",
-        *_client_command(target, variant, workload, requests),
+        *_client_command(target, job, requests),
     ]
-    result = subprocess.run(command, cwd=_REPO, env=_env(), capture_output=True, check=False)
+    result = subprocess.run(
+        command, cwd=_REPO, env=_counted_env(overlay), capture_output=True, check=False
+    )
     if result.returncode != 0:
         tail = result.stderr.decode(errors="replace")[-2000:]
-        raise RuntimeError(f"callgrind run {variant}/{workload}/{requests} failed:\n{tail}")
-    return total_instructions(out_file)
+        raise RuntimeError(f"callgrind run {name} failed:\n{tail}")
+    totals = total_instructions(out_file), chain_reads(out_file)
+    out_file.unlink()
+    return totals
+
+
+def run_natively(target: Target, overlay: Path, job: Job, requests: int) -> None:
+    """Run the client once without valgrind (raises if a request fails)."""
+    subprocess.run(
+        _client_command(target, job, requests),
+        cwd=_REPO,
+        env=_env(overlay, PYTHONHASHSEED="0"),
+        check=True,
+    )
 
 
 def count_per_request(
-    target: Target,
-    jobs: Sequence[tuple[str, str]],
-    short: dict[str, int],
-    long: dict[str, int],
+    targets: Mapping[str, Target],
+    overlay: Path,
+    jobs: Sequence[Job],
+    requests: Mapping[tuple[str, str], tuple[int, int]],
     parallel: int = 2,
 ) -> list[Count]:
-    """Count each (variant, workload) of ``jobs`` with ``short[workload]`` and ``long[workload]``
-    requests; up to ``parallel`` valgrinds at a time (counts do not depend on timing)."""
+    """Count each job against ``targets[job.chain]`` with the (short, long) numbers of
+    requests ``requests[(workload, verify)]``; up to ``parallel`` valgrinds at a time
+    (counts do not depend on timing). ``overlay``: see
+    :func:`benchmarks.pki.make_certifi_overlay`."""
     valgrind = available()
     if valgrind is None:
         raise RuntimeError("valgrind is not installed")
     # Once natively first, so that every .pyc the client needs exists before
-    # the counted runs: then all of them read the same files.
-    for workload in sorted({workload for _variant, workload in jobs}):
-        for variant in sorted({variant for variant, w in jobs if w == workload}):
-            subprocess.run(
-                _client_command(target, variant, workload, 1),
-                cwd=_REPO,
-                env=child_environment(PYTHONHASHSEED="0"),
-                check=True,
-            )
-    runs = [
-        (variant, workload, n)
-        for variant, workload in jobs
-        for n in (short[workload], long[workload])
-    ]
+    # the counted runs (then all of them read the same files), and a failing
+    # configuration fails in seconds rather than under valgrind.
+    for job in jobs:
+        run_natively(targets[job.chain], overlay, job, 1)
+    runs = [(job, n) for job in jobs for n in requests[(job.workload, job.verify)]]
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
         folder = Path(name)
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            totals = list(pool.map(lambda job: _run(valgrind, folder, target, job), runs))
+            totals = list(
+                pool.map(
+                    lambda run: _run(valgrind, folder, targets[run[0].chain], overlay, *run),
+                    runs,
+                )
+            )
     by_run = dict(zip(runs, totals, strict=True))
-    return [
-        Count(
-            variant=variant,
-            workload=workload,
-            short_requests=short[workload],
-            long_requests=long[workload],
-            short_total=by_run[(variant, workload, short[workload])],
-            long_total=by_run[(variant, workload, long[workload])],
+    counts = []
+    for job in jobs:
+        short, long = requests[(job.workload, job.verify)]
+        counts.append(
+            Count(
+                variant=job.variant,
+                workload=job.workload,
+                verify=job.verify,
+                chain=job.chain,
+                short_requests=short,
+                long_requests=long,
+                short_total=by_run[(job, short)][0],
+                long_total=by_run[(job, long)][0],
+                short_chain_reads=by_run[(job, short)][1],
+                long_chain_reads=by_run[(job, long)][1],
+            )
         )
-        for variant, workload in jobs
-    ]
+    return counts

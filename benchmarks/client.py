@@ -1,21 +1,34 @@
 """The client side of the HTTP benchmarks: the sessions compared, and their workloads.
 
-Variants (one ``requests.Session`` each, all trusting the same root bundle):
+Variants (one ``requests.Session`` each, ``trust_env=False``):
 
 * ``plain``: requests as it comes;
-* ``pinned``: :class:`requests_pinning.PinningAdapter` mounted for ``https://``,
-  with one pin on the intermediate certificate of the server's chain;
+* ``plain-2``: the same again, run as a separate variant: the A/A control, whose
+  difference from ``plain`` is the noise band of every comparison;
+* ``pinned``: :class:`requests_pinning.PinningAdapter` mounted for ``https://``
+  with the server's host pinned: one pin on the intermediate (on the leaf with
+  ``verify=False``, where only the leaf is checked);
+* ``unpinned``: the same adapter whose pin set has no entry for the server's
+  host (one for another host): what the adapter costs a host it does not pin;
 * ``fingerprint``: requests-toolbelt's ``FingerprintAdapter`` with the leaf's
   SHA-256 fingerprint (urllib3's ``assert_fingerprint``).
+
+``verify`` configurations: ``bundle`` (a path to a bundle holding the
+benchmark's root alone), ``certifi`` (``verify=True``: certifi's bundle; see
+:func:`benchmarks.pki.make_certifi_overlay`) and ``none`` (``verify=False``).
 
 Workloads: ``new`` sends ``Connection: close`` with every request, so each one
 pays a fresh TCP connection and TLS handshake (and, with pinning, a pin check);
 ``keepalive`` sends every request over one connection, opened by the first.
 
-Run as ``python -m benchmarks.client --variant pinned --workload new --requests N
---port P --bundle ROOT.pem --pin sha256/... --fingerprint HEX``: it makes N
-requests and exits. That is the process the instruction counts are taken of
-(under ``valgrind --tool=callgrind``); nothing in it depends on time or chance.
+Run as ``python -m benchmarks.client --variant pinned --workload new --verify
+bundle --requests N --port P --bundle ROOT.pem --pin sha256/... --leaf-pin
+sha256/... --fingerprint HEX``: it makes N requests and exits. That is the
+process the instruction counts are taken of (under ``valgrind
+--tool=callgrind``); nothing in it depends on time or chance. Trailing ``_``
+and leading ``0`` are ignored in ``--variant``, ``--verify`` and
+``--requests``, so that the runner can give every run arguments of equal
+length (see :mod:`benchmarks.callgrind`).
 """
 
 from __future__ import annotations
@@ -23,19 +36,23 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
 
 from requests_pinning import PinningAdapter
 
 from .pki import HOST
 
 __all__ = [
+    "OTHER_HOST",
     "VARIANTS",
+    "VERIFY",
     "WORKLOADS",
     "Target",
     "concurrent_round",
@@ -45,8 +62,12 @@ __all__ = [
     "run_requests",
 ]
 
-VARIANTS = ("plain", "pinned", "fingerprint")
+VARIANTS = ("plain", "plain-2", "pinned", "unpinned", "fingerprint")
 WORKLOADS = ("new", "keepalive")
+VERIFY = ("bundle", "certifi", "none")
+
+#: The host the ``unpinned`` variant's pin set names instead of the server's.
+OTHER_HOST = "pinned.invalid"
 
 _CLOSE = {"Connection": "close"}
 
@@ -58,6 +79,7 @@ class Target:
     port: int
     bundle: Path
     intermediate_pin: str
+    leaf_pin: str
     leaf_sha256: str
 
     @property
@@ -74,18 +96,32 @@ def fingerprint_available() -> bool:
     return True
 
 
-def make_session(variant: str, target: Target, pool_maxsize: int = 10) -> requests.Session:
-    """A session of the given variant, trusting only the benchmark's root."""
+def make_session(
+    variant: str, target: Target, *, verify: str = "bundle", pool_maxsize: int = 10
+) -> requests.Session:
+    """A session of the given variant and ``verify`` configuration (see the module's docstring)."""
     session = requests.Session()
-    session.verify = str(target.bundle)
+    if verify == "bundle":
+        session.verify = str(target.bundle)
+    elif verify == "certifi":
+        session.verify = True
+    elif verify == "none":
+        session.verify = False
+    else:
+        raise ValueError(f"unknown verify configuration {verify!r}")
     # No proxies or .netrc from the environment: loopback only, and the same
     # work in every variant (trust_env costs each request a proxy lookup).
     session.trust_env = False
+    # With verify=False only the leaf is checked, so an intermediate pin
+    # could never pass there.
+    pin = target.leaf_pin if verify == "none" else target.intermediate_pin
     adapter: HTTPAdapter
-    if variant == "plain":
+    if variant in ("plain", "plain-2"):
         adapter = HTTPAdapter(pool_maxsize=pool_maxsize)
     elif variant == "pinned":
-        adapter = PinningAdapter({HOST: [target.intermediate_pin]}, pool_maxsize=pool_maxsize)
+        adapter = PinningAdapter({HOST: [pin]}, pool_maxsize=pool_maxsize)
+    elif variant == "unpinned":
+        adapter = PinningAdapter({OTHER_HOST: [pin]}, pool_maxsize=pool_maxsize)
     elif variant == "fingerprint":
         from requests_toolbelt.adapters.fingerprint import FingerprintAdapter
 
@@ -137,18 +173,26 @@ def concurrent_round(
     return time.perf_counter() - start, sum(errors)
 
 
+def _unpadded(text: str) -> str:
+    return text.rstrip("_")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.client", description=__doc__)
-    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--variant", type=_unpadded, choices=VARIANTS, required=True)
     parser.add_argument("--workload", choices=WORKLOADS, required=True)
+    parser.add_argument("--verify", type=_unpadded, choices=VERIFY, default="bundle")
     parser.add_argument("--requests", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--pin", required=True, help="the intermediate's SPKI pin")
+    parser.add_argument("--leaf-pin", required=True, help="the leaf's SPKI pin")
     parser.add_argument("--fingerprint", required=True, help="the leaf's SHA-256, hex")
     args = parser.parse_args(argv)
-    target = Target(args.port, args.bundle, args.pin, args.fingerprint)
-    with make_session(args.variant, target) as session:
+    # verify=False is what is being measured; the warning about it is not.
+    warnings.simplefilter("ignore", InsecureRequestWarning)
+    target = Target(args.port, args.bundle, args.pin, args.leaf_pin, args.fingerprint)
+    with make_session(args.variant, target, verify=args.verify) as session:
         run_requests(session, target.url, args.requests, new=args.workload == "new")
     return 0
 

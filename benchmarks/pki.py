@@ -9,16 +9,28 @@ benchmarks use) and ``rsa`` (RSA 2048), both for the pin-check benchmark.
 from __future__ import annotations
 
 import hashlib
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from requests_pinning import spki_pin
 
-__all__ = ["HOST", "KEY_TYPES", "Chain", "chain_files", "load_chain", "make_chain"]
+__all__ = [
+    "HOST",
+    "KEY_TYPES",
+    "Chain",
+    "certifi_overlay",
+    "chain_files",
+    "load_chain",
+    "make_certifi_overlay",
+    "make_chain",
+]
 
 #: The host every benchmark connects to: loopback, by address (no resolver involved).
 HOST = "127.0.0.1"
@@ -76,3 +88,27 @@ def load_chain(folder: Path, name: str) -> Chain:
         root_pin=spki_pin(bundle.read_bytes()),
         leaf_sha256=hashlib.sha256(leaf_der).hexdigest(),
     )
+
+
+def certifi_overlay(folder: Path) -> Path:
+    """The folder to put first on ``PYTHONPATH`` so that ``import certifi`` finds the overlay."""
+    return folder / "certifi-overlay"
+
+
+def make_certifi_overlay(folder: Path, chains: Sequence[Chain]) -> Path:
+    """A copy of the installed certifi package whose ``cacert.pem`` also trusts ``chains``' roots.
+
+    ``verify=True`` means certifi's bundle, which cannot verify the benchmark's
+    own chain. A client process started with the overlay first on
+    ``PYTHONPATH`` loads the real bundle (about 150 roots) plus one or two, so
+    that it does the work of ``verify=True`` whatever reads the default
+    (requests, urllib3 or the adapter), and its handshakes succeed.
+    """
+    source = Path(certifi.__file__).resolve().parent
+    target = certifi_overlay(folder) / "certifi"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    with (target / "cacert.pem").open("ab") as bundle:
+        for chain in chains:
+            bundle.write(b"\n# requests-pinning benchmark root: " + chain.name.encode() + b"\n")
+            bundle.write(chain.bundle.read_bytes())
+    return certifi_overlay(folder)

@@ -18,25 +18,29 @@ __all__ = ["Target", "library_state", "machine", "table"]
 
 @dataclass(frozen=True)
 class Target:
-    """One target of the issue: the figure, its limit and its worst acceptable value."""
+    """One target of the issue: the figure, its limit, and the A/A noise band beside it.
+
+    ``noise`` is how far two runs of the same thing (plain against plain) were
+    apart in the same unit; when the figure is closer to the limit than that,
+    the status says so: the verdict could flip on a re-run.
+    """
 
     name: str
     value: float | None
     limit: float
-    worst: float | None
     better: Literal["lower", "higher"]
     unit: str = ""
+    noise: float | None = None
     why_missing: str = ""
 
     @property
     def status(self) -> str:
         if self.value is None:
             return "not measured"
-        if self._within(self.limit):
-            return "met"
-        if self.worst is not None and self._within(self.worst):
-            return "missed (within worst case)"
-        return "MISSED"
+        verdict = "met" if self._within(self.limit) else "MISSED"
+        if self.noise is not None and abs(self.value - self.limit) <= self.noise:
+            verdict += " (inside A/A band)"
+        return verdict
 
     def _within(self, bound: float) -> bool:
         assert self.value is not None
@@ -45,10 +49,9 @@ class Target:
     def describe(self) -> str:
         sign = "<=" if self.better == "lower" else ">="
         bound = f"{sign} {_num(self.limit)}{self.unit}"
-        if self.worst is not None:
-            bound += f" (worst {_num(self.worst)}{self.unit})"
         value = "-" if self.value is None else f"{_num(self.value)}{self.unit}"
-        return f"{value:>12}  {bound}"
+        band = "" if self.noise is None else f"A/A band +-{_num(self.noise)}{self.unit}"
+        return f"{value:>14}  {bound:<12}  {band}".rstrip()
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status}
@@ -63,7 +66,9 @@ def _num(value: float) -> str:
         return f"{value:.1f}"
     if abs(value) >= 1.5:
         return f"{value:.2f}"
-    return f"{value:.4f}"
+    if abs(value) >= 0.001:
+        return f"{value:.4f}"
+    return f"{value:.1e}"
 
 
 def table(

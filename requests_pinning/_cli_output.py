@@ -81,7 +81,9 @@ def _role(chain: Chain, position: int, item: Item) -> str:
 def _self_issued(cert: x509.Certificate) -> bool:
     try:
         return cert.subject == cert.issuer
-    except (ValueError, TypeError):  # cryptography parses names on first use
+    # cryptography parses names on first use, and what it raises on a bad one
+    # depends on its version (a KeyError in 42): describing never fails.
+    except Exception:
         return False
 
 
@@ -90,8 +92,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return _self_issued(cert)  # an old root without extensions
-    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
-        return False  # extensions are parsed on first use, and can be malformed
+    except Exception:  # extensions are parsed on first use, and can be malformed
+        return False
 
 
 def _item_rows(item: Item, now: datetime) -> list[tuple[str, str]]:
@@ -101,7 +103,7 @@ def _item_rows(item: Item, now: datetime) -> list[tuple[str, str]]:
     if item.cert is not None:
         rows += [
             ("issuer", _issuer(item.cert)),
-            ("expires", _expiry_text(item.cert.not_valid_after_utc, now)),
+            ("expires", _expiry(item.cert, now)),
         ]
     rows += [("key", item.key), ("spki pin", item.pin)]
     if item.der:
@@ -112,8 +114,16 @@ def _item_rows(item: Item, now: datetime) -> list[tuple[str, str]]:
 def _issuer(cert: x509.Certificate) -> str:
     try:
         return format_name(cert.issuer) or "(empty)"
-    except (ValueError, TypeError):  # cryptography parses names on first use
+    except Exception:  # as in _self_issued
         return "(unparseable name)"
+
+
+def _expiry(cert: x509.Certificate, now: datetime) -> str:
+    try:
+        moment = cert.not_valid_after_utc
+    except Exception:  # parsed on first use by some cryptography versions (year 0...)
+        return "(unparseable date)"
+    return _expiry_text(moment, now)
 
 
 def _expiry_text(moment: datetime, now: datetime) -> str:

@@ -118,16 +118,17 @@ class TLSContexts:
 
     def _context_for(self, conn: Any, own: dict[str, Any]) -> ssl.SSLContext | None:
         key = self._key(conn, own)
+        # Built under the lock: threads that open their first connections at
+        # once wait for one context instead of each loading the CAs.
         with self._lock:
             context = self._contexts.get(key)
             if context is not None:
                 self._contexts.move_to_end(key)
                 return context
-        try:
-            context = self._build(conn, own)
-        except Exception:
-            return None
-        with self._lock:
+            try:
+                context = self._build(conn, own)
+            except Exception:
+                return None
             self._contexts[key] = context
             self.built += 1
             while len(self._contexts) > _MAX_CONTEXTS:

@@ -350,7 +350,11 @@ def _json_hint(text: str, pos: int) -> str:
     """Why a pin file is likely not JSON, when it looks like JSON5 or JavaScript."""
     rest = text[pos:]
     before = text[:pos].rstrip()
-    if rest.startswith(("//", "/*", "#")) or (before.endswith(",") and rest[:1] in ("}", "]")):
+    # Python 3.13 and later point at the comma itself ("Illegal trailing comma").
+    trailing_comma = (before.endswith(",") and rest[:1] in ("}", "]")) or (
+        rest[:1] == "," and rest[1:].lstrip()[:1] in ("}", "]")
+    )
+    if rest.startswith(("//", "/*", "#")) or trailing_comma:
         return " (JSON has no comments or trailing commas)"
     return ""
 

@@ -86,7 +86,10 @@ def test_the_right_bundle_accepts_and_another_refuses(
         # verify=True: certifi's roots, which do not include the test CA.
         with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY"):
             session.get(url, verify=True, headers=CLOSE)
-        assert contexts_built(session) == 3
+        # requests 2.32.3 passes its own preloaded context for verify=True,
+        # which is used as given; later versions leave it to the adapter.
+        preloaded = getattr(requests.adapters, "_preloaded_ssl_context", None) is not None
+        assert contexts_built(session) == (2 if preloaded else 3)
 
 
 def test_a_bundle_rewritten_on_disk_is_loaded_again(
