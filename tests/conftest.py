@@ -9,6 +9,7 @@ server, so only pinning can stop it.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,20 @@ def _fresh_log_rate_limit() -> Iterator[None]:
     _report._log_seen.clear()
     yield
     _report._log_seen.clear()
+
+
+@pytest.fixture
+def pyopenssl() -> Iterator[None]:
+    """urllib3 with pyOpenSSL injected: a different socket type to read chains from."""
+    with warnings.catch_warnings():  # urllib3 1.26's module warns as it imports
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from urllib3.contrib import pyopenssl
+
+    pyopenssl.inject_into_urllib3()
+    try:
+        yield
+    finally:
+        pyopenssl.extract_from_urllib3()
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import re
 import ssl
 import subprocess
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -759,19 +758,6 @@ def test_a_certificate_the_walker_refuses_is_a_pin_failure_on_the_wire(pki: PKI)
 
 
 # -- found by the second attack pass ---------------------------------------------------
-
-
-@pytest.fixture
-def pyopenssl() -> Iterator[None]:
-    with warnings.catch_warnings():  # urllib3 1.26's module warns as it imports
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from urllib3.contrib import pyopenssl
-
-    pyopenssl.inject_into_urllib3()
-    try:
-        yield
-    finally:
-        pyopenssl.extract_from_urllib3()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:urllib3.contrib.pyopenssl")

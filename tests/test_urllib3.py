@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -115,20 +113,6 @@ def test_forwarding_https_proxy_fails_closed_for_pinned_hosts(pki: PKI) -> None:
         response = http.request("GET", "https://unpinned.test/y")
         assert response.data == b"forwarded"
         assert proxy.forwarded == ["https://unpinned.test/y"]
-
-
-@pytest.fixture
-def pyopenssl() -> Iterator[None]:
-    """urllib3 with pyOpenSSL injected: a different socket type to read chains from."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from urllib3.contrib import pyopenssl
-
-    pyopenssl.inject_into_urllib3()
-    try:
-        yield
-    finally:
-        pyopenssl.extract_from_urllib3()
 
 
 # urllib3 1.26's pyopenssl module itself calls pyOpenSSL APIs that warn as deprecated.
