@@ -56,6 +56,9 @@ def test_mypy_strict_reports_the_mistakes_and_passes_the_rest(
     assert status == 1, stdout + stderr
     lines = {int(m.group(1)) for m in re.finditer(r"user_code\.py:(\d+): error", stdout)}
     assert lines == {15, 16, 17, 18, 19}, stdout
-    # Nothing else: the library itself type-checks from the user's side.
-    assert stdout.count(": error:") == 5, stdout
+    # One error per mistake. (Errors inside the library are not counted: with
+    # MYPYPATH on the source, mypy checks it as if it were the user's, against
+    # whatever requests stubs this environment has; CI's mypy step checks it
+    # with the development stubs, and a user's mypy never reports them.)
+    assert stdout.count("user_code.py") == 5, stdout
     assert "[dict-item]" in stdout, stdout  # the mistyped options, inside the mapping
