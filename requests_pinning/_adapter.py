@@ -80,7 +80,6 @@ class PinningAdapter(HTTPAdapter):
             allow_unpinned=allow_unpinned,
             report_uri=report_uri,
         )
-        self.share_tls_context = share_tls_context
         self._contexts = TLSContexts() if share_tls_context else None
         super().__init__(**kwargs)
 
@@ -129,8 +128,14 @@ class PinningAdapter(HTTPAdapter):
         # The policy names are Enforcer's own parameter names.
         self._enforcer = Enforcer(**{name: state[name] for name in self._POLICY})
         self._contexts = TLSContexts() if state.get("share_tls_context", True) else None
-        rest = {key: value for key, value in state.items() if key not in self._POLICY}
+        skip = {*self._POLICY, "share_tls_context"}
+        rest = {key: value for key, value in state.items() if key not in skip}
         super().__setstate__(rest)  # type: ignore[misc]
+
+    @property
+    def share_tls_context(self) -> bool:
+        """Whether new connections share one TLS context per configuration (the default)."""
+        return self._contexts is not None
 
     @property
     def report_stats(self) -> ReportStats:
@@ -221,12 +226,16 @@ class PinningAdapter(HTTPAdapter):
             self._audit_mounts()
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)
-        except requests.exceptions.SSLError as wrapped:
-            # requests wraps the pools' MaxRetryError(reason=PinMismatchError)
-            # in its own SSLError: callers are promised the PinMismatchError
-            # itself (after one handshake).
-            reason = getattr(wrapped.args[0] if wrapped.args else None, "reason", None)
-            if not isinstance(reason, PinMismatchError):
+        except requests.exceptions.ConnectionError as wrapped:
+            # requests wraps what the pools raise: MaxRetryError(reason=
+            # PinMismatchError) in its SSLError, and the bare PinMismatchError
+            # (retries=False) in a ConnectionError. Callers are promised the
+            # PinMismatchError itself, whatever max_retries says.
+            if isinstance(wrapped, PinMismatchError):
                 raise
-            reason.request = request
-            raise reason from None
+            cause = wrapped.args[0] if wrapped.args else None
+            error = cause if isinstance(cause, PinMismatchError) else getattr(cause, "reason", None)
+            if not isinstance(error, PinMismatchError):
+                raise
+            error.request = request
+            raise error from None

@@ -21,14 +21,18 @@ them identically:
   ``check_hostname``), ``SSLKEYLOGFILE``, and the context class urllib3 uses.
 
 Not shared: a context the user passed, contexts under pyOpenSSL (which refuses
-the per-connection writes below once a context is in use), and connections
-through an HTTPS proxy (urllib3 verifies the proxy with the connection's own
-CA arguments, which sharing clears).
+the per-connection writes below once a context is in use; checked at every
+connect, as it may be injected later), a CA directory (OpenSSL reads it lazily
+and caches what it read, so a certificate replaced in place would go unseen),
+and connections through an HTTPS proxy (urllib3 verifies the proxy with the
+connection's own CA arguments, which sharing clears).
 
 Per connection, urllib3 still writes ``verify_mode``, ``check_hostname`` and
 the ALPN protocols into the context it is given; with the key above those
 writes repeat the values the context already has, so no thread can observe
-another's. Anything that fails while building a context (an unreadable
+another's. (ALPN is urllib3's global list, the same for every connection,
+unless urllib3.http2 is injected or extracted while connections are opening.)
+Anything that fails while building a context (an unreadable
 bundle, an encrypted key without a password) is left to urllib3: that
 connection gets no shared context, and urllib3 raises its usual error.
 """
@@ -90,7 +94,8 @@ class TLSContexts:
             conn._pin_tls_args = own
         if not own:
             return
-        context = self._context_for(conn, own)
+        # pyOpenSSL may have been injected since this connection was made.
+        context = None if ssl_.IS_PYOPENSSL else self._context_for(conn, own)
         if context is None:
             # Building failed: urllib3 builds its own context from the
             # connection's own arguments, and raises its usual error.
@@ -111,13 +116,21 @@ class TLSContexts:
             # pyOpenSSL refuses any write to a context once a connection used
             # it, and urllib3 writes verify_mode per connection.
             return False
+        if getattr(conn, "ca_cert_dir", None):
+            # OpenSSL reads a hashed directory lazily and caches what it read:
+            # a shared context would not see a certificate replaced in place.
+            return False
         proxy = getattr(conn, "proxy", None)
         # urllib3 verifies an HTTPS proxy with the connection's own CA
         # arguments, which sharing clears.
         return proxy is None or getattr(proxy, "scheme", None) != "https"
 
     def _context_for(self, conn: Any, own: dict[str, Any]) -> ssl.SSLContext | None:
-        key = self._key(conn, own)
+        try:
+            key = self._key(conn, own)
+            hash(key)
+        except Exception:  # e.g. ca_cert_data given as a bytearray: not shared
+            return None
         # Built under the lock: threads that open their first connections at
         # once wait for one context instead of each loading the CAs.
         with self._lock:

@@ -65,8 +65,10 @@ class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError
     closed and never pooled.
 
     Attributes:
-        host: the origin's host, normalised (never a proxy's).
-        port: the origin's port.
+        host: the name whose pins failed, normalised: the origin's (as the URL
+            spelled it, or a name it was validated as), or an HTTPS proxy's
+            when the TLS session with the proxy failed its pins.
+        port: that host's port.
         pattern: the pin-set entry that applied, or ``None`` when the host has none.
         pinned: the pins that applied, in their canonical spelling.
         denied: the deny pins that applied (a deny match is a failure).

@@ -33,8 +33,9 @@ class PinFailure:
     """One failed pin check, enforced or report-only.
 
     Attributes:
-        host: the origin's host, normalised.
-        port: the origin's port.
+        host: the name whose pins failed, normalised (the origin's, a name it was
+            validated as, or an HTTPS proxy's).
+        port: that host's port.
         pattern: the pin-set entry that applied, or ``None`` when the host has none.
         pinned: the pins that applied, canonical spellings.
         denied: the deny pins that applied.

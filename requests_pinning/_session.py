@@ -161,7 +161,8 @@ def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> st
 def audit_mounts(adapter: PinningAdapter, session: object) -> None:
     """Warn (:class:`PinningMountWarning`, and a log line) about every bypass of ``adapter``.
 
-    Called once, on the adapter's first request, with the session that sent it.
+    Called on the adapter's first request, and again when the session's
+    number of mounts changes, with the session that sent it.
     """
     adapters = getattr(session, "adapters", None)
     if isinstance(session, PinningSession) or not isinstance(adapters, dict):
@@ -193,8 +194,8 @@ def calling_session() -> object:
     """The requests.Session whose ``send`` called the adapter, or None.
 
     requests gives an adapter no reference to its session; its ``Session.send``
-    frame has one, a few frames up. This runs once per adapter, never on the
-    per-request path.
+    frame has one, a few frames up. This runs only when the adapter audits its
+    mounts, not on every request.
     """
     frame = sys._getframe(1)
     for _ in range(8):

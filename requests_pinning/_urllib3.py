@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -170,6 +170,9 @@ class _PinningConnectionMixin:
     _pin_contexts: TLSContexts | None = None
 
     def connect(self) -> None:
+        # Per connect, not per object: urllib3 reconnects the same object when
+        # a pooled socket dropped, and the new TLS sessions must be checked too.
+        self._pin_proxy_checked = False
         if self._pin_contexts is not None:
             self._pin_contexts.attach(self)
         try:
@@ -211,8 +214,11 @@ class _PinningConnectionMixin:
             # proxy. Its own pins apply to it (urllib3 1.26 never calls
             # _connect_tls_proxy on this path), and the origin's certificate
             # is never seen, so a pinned origin fails closed.
+            asserted = self._asserted_names()
             if not self._pin_proxy_checked:
-                self._check_proxy_session(enforcer, conn.sock, conn.host)
+                # urllib3 1.26 validates this session as assert_hostname or
+                # server_hostname: their pins apply to it too.
+                self._check_proxy_session(enforcer, conn.sock, conn.host, asserted)
             chain = PeerChain(
                 served=(),
                 checked=(),
@@ -223,7 +229,7 @@ class _PinningConnectionMixin:
                     "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
                 ),
             )
-            enforcer.check([host], port, chain)
+            enforcer.check([host, *asserted], port, chain)
             return
         # The names first, and apart: however reading the chain fails, the
         # pins of every name of the connection still apply to that failure.
@@ -231,7 +237,16 @@ class _PinningConnectionMixin:
         # Read only if some name has pins: an unpinned host pays nothing for it.
         enforcer.check(names, port, lambda: _read_chain(conn.sock, "the TLS connection"))
 
-    _pin_proxy_checked = False
+    _pin_proxy_checked = False  # this connect's proxy session passed _check_proxy_session
+
+    def _asserted_names(self) -> list[str | None]:
+        """What the user told urllib3 to validate as: ``server_hostname``, ``assert_hostname``."""
+        conn: Any = self
+        asserted = getattr(conn, "assert_hostname", None)
+        return [
+            getattr(conn, "server_hostname", None),
+            asserted if isinstance(asserted, str) else None,
+        ]
 
     def _connect_tls_proxy(self, hostname: str, sock: Any) -> Any:
         """The TLS session with an HTTPS proxy: checked like any other, against the proxy's entry.
@@ -251,17 +266,21 @@ class _PinningConnectionMixin:
                 raise
         return wrapped
 
-    def _check_proxy_session(self, enforcer: Enforcer, sock: Any, hostname: str) -> None:
+    def _check_proxy_session(
+        self, enforcer: Enforcer, sock: Any, hostname: str, extra: Sequence[str | None] = ()
+    ) -> None:
         conn: Any = self
         proxy_config = getattr(conn, "proxy_config", None)
         asserted = getattr(proxy_config, "assert_hostname", None)
         # Every name the proxy's certificate may have been validated as: the
-        # proxy's host, proxy_assert_hostname, and what the TLS object recorded.
+        # proxy's host, proxy_assert_hostname, what the TLS object recorded,
+        # and whatever else the caller knows urllib3 validated it as.
         names = [
             hostname,
             conn.host,
             asserted if isinstance(asserted, str) else None,
             tls_server_name(sock),
+            *extra,
         ]
         enforcer.check(names, int(conn.port or 443), _read_chain(sock, "the proxy's TLS session"))
         self._pin_proxy_checked = True
@@ -291,12 +310,10 @@ class _PinningConnectionMixin:
         the enforcer applies the pins of all of them (see ``Enforcer.check``).
         """
         conn: Any = self
-        assert_hostname = getattr(conn, "assert_hostname", None)
         return [
             origin,
             getattr(conn, "_tunnel_host", None) or conn.host,
-            getattr(conn, "server_hostname", None),
-            assert_hostname if isinstance(assert_hostname, str) else None,
+            *self._asserted_names(),
             tls_server_name(conn.sock),
         ]
 

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from urllib3.exceptions import MaxRetryError
 from requests_pinning import (
     PinMismatchError,
     PinningAdapter,
+    PinningPoolManager,
     PinningProxyManager,
     PinningSession,
 )
@@ -272,3 +274,85 @@ def test_a_subclass_that_replaces_the_pool_manager_fails_closed(
         with pytest.raises(PinMismatchError):
             session.get(f"https://localhost:{rogue.port}/")
     assert rogue.bytes_received == 0
+
+
+def test_a_reconnected_connection_checks_its_proxy_session_again(pki: PKI) -> None:
+    # urllib3 reconnects the same connection object when a pooled socket
+    # dropped: the new TLS session with the proxy is checked like the first.
+    pins = {"localhost": [pki.intermediate_pin]}
+    with ConnectProxy(tls_cert=pki.leaf) as genuine, ConnectProxy(tls_cert=pki.rogue_leaf) as rogue:
+        http = PinningProxyManager(
+            pins, genuine.url, use_forwarding_for_https=True, cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )  # fmt: skip
+        pool = http.connection_from_url("https://unpinned.test/")
+        conn: Any = pool._new_conn()
+        conn.connect()  # the genuine proxy passes
+        conn.close()
+        conn.port = rogue.port  # the same object, now reaching an impostor proxy
+        with pytest.raises(Exception, match="pinning failure") as info:
+            conn.connect()
+        assert "localhost" in str(info.value)
+        assert rogue.forwarded == []
+
+
+def test_forwarding_applies_the_pins_of_asserted_names(pki: PKI) -> None:
+    pins = {"pinned.test": [pki.intermediate_pin]}
+    with ConnectProxy(tls_cert=pki.leaf) as proxy:
+        options: dict[str, Any] = {
+            "use_forwarding_for_https": True,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": pki.bundle,
+        }
+        asserted = PinningProxyManager(pins, proxy.url, assert_hostname="pinned.test", **options)
+        # urllib3 2.x validates the proxy as the proxy, and the pins of the
+        # asserted name refuse; 1.26 validates the proxy's certificate as
+        # "pinned.test", which fails before pins are needed. Nothing is sent.
+        with pytest.raises(urllib3.exceptions.SSLError) as info:
+            asserted.request("POST", "https://127.0.0.1/", body=b"secret", retries=False)
+        if isinstance(info.value, PinMismatchError):
+            assert info.value.pattern == "pinned.test"
+        else:
+            assert urllib3.__version__.startswith("1.")  # type: ignore[attr-defined]
+        assert proxy.forwarded == []
+        plain = PinningProxyManager(pins, proxy.url, **options)  # the twin: nothing pinned
+        assert plain.request("GET", "https://127.0.0.1/x").data == b"forwarded"
+        assert proxy.forwarded == ["https://127.0.0.1/x"]
+
+
+def test_retries_false_on_the_adapter_still_raises_pin_mismatch(
+    pki: PKI, rogue: TLSServer, good: TLSServer
+) -> None:
+    from urllib3.util.retry import Retry
+
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]}, max_retries=Retry(total=False))
+    with requests.Session() as session:
+        session.mount("https://", adapter)
+        session.verify = pki.bundle
+        with pytest.raises(PinMismatchError):
+            session.get(f"https://localhost:{rogue.port}/")
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+    assert rogue.bytes_received == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:urllib3.contrib.pyopenssl")
+def test_pyopenssl_injected_after_a_connection_was_made(pki: PKI, good: TLSServer) -> None:
+    http = PinningPoolManager(
+        {"localhost": [pki.intermediate_pin]}, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle
+    )
+    url = f"https://localhost:{good.port}/"
+    assert http.request("GET", url).status == 200  # a pooled connection object exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from urllib3.contrib import pyopenssl
+    pyopenssl.inject_into_urllib3()
+    try:
+        pool: Any = http.connection_from_url(url)
+        for _ in range(2):
+            conn = pool._get_conn()
+            conn.close()  # dropped: the same object reconnects, now under pyOpenSSL
+            pool._put_conn(conn)
+            assert http.request("GET", url).status == 200
+    finally:
+        http.clear()
+        pyopenssl.extract_from_urllib3()
