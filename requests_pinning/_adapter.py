@@ -167,6 +167,7 @@ class PinningAdapter(HTTPAdapter):
         )
         # One cache for all of the adapter's managers (None: sharing is off).
         self.poolmanager._pin_contexts = self._contexts
+        self.poolmanager._serve_adapter()
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         if proxy in self.proxy_manager:
@@ -189,6 +190,7 @@ class PinningAdapter(HTTPAdapter):
                 self.pinset, proxy, proxy_headers=self.proxy_headers(proxy), **common
             )
         manager._pin_contexts = self._contexts
+        manager._serve_adapter()
         self.proxy_manager[proxy] = manager
         return manager
 

@@ -9,10 +9,10 @@ Why an internal exception: ``PinMismatchError`` is an ``OSError`` (through
 requests' ``SSLError``), and urllib3 turns an ``OSError`` raised in
 ``connect()`` into ``ProtocolError("Connection aborted.")`` and may retry it.
 A pin failure is a verdict, not a transient fault. So ``connect()`` raises
-``_PinRefused``, which urllib3's ``urlopen`` neither wraps nor retries, and the
-pool's ``urlopen`` turns it back into what urllib3 callers expect: a
-``MaxRetryError`` whose ``reason`` is the ``PinMismatchError``, or the
-``PinMismatchError`` itself with ``retries=False``.
+``_PinRefused``, a ``MaxRetryError`` with the ``PinMismatchError`` as its
+reason, which urllib3's ``urlopen`` neither wraps nor retries. The managers'
+pools turn it into exactly what urllib3 callers expect: a ``MaxRetryError``
+naming the pool, or the ``PinMismatchError`` itself with ``retries=False``.
 """
 
 from __future__ import annotations
@@ -63,11 +63,19 @@ def _base_https_connection() -> type[HTTPSConnection]:
     return original or HTTPSConnection
 
 
-class _PinRefused(Exception):
-    """Carries a PinMismatchError through urllib3's urlopen without wrapping or retry."""
+class _PinRefused(MaxRetryError):
+    """Carries a PinMismatchError through urllib3's urlopen without wrapping or retry.
+
+    A ``MaxRetryError`` whose ``reason`` is the ``PinMismatchError``: urllib3's
+    ``urlopen`` lets that through as it is, so a caller of a pool without the
+    unwrapping ``urlopen`` (the adapter's, used directly) still gets a
+    documented error, and requests turns it into its ``SSLError``, which the
+    adapter unwraps.
+    """
 
     def __init__(self, error: PinMismatchError) -> None:
-        super().__init__(str(error))
+        host = f"[{error.host}]" if ":" in error.host else error.host
+        super().__init__(None, f"https://{host}:{error.port}/", reason=error)  # type: ignore[arg-type]
         self.error = error
 
 
@@ -369,11 +377,13 @@ class _PinningPoolMixin:
 
 
 class _UnwrapRefusalsMixin:
-    """Turns ``_PinRefused`` into what urllib3 callers expect.
+    """Gives urllib3 callers the contract of urllib3's own errors.
 
-    Every pinning pool has it, the adapter's included: its pools are public
-    (``adapter.poolmanager``, ``get_connection_with_tls_context``), and
-    whoever calls them must get a documented error, never ``_PinRefused``.
+    ``MaxRetryError`` naming this pool, with the ``PinMismatchError`` as its
+    reason, or the ``PinMismatchError`` itself when retries are off. The
+    adapter's pools go without it: requests never asks for the bare error, and
+    this pass-through would cost every keep-alive request thousands of
+    instructions; used directly, they raise the ``MaxRetryError`` form.
     """
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -392,8 +402,12 @@ class _UnwrapRefusalsMixin:
             raise MaxRetryError(pool, url, reason=error) from error
 
 
-class _PinningHTTPSConnectionPool(_UnwrapRefusalsMixin, _PinningPoolMixin, HTTPSConnectionPool):
+class _AdapterHTTPSConnectionPool(_PinningPoolMixin, HTTPSConnectionPool):
     ConnectionCls = _PinningHTTPSConnection
+
+
+class _PinningHTTPSConnectionPool(_UnwrapRefusalsMixin, _AdapterHTTPSConnectionPool):
+    pass
 
 
 class _PinningManagerMixin:
@@ -403,6 +417,15 @@ class _PinningManagerMixin:
     _pin_enforcer: Enforcer
     _pin_contexts: TLSContexts | None = None
     _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
+    _adapter_pool_class: type[_PinningPoolMixin] = _AdapterHTTPSConnectionPool
+
+    def _serve_adapter(self) -> None:
+        """Use the pools without the unwrapping ``urlopen`` (see _UnwrapRefusalsMixin)."""
+        manager: Any = self
+        manager.pool_classes_by_scheme = {
+            **manager.pool_classes_by_scheme,
+            "https": self._adapter_pool_class,
+        }
 
     def _setup_pinning(
         self,
@@ -556,12 +579,14 @@ def _socks_manager_class() -> Any:
     ):
         pass
 
-    class _PinningSOCKSHTTPSConnectionPool(
-        _UnwrapRefusalsMixin, _PinningPoolMixin, SOCKSHTTPSConnectionPool
-    ):
+    class _AdapterSOCKSHTTPSConnectionPool(_PinningPoolMixin, SOCKSHTTPSConnectionPool):
         ConnectionCls = _PinningSOCKSHTTPSConnection
+
+    class _PinningSOCKSHTTPSConnectionPool(_UnwrapRefusalsMixin, _AdapterSOCKSHTTPSConnectionPool):
+        pass
 
     class _PinningSOCKSProxyManager(_PinningManagerMixin, SOCKSProxyManager):
         _https_pool_class = _PinningSOCKSHTTPSConnectionPool
+        _adapter_pool_class = _AdapterSOCKSHTTPSConnectionPool
 
     return _PinningSOCKSProxyManager
