@@ -13,12 +13,11 @@ from urllib3 import HTTPSConnectionPool
 
 from ._contexts import TLSContexts
 from ._errors import PinMismatchError
-from ._pinset import PinSet
+from ._pinset import PinSet, PinSource
 from ._report import OnFailure, ReportStats
 from ._urllib3 import (
     PinningPoolManager,
     PinningProxyManager,
-    PinSource,
     _PinningPoolMixin,
     socks_proxy_manager,
 )

@@ -25,9 +25,8 @@ import requests
 from requests.adapters import BaseAdapter
 
 from ._adapter import PinningAdapter
-from ._pinset import PinSet
+from ._pinset import PinSet, PinSource
 from ._report import OnFailure
-from ._urllib3 import PinSource
 
 __all__ = ["PinningMountWarning", "PinningSession", "audit_mounts"]
 
@@ -152,7 +151,7 @@ class PinningSession(requests.Session):
 
 def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> str:
     """The name of the first policy setting in which the two adapters differ, or ''."""
-    for name in ("pinset", "report_only", "allow_unpinned", "on_failure", "report_uri"):
+    for name in PinningAdapter._POLICY:
         if getattr(adapter, name) != getattr(reference, name):
             return "pin set" if name == "pinset" else name
     return ""

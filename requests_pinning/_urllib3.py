@@ -37,7 +37,6 @@ from ._report import OnFailure, ReportStats
 from ._verify import Enforcer, PeerChain
 
 __all__ = [
-    "PinSource",
     "PinningPoolManager",
     "PinningProxyManager",
     "peer_chain",
@@ -139,8 +138,7 @@ def peer_chain(sock: object) -> PeerChain:
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, context: ssl.SSLContext) -> PeerChain:
-    # The raw int, without SSLContext.verify_mode's enum conversion (hot path).
-    verified = int(super(ssl.SSLContext, context).verify_mode) != ssl.CERT_NONE
+    verified = context.verify_mode != ssl.CERT_NONE
     native = getattr(tls, "_sslobj", None) or tls
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
