@@ -20,7 +20,9 @@ them identically:
 - the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
   ``check_hostname``), ``SSLKEYLOGFILE``, and the context class urllib3 uses.
 
-Not shared: a context the user passed, contexts under pyOpenSSL (which refuses
+Not shared: a context the user passed, verified connections that name no CA
+(the system's default store can change under a running process), contexts
+under pyOpenSSL (which refuses
 the per-connection writes below once a context is in use; checked at every
 connect, as it may be injected later), a CA directory (OpenSSL reads it lazily
 and caches what it read, so a certificate replaced in place would go unseen),
@@ -119,6 +121,13 @@ class TLSContexts:
         if getattr(conn, "ca_cert_dir", None):
             # OpenSSL reads a hashed directory lazily and caches what it read:
             # a shared context would not see a certificate replaced in place.
+            return False
+        no_ca = not (conn.ca_certs or conn.ca_cert_data)
+        if no_ca and ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE:
+            # The system's default store (SSL_CERT_FILE, SSL_CERT_DIR, their
+            # contents) can change under a running process, and part of it is
+            # a lazily read directory: only urllib3's per-connection load sees
+            # that. (requests always names its bundle, so it still shares.)
             return False
         proxy = getattr(conn, "proxy", None)
         # urllib3 verifies an HTTPS proxy with the connection's own CA

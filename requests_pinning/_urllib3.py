@@ -18,6 +18,7 @@ naming the pool, or the ``PinMismatchError`` itself with ``retries=False``.
 from __future__ import annotations
 
 import functools
+import itertools
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError
+from urllib3.util import ssl_
 from urllib3.util.retry import Retry
 
 from ._contexts import TLSContexts
@@ -76,6 +78,11 @@ class _PinRefused(MaxRetryError):
         host = f"[{error.host}]" if ":" in error.host else error.host
         super().__init__(None, f"https://{host}:{error.port}/", reason=error)  # type: ignore[arg-type]
         self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MaxRetryError pickles as cls(pool, url, reason), not this signature:
+        # a refusal must survive pickling (process pools) and copying.
+        return (_PinRefused, (self.error,))
 
 
 def _der_list(items: object) -> tuple[bytes, ...] | None:
@@ -175,10 +182,18 @@ class _PinningConnectionMixin:
 
     _pin_contexts: TLSContexts | None = None
 
+    _pin_user_context = False
+
     def connect(self) -> None:
         # Per connect, not per object: urllib3 reconnects the same object when
         # a pooled socket dropped, and the new TLS sessions must be checked too.
         self._pin_proxy_checked = False
+        # A context that is not ours (the user's, or urllib3 1.26's kept from
+        # the last connect): see _chain.
+        conn: Any = self
+        self._pin_user_context = conn.ssl_context is not None and not conn.__dict__.get(
+            "_pin_tls_args"
+        )
         if self._pin_contexts is not None:
             self._pin_contexts.attach(self)
         try:
@@ -241,7 +256,31 @@ class _PinningConnectionMixin:
         # pins of every name of the connection still apply to that failure.
         names = self._names(host)
         # Read only if some name has pins: an unpinned host pays nothing for it.
-        enforcer.check(names, port, lambda: _read_chain(conn.sock, "the TLS connection"))
+        enforcer.check(names, port, self._chain)
+
+    def _chain(self) -> PeerChain:
+        conn: Any = self
+        chain = _read_chain(conn.sock, "the TLS connection")
+        if not chain.verified or chain.problem is not None:
+            return chain
+        if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
+            # This connection asked for no validation, whatever its context
+            # says now: only the leaf counts.
+            return PeerChain(
+                checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
+            )
+        if self._pin_user_context and not _links_hold(chain.checked):
+            # A context the user passed may be shared with pools that want no
+            # validation, and urllib3 writes verify_mode into it on every
+            # connect: what it says now need not be what this handshake did.
+            # So the chain's own signatures must hold, leaf to root.
+            return PeerChain(
+                checked=(),
+                verified=False,
+                problem="the verified chain's signatures do not link (its context may have "
+                "been shared with connections that do not validate)",
+            )
+        return chain
 
     _pin_proxy_checked = False  # this connect's proxy session passed _check_proxy_session
 
@@ -322,6 +361,17 @@ class _PinningConnectionMixin:
             *self._asserted_names(),
             tls_server_name(conn.sock),
         ]
+
+
+def _links_hold(chain: tuple[bytes, ...]) -> bool:
+    """Whether each certificate of ``chain`` is signed by the next one (names and signatures)."""
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        for child, issuer in itertools.pairwise(certs):
+            child.verify_directly_issued_by(issuer)
+    except Exception:  # a signature that does not verify, or a certificate it cannot read
+        return False
+    return True
 
 
 def _read_chain(sock: object, what: str) -> PeerChain:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 import trustme
+import urllib3
 
 from requests_pinning import PinningAdapter, PinningPoolManager, PinningSession
 
@@ -198,3 +199,23 @@ def test_sslkeylogfile_is_part_of_the_configuration(
         assert contexts_built(session) == 2
     assert keylog.exists()
     assert os.path.getsize(keylog) > 0
+
+
+def test_the_systems_default_store_is_not_shared(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No CA named: urllib3 loads the default store per connection, which an
+    # operator may change under a running process (SSL_CERT_FILE, its file).
+    store = tmp_path / "store.pem"
+    store.write_bytes(pki.root.cert_pem.bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(store))
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED")
+    url = f"https://localhost:{good.port}/"
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    store.write_bytes(trustme.CA().cert_pem.bytes())  # the root is distrusted
+    if not urllib3.__version__.startswith("1."):  # type: ignore[attr-defined]
+        # (urllib3 1.26 keeps a connection's own context across reconnects.)
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+            http.request("GET", url, headers=CLOSE, retries=False)
+    assert http._pin_contexts is not None
+    assert http._pin_contexts.built == 0

@@ -10,7 +10,10 @@ let a single byte (its connection preface) reach an impostor, on any path.
 
 from __future__ import annotations
 
+import datetime
 import json
+import pickle
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+import trustme
 import urllib3
 from urllib3.exceptions import MaxRetryError
 
@@ -51,6 +55,11 @@ def test_adapter_pool_manager_used_directly(pki: PKI, rogue: TLSServer, good: TL
     with pytest.raises(MaxRetryError) as info:
         pool.urlopen("POST", "/", body=b"secret", retries=False)
     assert isinstance(info.value.reason, PinMismatchError)
+    # It survives pickling (process pools) and copying, as urllib3's errors do.
+    again = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(again, MaxRetryError)
+    assert isinstance(again.reason, PinMismatchError)
+    assert again.reason.host == "localhost"
     with pytest.raises(MaxRetryError) as info:
         manager.request("GET", f"https://localhost:{rogue.port}/")
     assert isinstance(info.value.reason, PinMismatchError)
@@ -360,3 +369,65 @@ def test_pyopenssl_injected_after_a_connection_was_made(pki: PKI, good: TLSServe
     finally:
         http.clear()
         pyopenssl.extract_from_urllib3()
+
+
+class _SharedContextAfterARace(ssl.SSLContext):
+    """A user's context caught mid-race: it handshakes without validation but
+    reports CERT_REQUIRED when asked afterwards, as a context shared with a
+    verify=False pool can when urllib3 writes verify_mode into it per connect."""
+
+    @property  # type: ignore[override]
+    def verify_mode(self) -> ssl.VerifyMode:
+        return ssl.CERT_REQUIRED
+
+    @verify_mode.setter
+    def verify_mode(self, value: ssl.VerifyMode) -> None:
+        super(_SharedContextAfterARace, type(self)).verify_mode.__set__(self, ssl.CERT_NONE)  # type: ignore[attr-defined]
+
+
+def _forged_under(pki: PKI) -> trustme.LeafCert:
+    """A leaf that names the genuine intermediate as its issuer, signed by another key."""
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    intermediate = cx509.load_pem_x509_certificate(pki.intermediate.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        cx509.CertificateBuilder()
+        .subject_name(cx509.Name([cx509.NameAttribute(cx509.NameOID.COMMON_NAME, "forged")]))
+        .issuer_name(intermediate.subject)
+        .public_key(key.public_key())
+        .serial_number(cx509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(cx509.SubjectAlternativeName([cx509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return trustme.LeafCert(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        cert.public_bytes(serialization.Encoding.PEM),
+        [pki.intermediate.cert_pem.bytes()],
+    )
+
+
+def test_a_users_context_that_changed_under_the_handshake_cannot_vouch_for_a_chain(
+    pki: PKI, good: TLSServer
+) -> None:
+    context = _SharedContextAfterARace(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(pki.bundle)
+    pins = {"localhost": [pki.intermediate_pin]}
+    http = PinningPoolManager(pins, ssl_context=context, assert_hostname=False)
+    with TLSServer(_forged_under(pki)) as forged:
+        with pytest.raises(PinMismatchError, match="signatures do not link"):
+            http.request("POST", f"https://localhost:{forged.port}/", body=b"x", retries=False)
+        forged.wait_idle()
+        assert forged.bytes_received == 0
+    # The twin: the genuine chain's signatures link, and its pin matches.
+    assert http.request("GET", f"https://localhost:{good.port}/", retries=False).status == 200
