@@ -209,26 +209,28 @@ def test_a_collector_that_is_down_changes_nothing(pki: PKI, rogue: TLSServer) ->
     assert adapter.report_stats.sent == 0
 
 
+def a_failure(port: int = 1) -> PinFailure:
+    """A failure to report, distinct per port (reports are deduplicated)."""
+    return PinFailure(
+        host="a.example",
+        port=port,
+        pattern="a.example",
+        pinned=("sha256/" + "A" * 43 + "=",),
+        served=(),
+        checked=(),
+        verified=True,
+        report_only=False,
+        date_time=datetime.now(timezone.utc),
+        reason="test",
+    )
+
+
 def test_full_queue_drops_and_counts(collector: Collector) -> None:
     collector.gate.clear()
     reporter = Reporter(queue_size=2)
 
-    def failure(port: int) -> PinFailure:
-        return PinFailure(
-            host="a.example",
-            port=port,
-            pattern="a.example",
-            pinned=("sha256/" + "A" * 43 + "=",),
-            served=(),
-            checked=(),
-            verified=True,
-            report_only=False,
-            date_time=datetime.now(timezone.utc),
-            reason="test",
-        )
-
     for port in range(1, 11):  # distinct ports: no deduplication
-        reporter.submit(failure(port), collector.url)
+        reporter.submit(a_failure(port), collector.url)
     stalled = reporter.snapshot()
     # One report is with the stalled collector, two wait in the queue, the rest are dropped.
     assert stalled.dropped >= 7

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ import requests
 
 from requests_pinning import (
     HostOptions,
-    PinFailure,
     PinMismatchError,
     PinningAdapter,
     PinningPoolManager,
@@ -33,7 +31,7 @@ from requests_pinning._report import Reporter
 from .conftest import PKI
 from .servers import TLSServer
 from .test_adapter import accept, assert_nothing_leaked, refuse
-from .test_deny_and_reports import Collector
+from .test_deny_and_reports import Collector, a_failure
 
 WORKER = "requests-pinning-reporter"
 
@@ -105,21 +103,6 @@ class DripRelay:
                                 client.sendall(data[i : i + 1])
         except OSError:
             pass  # the client gave up: that ends this connection
-
-
-def a_failure(port: int = 1) -> PinFailure:
-    return PinFailure(
-        host="a.example",
-        port=port,
-        pattern="a.example",
-        pinned=("sha256/" + "A" * 43 + "=",),
-        served=(),
-        checked=(),
-        verified=True,
-        report_only=False,
-        date_time=datetime.now(timezone.utc),
-        reason="test",
-    )
 
 
 def workers(before: set[threading.Thread]) -> list[threading.Thread]:
