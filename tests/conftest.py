@@ -19,7 +19,7 @@ import trustme
 
 from requests_pinning import spki_pin
 
-from .servers import ConnectProxy, Socks5Proxy, TLSServer
+from .servers import Collector, ConnectProxy, Socks5Proxy, TLSServer
 
 HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -151,6 +151,13 @@ def _fresh_log_rate_limit() -> Iterator[None]:
     _report._log_seen.clear()
     yield
     _report._log_seen.clear()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """A violation-report collector on loopback (it can be made to stall)."""
+    with Collector() as c:
+        yield c
 
 
 @pytest.fixture

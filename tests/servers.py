@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import select
 import socket
 import ssl
@@ -22,11 +23,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
 import trustme
 
-__all__ = ["ConnectProxy", "Socks5Proxy", "TLSServer"]
+__all__ = ["Collector", "ConnectProxy", "Socks5Proxy", "TLSServer"]
 
 _TIMEOUT = 10.0  # seconds, for every blocking socket operation
 _CHUNK = 65536
@@ -459,3 +461,45 @@ def _pipe(a: socket.socket, b: socket.socket, pending: bytes = b"") -> None:
             if not data:
                 return
             peer[sock].sendall(data)
+
+
+class Collector:
+    """An HTTP server on loopback that records violation reports; it can be made to stall."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrived = threading.Semaphore(0)
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                collector.gate.wait(10)
+                collector.reports.append(body)
+                self.send_response(204)
+                self.end_headers()
+                collector.arrived.release()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pkp"
+        # A short poll interval: shutdown() waits for it, in every test's teardown.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def wait_for(self, count: int) -> None:
+        for _ in range(count):
+            assert self.arrived.acquire(timeout=10), f"fewer than {count} reports arrived"
+
+    def __enter__(self) -> Collector:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import requests
@@ -17,53 +12,8 @@ from requests_pinning import HostOptions, PinFailure, PinMismatchError, PinningA
 from requests_pinning._report import Reporter
 
 from .conftest import PKI
-from .servers import TLSServer
+from .servers import Collector, TLSServer
 from .test_adapter import accept, pinned_session, refuse
-
-
-class Collector:
-    """An HTTP server on loopback that records violation reports; it can be made to stall."""
-
-    def __init__(self) -> None:
-        self.reports: list[dict[str, Any]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.arrived = threading.Semaphore(0)
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(length))
-                collector.gate.wait(10)
-                collector.reports.append(body)
-                self.send_response(204)
-                self.end_headers()
-                collector.arrived.release()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pkp"
-        # A short poll interval: shutdown() waits for it, in every test's teardown.
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def wait_for(self, count: int) -> None:
-        for _ in range(count):
-            assert self.arrived.acquire(timeout=10), f"fewer than {count} reports arrived"
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    c.thread.start()
-    try:
-        yield c
-    finally:
-        c.gate.set()
-        c.server.shutdown()
-        c.server.server_close()
 
 
 def closed_port() -> int:

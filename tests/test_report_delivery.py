@@ -29,23 +29,11 @@ from requests_pinning import (
 from requests_pinning._report import Reporter
 
 from .conftest import PKI
-from .servers import TLSServer
+from .servers import Collector, TLSServer
 from .test_adapter import accept, assert_nothing_leaked, refuse
-from .test_deny_and_reports import Collector, a_failure
+from .test_deny_and_reports import a_failure
 
 WORKER = "requests-pinning-reporter"
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    c.thread.start()
-    try:
-        yield c
-    finally:
-        c.gate.set()
-        c.server.shutdown()
-        c.server.server_close()
 
 
 class DripRelay:
