@@ -6,7 +6,7 @@ store) and kept open; then, with timeit-style loops (garbage collection off
 while timing), the median over rounds of:
 
 * ``peer_chain(sock)``: reading the served and verified chains off the socket;
-* ``Enforcer.check(...)``: deciding, with one pin on the intermediate;
+* ``PinningPolicy.check(...)``: deciding, with one pin on the intermediate;
 * both together, as ``connect()`` runs them: the figure the target is about;
 * both together with the SPKI caches emptied before each call (certificates
   never seen before), less the cost of emptying them;
@@ -27,8 +27,8 @@ from urllib3.connection import HTTPSConnection
 from requests_pinning import PinSet
 from requests_pinning._certs import spki_digest, spki_of_der_cert
 from requests_pinning._pinset import normalize_host
-from requests_pinning._urllib3 import peer_chain
-from requests_pinning._verify import Enforcer, evaluate
+from requests_pinning._tls import peer_chain
+from requests_pinning._verify import PinningPolicy, evaluate
 
 from .pki import HOST, Chain
 
@@ -48,11 +48,12 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
     try:
         conn.connect()
         sock: Any = conn.sock
-        enforcer = Enforcer(PinSet({HOST: [chain.intermediate_pin]}))
+        enforcer = PinningPolicy(PinSet({HOST: [chain.intermediate_pin]}))
         peer = peer_chain(sock)
         if len(peer.checked) != 3 or not peer.verified:
             raise RuntimeError(f"expected a verified chain of 3, got {len(peer.checked)}")
-        enforcer.check([HOST], port, peer)  # raises if the pin does not match
+        if enforcer.check([HOST], port, peer) is not None:
+            raise RuntimeError("the pin does not match")
         tls: Any = sock if hasattr(sock, "get_verified_chain") else sock._sslobj
         entry = enforcer.pinset.match(HOST, port)
 
@@ -68,9 +69,9 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
             enforcer.check([HOST], port, peer_chain(sock))
 
         parts: dict[str, Callable[[], object]] = {
-            "peer_chain + Enforcer.check": both,
+            "peer_chain + PinningPolicy.check": both,
             "peer_chain": lambda: peer_chain(sock),
-            "Enforcer.check": lambda: enforcer.check([HOST], port, peer),
+            "PinningPolicy.check": lambda: enforcer.check([HOST], port, peer),
             "getpeercert(binary_form=True)": lambda: sock.getpeercert(binary_form=True),
             "verified chain as DER (3 certificates)": lambda: [
                 cert.public_bytes(_DER) for cert in tls.get_verified_chain()
@@ -86,7 +87,7 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
             ),
             "spki_digest, cache hit": lambda: spki_digest(peer.checked[1], "sha256"),
             # last in each round: they leave the caches empty
-            "(peer_chain + Enforcer.check after emptying them)": cold,
+            "(peer_chain + PinningPolicy.check after emptying them)": cold,
             "(emptying the SPKI caches)": clear,
         }
         samples: dict[str, list[float]] = {name: [] for name in parts}
@@ -99,7 +100,7 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
         conn.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     cold_net = (
-        medians["(peer_chain + Enforcer.check after emptying them)"]
+        medians["(peer_chain + PinningPolicy.check after emptying them)"]
         - medians["(emptying the SPKI caches)"]
     )
     return {
@@ -107,7 +108,7 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
         "chain_der_bytes": [len(der) for der in peer.checked],
         "number": number,
         "rounds": rounds,
-        "total_us": medians["peer_chain + Enforcer.check"],
+        "total_us": medians["peer_chain + PinningPolicy.check"],
         "cold_total_us": cold_net,
         "median_us": medians,
         "rounds_us": samples,

@@ -11,12 +11,14 @@ import importlib.metadata as _metadata
 
 from ._adapter import PinningAdapter
 from ._certs import cert_fingerprint, spki_pin
-from ._errors import PinConfigError, PinMismatchError
+from ._errors import PinConfigError
+from ._mismatch import PinMismatchError
 from ._pins import Pin
 from ._pinset import HostOptions, HostPins, PinSet, PinSource
 from ._report import PinFailure
 from ._session import PinningMountWarning, PinningSession
 from ._urllib3 import PinningPoolManager, PinningProxyManager
+from ._verify import PinningPolicy
 
 try:
     __version__ = _metadata.version("requests-pinning")
@@ -34,6 +36,7 @@ __all__ = [
     "PinSource",
     "PinningAdapter",
     "PinningMountWarning",
+    "PinningPolicy",
     "PinningPoolManager",
     "PinningProxyManager",
     "PinningSession",

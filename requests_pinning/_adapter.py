@@ -12,7 +12,7 @@ from requests.utils import get_auth_from_url
 from urllib3 import HTTPSConnectionPool
 
 from ._contexts import TLSContexts
-from ._errors import PinMismatchError
+from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure, ReportStats
 from ._urllib3 import (
@@ -21,7 +21,7 @@ from ._urllib3 import (
     _PinningPoolMixin,
     socks_proxy_manager,
 )
-from ._verify import Enforcer
+from ._verify import PinningPolicy, make_policy
 
 __all__ = ["PinningAdapter"]
 
@@ -36,9 +36,11 @@ class PinningAdapter(HTTPAdapter):
         session.get("https://api.example.com/")  # PinMismatchError on a foreign key
 
     ``pins`` is anything :meth:`PinSet.load` accepts: a mapping, the path of a
-    JSON pin file, or a :class:`PinSet`. The check runs after the TLS handshake
-    and before any request byte is sent, directly, through HTTP, HTTPS and
-    SOCKS proxies, and after redirects. A failure raises
+    JSON pin file, or a :class:`PinSet`; or a :class:`PinningPolicy`, which
+    holds the pins and the switches below (then give no switches here).
+    The check runs after the TLS handshake and before any request byte is
+    sent, directly, through HTTP, HTTPS and SOCKS proxies, and after
+    redirects. A failure raises
     :class:`PinMismatchError` after exactly one handshake, whatever
     ``max_retries`` says.
 
@@ -56,12 +58,11 @@ class PinningAdapter(HTTPAdapter):
     pickles with its pins.
     """
 
-    _POLICY = ("pinset", "report_only", "on_failure", "allow_unpinned", "report_uri")
-    __attrs__: list[str] = [*HTTPAdapter.__attrs__, *_POLICY, "share_tls_context"]  # noqa: RUF012
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "policy", "share_tls_context"]  # noqa: RUF012
 
     def __init__(
         self,
-        pins: PinSource,
+        pins: PinSource | PinningPolicy,
         *,
         report_only: bool = False,
         on_failure: OnFailure | None = None,
@@ -70,10 +71,10 @@ class PinningAdapter(HTTPAdapter):
         share_tls_context: bool = True,
         **kwargs: Any,
     ) -> None:
-        # One enforcer per adapter, shared by all of its pool managers, so that
-        # e.g. the expiry warning is logged once per entry per adapter.
-        self._enforcer = Enforcer(
-            PinSet.load(pins),
+        # One policy per adapter (or the one given), shared by all of its
+        # pool managers, so that e.g. the expiry warning is logged once per entry.
+        self._policy = make_policy(
+            pins,
             report_only=report_only,
             on_failure=on_failure,
             allow_unpinned=allow_unpinned,
@@ -85,29 +86,14 @@ class PinningAdapter(HTTPAdapter):
     # The policy is read-only: the pools already hold it, so an assignment
     # after construction would silently change nothing. Make a new adapter.
     @property
+    def policy(self) -> PinningPolicy:
+        """The pins and switches this adapter enforces."""
+        return self._policy
+
+    @property
     def pinset(self) -> PinSet:
-        """The pins this adapter enforces."""
-        return self._enforcer.pinset
-
-    @property
-    def report_only(self) -> bool:
-        """Whether failures are only reported (adapter-wide)."""
-        return self._enforcer.report_only
-
-    @property
-    def on_failure(self) -> OnFailure | None:
-        """The callback that receives every :class:`PinFailure`."""
-        return self._enforcer.on_failure
-
-    @property
-    def allow_unpinned(self) -> bool:
-        """Whether hosts without an entry are allowed."""
-        return self._enforcer.allow_unpinned
-
-    @property
-    def report_uri(self) -> str | None:
-        """Where violation reports go for entries without their own ``report_uri``."""
-        return self._enforcer.report_uri
+        """The pins this adapter enforces (``policy.pinset``)."""
+        return self._policy.pinset
 
     # (the session's adapters mapping, its size when last audited)
     _mounts_audited: tuple[Mapping[str, Any], int] | None = None
@@ -124,10 +110,9 @@ class PinningAdapter(HTTPAdapter):
         audit_mounts(self, session)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # The policy names are Enforcer's own parameter names.
-        self._enforcer = Enforcer(**{name: state[name] for name in self._POLICY})
+        self._policy = state["policy"]
         self._contexts = TLSContexts() if state.get("share_tls_context", True) else None
-        skip = {*self._POLICY, "share_tls_context"}
+        skip = {"policy", "share_tls_context"}
         rest = {key: value for key, value in state.items() if key not in skip}
         super().__setstate__(rest)  # type: ignore[misc]
 
@@ -143,12 +128,12 @@ class PinningAdapter(HTTPAdapter):
         Reports are sent from a background thread; a report that finds the
         queue full is dropped and counted, so operators can see back-pressure.
         """
-        return self._enforcer.reporter.snapshot()
+        return self._policy.report_stats
 
     def close(self) -> None:
         """Close the pools and stop the report worker (after the reports already queued)."""
         super().close()
-        self._enforcer.reporter.close()
+        self._policy.close()
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -157,8 +142,7 @@ class PinningAdapter(HTTPAdapter):
         self._pool_maxsize = maxsize
         self._pool_block = block
         self.poolmanager = PinningPoolManager(
-            self.pinset,
-            _enforcer=self._enforcer,
+            self._policy,
             num_pools=connections,
             maxsize=maxsize,
             block=block,
@@ -172,7 +156,6 @@ class PinningAdapter(HTTPAdapter):
         if proxy in self.proxy_manager:
             return self.proxy_manager[proxy]
         common = {
-            "_enforcer": self._enforcer,
             "num_pools": self._pool_connections,
             "maxsize": self._pool_maxsize,
             "block": self._pool_block,
@@ -182,11 +165,11 @@ class PinningAdapter(HTTPAdapter):
         if proxy.lower().startswith("socks"):
             username, password = get_auth_from_url(proxy)
             manager = socks_proxy_manager(
-                self.pinset, proxy, username=username, password=password, **common
+                self._policy, proxy, username=username, password=password, **common
             )
         else:
             manager = PinningProxyManager(
-                self.pinset, proxy, proxy_headers=self.proxy_headers(proxy), **common
+                self._policy, proxy, proxy_headers=self.proxy_headers(proxy), **common
             )
         manager._pin_contexts = self._contexts
         manager._serve_adapter()

@@ -38,7 +38,7 @@ from ._certs import (
 from ._cli_errors import EXIT_FAILED, PROG, UserError
 from ._errors import PinConfigError
 from ._pinset import _parse_pattern
-from ._urllib3 import peer_chain
+from ._tls import peer_chain
 from ._verify import PeerChain
 
 __all__ = [

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ._adapter import PinningAdapter
 from ._certs import spki_pin
-from ._errors import PinMismatchError
+from ._mismatch import PinMismatchError
 
 _HOST = "localhost"
 _Key = ec.EllipticCurvePrivateKey

@@ -1,4 +1,4 @@
-"""The exceptions requests-pinning raises.
+"""The exceptions requests-pinning raises, and what every face's pin error carries.
 
 ::
 
@@ -9,21 +9,29 @@
      └── requests.exceptions.RequestException
           └── requests.exceptions.ConnectionError
                └── requests.exceptions.SSLError
-                    └── PinMismatchError    (also a urllib3.exceptions.SSLError)
+                    └── PinMismatchError            the requests and urllib3 faces
+                                                    (also a urllib3.exceptions.SSLError)
+    Exception
+     └── httpx.TransportError
+          └── httpx.NetworkError
+               └── httpx.ConnectError
+                    └── requests_pinning.httpx.PinMismatchError     the httpx face
 
-``PinMismatchError`` is both a requests and a urllib3 ``SSLError``, so code that
-already handles certificate failures from either library keeps handling it.
+The decision returns a :class:`PinFailure` and raises nothing; each face turns
+it into the error its callers already handle for a TLS failure, with the same
+fields and message (:class:`MismatchFields`), in one place per face. This
+module imports no HTTP client: the client-specific classes live with their faces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests.exceptions
-import urllib3.exceptions
+if TYPE_CHECKING:
+    from ._report import PinFailure
 
-__all__ = ["PinConfigError", "PinMismatchError"]
+__all__ = ["MismatchFields", "PinConfigError"]
 
 
 class PinConfigError(ValueError):
@@ -58,11 +66,8 @@ def safe_repr(value: object) -> str:
         return f"<{type(value).__name__} that cannot be shown>"
 
 
-class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
-    """The server's certificate chain did not satisfy the pins for its host.
-
-    Raised before a single byte of the request was sent; the connection was
-    closed and never pooled.
+class MismatchFields:
+    """The fields of a pin failure, as every face's error carries them.
 
     Attributes:
         host: the name whose pins failed, normalised: the origin's (as the URL
@@ -81,9 +86,19 @@ class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError
         reason: one line saying why the check failed.
     """
 
-    def __init__(
+    host: str
+    port: int
+    pattern: str | None
+    pinned: list[str]
+    denied: list[str]
+    served: list[str]
+    checked: list[str]
+    checked_chain: list[bytes]
+    verified: bool
+    reason: str
+
+    def _set_fields(
         self,
-        message: str,
         *,
         host: str,
         port: int,
@@ -95,10 +110,7 @@ class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError
         checked_chain: Sequence[bytes] = (),
         verified: bool = False,
         reason: str = "",
-        **kwargs: Any,
     ) -> None:
-        # requests' RequestException takes request= and response=; keep them working.
-        super().__init__(message, **kwargs)
         self.host = host
         self.port = port
         self.pattern = pattern
@@ -110,12 +122,9 @@ class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError
         self.verified = verified
         self.reason = reason
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # OSError's default pickling would lose the keyword-only fields.
-        fields = {
+    def _fields(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild these fields (for pickling)."""
+        return {
             "host": self.host,
             "port": self.port,
             "pattern": self.pattern,
@@ -127,8 +136,19 @@ class PinMismatchError(requests.exceptions.SSLError, urllib3.exceptions.SSLError
             "verified": self.verified,
             "reason": self.reason,
         }
-        return (_rebuild_mismatch, (str(self), fields))
 
 
-def _rebuild_mismatch(message: str, fields: dict[str, Any]) -> PinMismatchError:
-    return PinMismatchError(message, **fields)
+def failure_fields(failure: PinFailure) -> dict[str, Any]:
+    """The error fields of ``failure``: what each face passes to its error class."""
+    return {
+        "host": failure.host,
+        "port": failure.port,
+        "pattern": failure.pattern,
+        "pinned": failure.pinned,
+        "denied": failure.denied,
+        "served": failure.served,
+        "checked": failure.checked,
+        "checked_chain": failure.checked_chain,
+        "verified": failure.verified,
+        "reason": failure.reason,
+    }

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import logging
-import os
-import socket
 import textwrap
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import requests.utils
-import urllib3
-from urllib3.connection import HTTPConnection
-
+from ._certs import describe_name, sha256_pin
 from ._pinset import PinSet, normalize_host
+
+if TYPE_CHECKING:
+    from ._report_post import Poster
 
 __all__ = ["LOG_SECONDS", "OnFailure", "PinFailure", "ReportStats", "Reporter", "log_gate"]
 
@@ -69,6 +69,14 @@ class PinFailure:
     expires: datetime | None = None
     report_uri: str | None = None
 
+    @functools.cached_property
+    def message(self) -> str:
+        """The error text people copy from: the chain checked and the pins configured.
+
+        The message of every face's error for this failure, and of its log line.
+        """
+        return format_message(self)
+
     def to_report(self) -> dict[str, Any]:
         """The failure as an RFC 7469 section 3 violation report (JSON-serialisable).
 
@@ -88,6 +96,48 @@ class PinFailure:
             ),
             "known-pins": [_known_pin(pin) for pin in self.pinned],
         }
+
+
+def format_message(failure: PinFailure) -> str:
+    """The error text people copy from: the chain checked and the pins configured."""
+    state = "verified" if failure.verified else "NOT verified: CA validation is off"
+    lines = [
+        f"Certificate pinning failure for {_hostport(failure.host, failure.port)}: {failure.reason}"
+    ]
+    if failure.checked_chain:
+        lines.append(f"  Chain checked ({state}):")
+        for pin, der in zip(failure.checked, failure.checked_chain, strict=True):
+            lines.append(f"    {pin}  {describe_name(der)}")
+    extra = failure.served_chain[len(failure.checked_chain) :] if not failure.verified else ()
+    if extra:
+        lines.append("  Also presented by the server (not trusted without CA validation):")
+        for pin, der in zip(pins_of(extra), extra, strict=True):
+            lines.append(f"    {pin}  {describe_name(der)}")
+    if failure.pattern is None:
+        lines.append(f"  No pins are configured for {failure.host}.")
+    else:
+        lines.append(f'  Pinned for {failure.host} (entry "{failure.pattern}"):')
+        lines.extend(f"    {pin}" for pin in failure.pinned)
+        if not failure.pinned:
+            lines.append("    (none: the entry has deny pins only)")
+        if failure.denied:
+            lines.append("  Denied:")
+            lines.extend(f"    {pin}" for pin in failure.denied)
+    return "\n".join(lines)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def pins_of(chain: Sequence[bytes]) -> tuple[str, ...]:
+    pins = []
+    for der in chain:
+        try:
+            pins.append(sha256_pin(der))
+        except Exception:  # a failure message must be built whatever the certificate
+            pins.append("(unparseable certificate)")
+    return tuple(pins)
 
 
 #: The type of ``on_failure`` callbacks.
@@ -217,12 +267,11 @@ class Reporter:
         self._running = False  # a worker is draining _pending
         self._threads: list[threading.Thread] = []  # started and not yet joined
         self._stop_at: float | None = None  # while close() waits: its own deadline
-        self._http: urllib3.PoolManager | None = None
+        self._poster: Poster | None = None
 
     def submit(self, failure: PinFailure, uri: str) -> None:
         """Queue the report for ``failure`` to ``uri``; returns at once."""
-        target = urllib3.util.parse_url(uri).host or ""
-        if normalize_host(target.strip("[]")) == failure.host:
+        if report_host(uri) == failure.host:
             # Reporting to the host that just failed would hand the report
             # (and a loop of failures) to the impostor; HPKP forbids it.
             log.warning("not sending a pin violation report for %s to itself", failure.host)
@@ -318,91 +367,22 @@ class Reporter:
                 self._count("failed")
 
     def _post(self, uri: str, body: bytes, deadline: float) -> int:
-        """POST ``body`` to ``uri`` before ``deadline``; return the response status."""
+        # Delivery is the one part of reporting that speaks HTTP. It goes
+        # through urllib3 (a base dependency) in _report_post, imported on the
+        # first report so that the decision itself imports no HTTP client.
+        from ._report_post import Poster
 
-        def time_left(share: float = 1.0) -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no answer before the deadline")
-            return left * share
-
-        url = urllib3.util.parse_url(uri)
-        if url.scheme == "http" and self._pins.match(url.host or "", url.port or 80) is not None:
-            # The collector's host is pinned, and a cleartext report cannot honour that.
-            raise ConnectionRefusedError(f"{url.host} is pinned; not sending it a report over http")
-        pool = self._pool_manager().connection_from_url(uri)
-        # A connection of our own, never returned to the pool: urllib3's
-        # response parsing applies its timeouts to each read, so a collector
-        # dripping one byte at a time would hold the worker for ever. Here
-        # every step gets only what is left of one deadline.
-        conn = cast(HTTPConnection, pool._new_conn())
-        try:
-            # create_connection() and CPython's TLS handshake each take the
-            # socket timeout as their total duration: half the deadline each.
-            conn.timeout = time_left(0.5)
-            conn.connect()  # the collector's pins are checked here
-            conn.timeout = time_left()  # for the send (urllib3 2.x)
-            if conn.sock is not None:  # for the send (urllib3 1.26); sendall() counts it in total
-                conn.sock.settimeout(conn.timeout)
-            conn.request(
-                "POST",
-                url.request_uri,
-                body=body,
-                headers={"Content-Type": "application/json", "Connection": "close"},
-            )
-            return _read_status(conn.sock, time_left)
-        finally:
-            conn.close()
-
-    def _pool_manager(self) -> urllib3.PoolManager:
         with self._lock:
-            if self._http is None:
-                # Imported here because _urllib3 imports this module (through
-                # _verify). Its pools are what make a report honour the pins of
-                # the collector's host: the same check as any request, with CA
-                # validation on, every entry enforced and none reporting.
-                from ._urllib3 import PinningPoolManager
-
-                ca_bundle = (
-                    os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
-                )
-                self._http = PinningPoolManager(
-                    _enforced(self._pins),
-                    allow_unpinned=self._allow_unpinned,
-                    cert_reqs="CERT_REQUIRED",
-                    ca_certs=ca_bundle,
-                    retries=False,
-                )
-            return self._http
+            if self._poster is None:
+                self._poster = Poster(self._pins, allow_unpinned=self._allow_unpinned)
+            poster = self._poster
+        return poster.post(uri, body, deadline)
 
 
-def _enforced(pins: PinSet) -> PinSet:
-    """``pins`` with every entry enforced and none reporting, for the collectors' connections.
-
-    A report-only collector entry must still keep reports from an impostor,
-    and a report that fails must not cause another report (no loops).
-    """
-    config = pins.to_dict()
-    for value in config.values():
-        value.pop("report_only", None)
-        value.pop("report_uri", None)
-    return PinSet(config)
-
-
-def _read_status(sock: socket.socket | None, time_left: Callable[[], float]) -> int:
-    """Read the status line of an HTTP response, giving up when ``time_left`` runs out."""
-    if sock is None:
-        raise ConnectionError("the connection to the collector is closed")
-    head = b""
-    while b"\n" not in head:
-        if len(head) > 8192:
-            raise ValueError("the collector's answer has no status line")
-        sock.settimeout(time_left())
-        chunk = sock.recv(1024)
-        if not chunk:
-            raise ConnectionError("the collector closed the connection without answering")
-        head += chunk
-    parts = head.split(b"\n", 1)[0].split()
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise ValueError(f"the collector's answer is not HTTP: {head[:80]!r}")
-    return int(parts[1])
+def report_host(uri: str) -> str:
+    """The collector's host in ``uri``, normalised as pinned hosts are ("" if it has none)."""
+    try:
+        host = urlsplit(uri).hostname or ""
+        return normalize_host(host) if host else ""
+    except ValueError:  # not a URL the delivery could use either
+        return ""

@@ -27,6 +27,7 @@ from requests.adapters import BaseAdapter
 from ._adapter import PinningAdapter
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure
+from ._verify import PinningPolicy
 
 __all__ = ["PinningMountWarning", "PinningSession", "audit_mounts"]
 
@@ -73,7 +74,8 @@ class PinningSession(requests.Session):
     pinning one is found for an http(s) URL anyway (say ``session.adapters``
     was edited directly), the request is refused with ``ValueError``.
 
-    ``pins`` and the keyword arguments are those of :class:`PinningAdapter`.
+    ``pins`` and the keyword arguments are those of :class:`PinningAdapter`
+    (``pins`` may be a :class:`PinningPolicy`).
     """
 
     __attrs__: list[str] = [*requests.Session.__attrs__, "pinning_adapter", "_approved"]  # noqa: RUF012
@@ -81,7 +83,7 @@ class PinningSession(requests.Session):
 
     def __init__(
         self,
-        pins: PinSource,
+        pins: PinSource | PinningPolicy,
         *,
         report_only: bool = False,
         on_failure: OnFailure | None = None,
@@ -151,10 +153,7 @@ class PinningSession(requests.Session):
 
 def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> str:
     """The name of the first policy setting in which the two adapters differ, or ''."""
-    for name in PinningAdapter._POLICY:
-        if getattr(adapter, name) != getattr(reference, name):
-            return "pin set" if name == "pinset" else name
-    return ""
+    return adapter.policy.difference(reference.policy)
 
 
 def audit_mounts(adapter: PinningAdapter, session: object) -> None:

@@ -18,13 +18,10 @@ naming the pool, or the ``PinMismatchError`` itself with ``retries=False``.
 from __future__ import annotations
 
 import functools
-import itertools
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
@@ -33,20 +30,17 @@ from urllib3.util import ssl_
 from urllib3.util.retry import Retry
 
 from ._contexts import TLSContexts
-from ._errors import PinMismatchError
+from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
-from ._verify import Enforcer, PeerChain
+from ._tls import links_hold, read_chain, tls_server_name
+from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = [
     "PinningPoolManager",
     "PinningProxyManager",
-    "peer_chain",
     "socks_proxy_manager",
 ]
-
-# _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
-_ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
 
 
 def _base_https_connection() -> type[HTTPSConnection]:
@@ -85,99 +79,10 @@ class _PinRefused(MaxRetryError):
         return (_PinRefused, (self.error,))
 
 
-def _der_list(items: object) -> tuple[bytes, ...] | None:
-    """Certificates as DER, from whatever a TLS object returned (bytes, _ssl or pyOpenSSL)."""
-    if not items:
-        return None
-    try:  # the common case, a list of _ssl.Certificate: one comprehension (hot path)
-        return tuple([item.public_bytes(_ENCODING_DER) for item in items])  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        pass
-    result = []
-    for item in items:  # type: ignore[attr-defined]
-        if isinstance(item, bytes | bytearray):
-            result.append(bytes(item))
-        elif isinstance(item, x509.Certificate):
-            result.append(item.public_bytes(Encoding.DER))
-        elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
-            # Dumped by OpenSSL itself, not through cryptography, which refuses
-            # certificates OpenSSL accepted (a version 4, a non-DER length).
-            from OpenSSL import crypto
-
-            result.append(crypto.dump_certificate(crypto.FILETYPE_ASN1, item))
-        else:
-            return None
-    return tuple(result)
-
-
-def _call(obj: object, name: str) -> tuple[bytes, ...] | None:
-    method = getattr(obj, name, None)
-    return None if method is None else _der_list(method())
-
-
-def peer_chain(sock: object) -> PeerChain:
-    """Read the verified chain (or the leaf) and the verify mode off a TLS socket.
-
-    Handles ``ssl.SSLSocket``, urllib3's ``SSLTransport`` (TLS inside TLS,
-    through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. The
-    verified chain comes from ``get_verified_chain()`` of the native ``_ssl``
-    object (public on the socket only from Python 3.13, on ``_sslobj`` from
-    3.10). The served chain is read only when needed. Raises ``ValueError``
-    when nothing can be read, which the caller turns into a refusal: a
-    connection that cannot be checked is never waved through.
-    """
-    if isinstance(sock, ssl.SSLSocket):
-        return _stdlib_chain(sock, sock.context)
-    tls = getattr(sock, "sslobj", None)
-    if isinstance(tls, ssl.SSLObject):  # urllib3's SSLTransport
-        return _stdlib_chain(tls, tls.context)
-    connection = getattr(sock, "connection", None)
-    if connection is not None and hasattr(connection, "get_verified_chain"):  # pyOpenSSL
-        verified = connection.get_context().get_verify_mode() != 0
-        peer = connection.get_peer_certificate()
-        return _assemble(
-            leaf=lambda: (_der_list([peer]) or (None,))[0] if peer is not None else None,
-            served=lambda: _call(connection, "get_peer_cert_chain"),
-            verified_chain=_call(connection, "get_verified_chain") if verified else None,
-            verified=verified,
-        )
-    raise ValueError(f"cannot read certificates from a {type(sock).__name__}")
-
-
-def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, context: ssl.SSLContext) -> PeerChain:
-    verified = context.verify_mode != ssl.CERT_NONE
-    native = getattr(tls, "_sslobj", None) or tls
-    return _assemble(
-        leaf=lambda: tls.getpeercert(binary_form=True),
-        served=lambda: _call(native, "get_unverified_chain"),
-        # With validation off, get_verified_chain() returns the *unverified*
-        # chain: only the leaf proves anything, so it is not even read.
-        verified_chain=_call(native, "get_verified_chain") if verified else None,
-        verified=verified,
-    )
-
-
-def _assemble(
-    *,
-    leaf: Callable[[], bytes | None],
-    served: Callable[[], tuple[bytes, ...] | None],
-    verified_chain: tuple[bytes, ...] | None,
-    verified: bool,
-) -> PeerChain:
-    if verified_chain:
-        return PeerChain(checked=verified_chain, verified=verified, load_served=served)
-    # With validation on but no verified chain to be had, the leaf is still
-    # checked: intermediate and root pins then fail, closed.
-    der = leaf() or (served() or (None,))[0]
-    if der is None:
-        raise ValueError("the TLS connection has no peer certificate")
-    return PeerChain(checked=(der,), verified=verified, load_served=served)
-
-
 class _PinningConnectionMixin:
     """Checks pins at the end of ``connect()``. Used only through the pools below."""
 
-    _pin_enforcer: Enforcer | None = None
+    _pin_policy: PinningPolicy | None = None
     _pin_origin: tuple[str, int] | None = None
 
     _pin_contexts: TLSContexts | None = None
@@ -210,9 +115,9 @@ class _PinningConnectionMixin:
             raise
 
     def _check_pins(self) -> None:
-        enforcer, origin = self._pin_enforcer, self._pin_origin
+        policy, origin = self._pin_policy, self._pin_origin
         conn: Any = self
-        if enforcer is None or origin is None:
+        if policy is None or origin is None:
             # Fail closed: this class only exists to check pins.
             raise PinMismatchError(
                 "Certificate pinning failure: the connection has no pin policy attached",
@@ -239,7 +144,7 @@ class _PinningConnectionMixin:
             if not self._pin_proxy_checked:
                 # urllib3 1.26 validates this session as assert_hostname or
                 # server_hostname: their pins apply to it too.
-                self._check_proxy_session(enforcer, conn.sock, conn.host, asserted)
+                self._check_proxy_session(policy, conn.sock, conn.host, asserted)
             chain = PeerChain(
                 served=(),
                 checked=(),
@@ -250,17 +155,17 @@ class _PinningConnectionMixin:
                     "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
                 ),
             )
-            enforcer.check([host, *asserted], port, chain)
+            _enforce(policy, [host, *asserted], port, chain)
             return
         # The names first, and apart: however reading the chain fails, the
         # pins of every name of the connection still apply to that failure.
         names = self._names(host)
         # Read only if some name has pins: an unpinned host pays nothing for it.
-        enforcer.check(names, port, self._chain)
+        _enforce(policy, names, port, self._chain)
 
     def _chain(self) -> PeerChain:
         conn: Any = self
-        chain = _read_chain(conn.sock, "the TLS connection")
+        chain = read_chain(conn.sock, "the TLS connection")
         if not chain.verified or chain.problem is not None:
             return chain
         if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
@@ -269,7 +174,7 @@ class _PinningConnectionMixin:
             return PeerChain(
                 checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
             )
-        if self._pin_user_context and not _links_hold(chain.checked):
+        if self._pin_user_context and not links_hold(chain.checked):
             # A context the user passed may be shared with pools that want no
             # validation, and urllib3 writes verify_mode into it on every
             # connect: what it says now need not be what this handshake did.
@@ -302,17 +207,17 @@ class _PinningConnectionMixin:
         its pins match, any more than a request as an origin.
         """
         wrapped = super()._connect_tls_proxy(hostname, sock)  # type: ignore[misc]
-        enforcer = self._pin_enforcer
-        if enforcer is not None:  # without one, _check_pins refuses anyway
+        policy = self._pin_policy
+        if policy is not None:  # without one, _check_pins refuses anyway
             try:
-                self._check_proxy_session(enforcer, wrapped, hostname)
+                self._check_proxy_session(policy, wrapped, hostname)
             except BaseException:
                 wrapped.close()
                 raise
         return wrapped
 
     def _check_proxy_session(
-        self, enforcer: Enforcer, sock: Any, hostname: str, extra: Sequence[str | None] = ()
+        self, policy: PinningPolicy, sock: Any, hostname: str, extra: Sequence[str | None] = ()
     ) -> None:
         conn: Any = self
         proxy_config = getattr(conn, "proxy_config", None)
@@ -327,7 +232,8 @@ class _PinningConnectionMixin:
             tls_server_name(sock),
             *extra,
         ]
-        enforcer.check(names, int(conn.port or 443), _read_chain(sock, "the proxy's TLS session"))
+        chain = read_chain(sock, "the proxy's TLS session")
+        _enforce(policy, names, int(conn.port or 443), chain)
         self._pin_proxy_checked = True
 
     def _talks_to_proxy(self, host: str, port: int) -> bool:
@@ -352,7 +258,7 @@ class _PinningConnectionMixin:
         given), and ``ssl`` encodes it once more (IDNA 2003). Instead of
         re-deriving that and hoping to agree, the check takes the names at
         every stage, including the one the TLS object itself recorded, and
-        the enforcer applies the pins of all of them (see ``Enforcer.check``).
+        the policy applies the pins of all of them (see ``PinningPolicy.check``).
         """
         conn: Any = self
         return [
@@ -363,46 +269,16 @@ class _PinningConnectionMixin:
         ]
 
 
-def _links_hold(chain: tuple[bytes, ...]) -> bool:
-    """Whether each certificate of ``chain`` is signed by the next one (names and signatures)."""
-    try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
-        for child, issuer in itertools.pairwise(certs):
-            child.verify_directly_issued_by(issuer)
-    except Exception:  # a signature that does not verify, or a certificate it cannot read
-        return False
-    return True
-
-
-def _read_chain(sock: object, what: str) -> PeerChain:
-    """``peer_chain(sock)``, or a chain that says why it could not be read (fails closed)."""
-    try:
-        return peer_chain(sock)
-    except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
-        problem = f"{what} could not be read ({type(exc).__name__}: {exc})"
-        return PeerChain(checked=(), verified=False, problem=problem)
-
-
-def tls_server_name(sock: object) -> str | None:
-    """The server name a TLS socket was started with (what ``ssl`` validated), if any.
-
-    ``ssl.SSLSocket`` and ``ssl.SSLObject`` record it after IDNA encoding;
-    urllib3's ``SSLTransport`` wraps an ``SSLObject``; pyOpenSSL keeps the SNI.
-    """
-    try:
-        name = getattr(sock, "server_hostname", None)
-        if name is None:
-            name = getattr(getattr(sock, "sslobj", None), "server_hostname", None)
-        if name is None:
-            connection = getattr(sock, "connection", None)
-            get_servername = getattr(connection, "get_servername", None)
-            if get_servername is not None:
-                name = get_servername()
-    except Exception:  # the other names of the connection still apply
-        return None
-    if isinstance(name, bytes):
-        return name.decode("ascii", "replace")
-    return name if isinstance(name, str) else None
+def _enforce(
+    policy: PinningPolicy,
+    names: list[str | None],
+    port: int,
+    chain: PeerChain | Callable[[], PeerChain],
+) -> None:
+    """The urllib3 face's one translation: the policy's failure, as ``PinMismatchError``."""
+    failure = policy.check(names, port, chain)
+    if failure is not None:
+        raise PinMismatchError.from_failure(failure)
 
 
 class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection()):  # type: ignore[misc]
@@ -410,15 +286,15 @@ class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection())
 
 
 class _PinningPoolMixin:
-    """Attaches the enforcer and the origin to each new connection."""
+    """Attaches the policy and the origin to each new connection."""
 
-    _pin_enforcer: Enforcer | None = None
+    _pin_policy: PinningPolicy | None = None
     _pin_contexts: TLSContexts | None = None
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
         pool: Any = self
-        conn._pin_enforcer = self._pin_enforcer
+        conn._pin_policy = self._pin_policy
         conn._pin_origin = (pool.host, int(pool.port or 443))
         conn._pin_contexts = self._pin_contexts
         return conn
@@ -459,10 +335,10 @@ class _PinningHTTPSConnectionPool(_UnwrapRefusalsMixin, _AdapterHTTPSConnectionP
 
 
 class _PinningManagerMixin:
-    """Swaps in pinning HTTPS pools and hands them the enforcer."""
+    """Swaps in pinning HTTPS pools and hands them the policy."""
 
     pinset: PinSet
-    _pin_enforcer: Enforcer
+    _pin_policy: PinningPolicy
     _pin_contexts: TLSContexts | None = None
     _https_pool_class: type[_PinningPoolMixin] = _PinningHTTPSConnectionPool
     _adapter_pool_class: type[_PinningPoolMixin] = _AdapterHTTPSConnectionPool
@@ -475,25 +351,10 @@ class _PinningManagerMixin:
             "https": self._adapter_pool_class,
         }
 
-    def _setup_pinning(
-        self,
-        pins: PinSource,
-        report_only: bool,
-        on_failure: OnFailure | None,
-        allow_unpinned: bool,
-        enforcer: Enforcer | None,
-        report_uri: str | None = None,
-    ) -> None:
-        if enforcer is None:
-            enforcer = Enforcer(
-                PinSet.load(pins),
-                report_only=report_only,
-                on_failure=on_failure,
-                allow_unpinned=allow_unpinned,
-                report_uri=report_uri,
-            )
-        self._pin_enforcer = enforcer
-        self.pinset = enforcer.pinset
+    def _setup_pinning(self, policy: PinningPolicy, share_tls_context: bool) -> None:
+        self._pin_policy = policy
+        self.pinset = policy.pinset
+        self._pin_contexts = TLSContexts() if share_tls_context else None
         manager: Any = self
         manager.pool_classes_by_scheme = {
             **manager.pool_classes_by_scheme,
@@ -503,7 +364,7 @@ class _PinningManagerMixin:
     @property
     def report_stats(self) -> ReportStats:
         """Counters of violation reports: sent, deduplicated, dropped, failed."""
-        return self._pin_enforcer.reporter.snapshot()
+        return self._pin_policy.report_stats
 
     def clear(self) -> None:
         """Close the pools, and stop the report worker after the reports already queued.
@@ -511,14 +372,14 @@ class _PinningManagerMixin:
         Also what leaving a ``with`` block does. A later report starts a new worker.
         """
         super().clear()  # type: ignore[misc]
-        self._pin_enforcer.reporter.close()
+        self._pin_policy.close()
 
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
     ) -> Any:
         pool = super()._new_pool(scheme, host, port, request_context)  # type: ignore[misc]
         if isinstance(pool, _PinningPoolMixin):
-            pool._pin_enforcer = self._pin_enforcer
+            pool._pin_policy = self._pin_policy
             pool._pin_contexts = self._pin_contexts
         elif isinstance(pool, HTTPSConnectionPool):
             # Fail closed: something replaced our pool classes.
@@ -535,25 +396,31 @@ class PinningPoolManager(_PinningManagerMixin, PoolManager):
     as its ``reason`` (or the error itself with ``retries=False``), after
     exactly one handshake and before any request byte is sent.
 
+    ``pins`` may also be a :class:`PinningPolicy` (then without the switches);
     ``report_only``, ``on_failure``, ``allow_unpinned`` and ``report_uri`` work
-    as in :class:`PinningAdapter`; report counters are in :attr:`report_stats`.
+    as there. Report counters are in :attr:`report_stats`.
     """
 
     def __init__(
         self,
-        pins: PinSource,
+        pins: PinSource | PinningPolicy,
         *,
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         share_tls_context: bool = True,
-        _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
+        policy = make_policy(
+            pins,
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
+        )
         super().__init__(**kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
-        self._pin_contexts = TLSContexts() if share_tls_context else None
+        self._setup_pinning(policy, share_tls_context)
 
 
 class PinningProxyManager(_PinningManagerMixin, ProxyManager):
@@ -567,7 +434,7 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
 
     def __init__(
         self,
-        pins: PinSource,
+        pins: PinSource | PinningPolicy,
         proxy_url: str,
         *,
         report_only: bool = False,
@@ -575,16 +442,21 @@ class PinningProxyManager(_PinningManagerMixin, ProxyManager):
         allow_unpinned: bool = True,
         report_uri: str | None = None,
         share_tls_context: bool = True,
-        _enforcer: Enforcer | None = None,
         **kwargs: Any,
     ) -> None:
+        policy = make_policy(
+            pins,
+            report_only=report_only,
+            on_failure=on_failure,
+            allow_unpinned=allow_unpinned,
+            report_uri=report_uri,
+        )
         super().__init__(proxy_url, **kwargs)
-        self._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
-        self._pin_contexts = TLSContexts() if share_tls_context else None
+        self._setup_pinning(policy, share_tls_context)
 
 
 def socks_proxy_manager(
-    pins: PinSource,
+    pins: PinSource | PinningPolicy,
     proxy_url: str,
     *,
     report_only: bool = False,
@@ -592,7 +464,6 @@ def socks_proxy_manager(
     allow_unpinned: bool = True,
     report_uri: str | None = None,
     share_tls_context: bool = True,
-    _enforcer: Enforcer | None = None,
     **kwargs: Any,
 ) -> PoolManager:
     """A pinning ``urllib3.contrib.socks.SOCKSProxyManager`` (needs PySocks).
@@ -600,9 +471,15 @@ def socks_proxy_manager(
     The TLS session runs end to end through the SOCKS tunnel, so the origin's
     certificate is checked as without a proxy.
     """
+    policy = make_policy(
+        pins,
+        report_only=report_only,
+        on_failure=on_failure,
+        allow_unpinned=allow_unpinned,
+        report_uri=report_uri,
+    )
     manager: Any = _socks_manager_class()(proxy_url, **kwargs)
-    manager._setup_pinning(pins, report_only, on_failure, allow_unpinned, _enforcer, report_uri)
-    manager._pin_contexts = TLSContexts() if share_tls_context else None
+    manager._setup_pinning(policy, share_tls_context)
     result: PoolManager = manager
     return result
 

@@ -1,8 +1,12 @@
-"""The decision: (host policy, certificate chain, was it verified?) -> verdict.
+"""The decision: (names, port, certificate chain) -> allowed, or the failure that refuses it.
 
-Nothing here knows about sockets. The socket layer (``_urllib3``) hands over a
-:class:`PeerChain`; :class:`Enforcer` decides, logs, calls ``on_failure`` and
-raises :class:`PinMismatchError` when the connection must not be used.
+Nothing here knows about sockets or HTTP clients: this module imports neither
+requests, urllib3 nor httpx (a test checks it). A face (the urllib3
+connections, httpx's streams) reads a :class:`PeerChain` off its TLS object
+(``_tls``) and asks its :class:`PinningPolicy`, which decides, logs, calls
+``on_failure``, queues reports, and returns the :class:`PinFailure` that must
+refuse the connection, or ``None``. Each face turns that failure into its own
+error type, in one place.
 """
 
 from __future__ import annotations
@@ -10,18 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
 from ._certs import describe_name, sha256_pin
-from ._errors import PinMismatchError
 from ._pins import Pin
-from ._pinset import HostPins, PinSet, check_policy, normalize_host
-from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, log_gate
+from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host
+from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, ReportStats, log_gate, pins_of
 
-__all__ = ["Enforcer", "PeerChain", "Verdict", "evaluate"]
+__all__ = ["PeerChain", "PinningPolicy", "Verdict", "evaluate", "make_policy"]
 
 log = logging.getLogger("requests_pinning")
 
@@ -148,44 +151,137 @@ def evaluate(
     )
 
 
-class Enforcer:
-    """Applies a :class:`PinSet` with the adapter-wide policy switches. Thread-safe."""
+class PinningPolicy:
+    """Pins, and what to do when they fail: the one object every face enforces.
+
+    ::
+
+        policy = PinningPolicy("pins.json", report_uri="https://reports.example/pkp")
+        session = PinningSession(policy)
+        client = httpx.Client(transport=PinningTransport(policy))
+
+    ``pins`` is anything :meth:`PinSet.load` accepts. The switches:
+
+    - ``report_only``: log failures at WARNING and report them to
+      ``on_failure``, but let connections proceed (a rollout stage; fails open
+      on purpose);
+    - ``on_failure``: called with a :class:`PinFailure` for every failed
+      check; exceptions it raises are logged and change nothing;
+    - ``allow_unpinned``: when ``False``, hosts without an entry are refused;
+    - ``report_uri``: where RFC 7469 violation reports go for entries without
+      their own ``report_uri``.
+
+    Every face (:class:`PinningSession`, :class:`PinningAdapter`, the urllib3
+    managers, the httpx transports, :func:`inject_into_urllib3`) takes either
+    pins and these switches, or one policy: faces given the same policy share
+    its expiry warnings, report queue and counters. Thread-safe; read-only
+    after construction (the faces already hold it). Pickles with its pins.
+    """
+
+    #: The switches, by name: what the faces pass through and compare.
+    SWITCHES = ("report_only", "on_failure", "allow_unpinned", "report_uri")
 
     def __init__(
         self,
-        pinset: PinSet,
+        pins: PinSource,
         *,
         report_only: bool = False,
         on_failure: OnFailure | None = None,
         allow_unpinned: bool = True,
         report_uri: str | None = None,
     ) -> None:
-        # Checked here, where every face (adapter, session, pool managers)
-        # builds its enforcer: a wrong type fails at construction, as a wrong
-        # value in a pin file does at load, not at the first pin failure.
+        # Checked here, where every face gets its policy: a wrong type fails
+        # at construction, as a wrong value in a pin file does at load, not at
+        # the first pin failure.
         check_policy(
             report_only=report_only,
             on_failure=on_failure,
             allow_unpinned=allow_unpinned,
             report_uri=report_uri,
         )
-        self.pinset = pinset
-        self.report_only = report_only
-        self.on_failure = on_failure
-        self.allow_unpinned = allow_unpinned
-        self.report_uri = report_uri
+        self._pinset = PinSet.load(pins)
+        self._report_only = report_only
+        self._on_failure = on_failure
+        self._allow_unpinned = allow_unpinned
+        self._report_uri = report_uri
+        self._setup()
+
+    def _setup(self) -> None:
         # Reports honour the same pins: a pinned collector gets them only if it passes.
-        self.reporter = Reporter(pinset, allow_unpinned=allow_unpinned)
+        self._reporter = Reporter(self._pinset, allow_unpinned=self._allow_unpinned)
         self._expired_warned: set[str] = set()
         self._lock = threading.Lock()
+
+    @property
+    def pinset(self) -> PinSet:
+        """The pins."""
+        return self._pinset
+
+    @property
+    def report_only(self) -> bool:
+        """Whether failures are only reported, never enforced (policy-wide)."""
+        return self._report_only
+
+    @property
+    def on_failure(self) -> OnFailure | None:
+        """The callback that receives every :class:`PinFailure`."""
+        return self._on_failure
+
+    @property
+    def allow_unpinned(self) -> bool:
+        """Whether hosts without an entry are allowed."""
+        return self._allow_unpinned
+
+    @property
+    def report_uri(self) -> str | None:
+        """Where violation reports go for entries without their own ``report_uri``."""
+        return self._report_uri
+
+    @property
+    def report_stats(self) -> ReportStats:
+        """Counters of violation reports: ``sent``, ``deduplicated``, ``dropped``, ``failed``."""
+        return self._reporter.snapshot()
+
+    def close(self) -> None:
+        """Stop the report worker after the reports already queued (a later report restarts it)."""
+        self._reporter.close()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PinningPolicy):
+            return NotImplemented
+        return self.difference(other) == ""
+
+    __hash__ = object.__hash__  # equal policies are still distinct report queues
+
+    def difference(self, other: PinningPolicy) -> str:
+        """The name of the first setting in which the two policies differ, or ``''``."""
+        if self._pinset != other._pinset:
+            return "pin set"
+        for name in self.SWITCHES:
+            if getattr(self, name) != getattr(other, name):
+                return name
+        return ""
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"pins": self._pinset, **{name: getattr(self, name) for name in self.SWITCHES}}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        switches = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.SWITCHES)
+        return f"PinningPolicy(<{len(self._pinset)} entries>, {switches})"
 
     def check(
         self,
         names: list[str | None],
         port: int,
         chain: PeerChain | Callable[[], PeerChain],
-    ) -> None:
-        """Raise :class:`PinMismatchError` unless the connection may be used.
+    ) -> PinFailure | None:
+        """Decide a connection: ``None`` if it may be used, else the failure that refuses it.
+
+        The face raises its own error for the failure it gets back (built from
+        it: the fields and the message are the same in every face).
 
         ``names`` are every name the connection is known by: the origin's host
         as the URL spelled it, the host TLS was started with, and the names
@@ -199,8 +295,8 @@ class Enforcer:
 
         Anything that goes wrong while deciding (a certificate the parser
         cannot walk, a name the lookup cannot take) is a failure like any
-        other: raised when enforced, reported and let through in report-only
-        mode, with ``on_failure`` and ``report_uri`` called either way.
+        other: returned when enforced, reported and let through (``None``) in
+        report-only mode, with ``on_failure`` and ``report_uri`` called either way.
 
         ``chain`` may be a function that reads it: then it is read only when
         some name has an entry (or unpinned hosts are refused), so that an
@@ -213,29 +309,32 @@ class Enforcer:
                 if name:
                     hosts[normalize_host(name)] = None
             for host in hosts:
-                entry = self.pinset.match(host, port)
+                entry = self._pinset.match(host, port)
                 if entry is not None:
                     found.setdefault(id(entry), (host, entry))
         except Exception as exc:
             # Fail closed: a name that cannot be looked up might have pins.
             host = next(iter(hosts), "") or str(names[0] if names else "")
             why = f"the host name could not be looked up ({type(exc).__name__}: {exc})"
-            self._fail(host, port, None, _read(chain), Verdict("failed", why))
-            return
+            return self._fail(host, port, None, _read(chain), Verdict("failed", why))
         if not found:
             first = next(iter(hosts), "")
-            if self.allow_unpinned:
+            if self._allow_unpinned:
                 log.debug("no pins configured for %s:%s; connection allowed", first, port)
-                return
-            self._decide(first, port, None, _read(chain))
-            return
+                return None
+            return self._decide(first, port, None, _read(chain))
         checked = _read(chain)
         for host, entry in found.values():
-            self._decide(host, port, entry, checked)
+            failure = self._decide(host, port, entry, checked)
+            if failure is not None:
+                return failure
+        return None
 
-    def _decide(self, host: str, port: int, entry: HostPins | None, chain: PeerChain) -> None:
+    def _decide(
+        self, host: str, port: int, entry: HostPins | None, chain: PeerChain
+    ) -> PinFailure | None:
         try:
-            verdict = evaluate(entry, chain, allow_unpinned=self.allow_unpinned)
+            verdict = evaluate(entry, chain, allow_unpinned=self._allow_unpinned)
         except Exception as exc:
             # A check that cannot decide is a failure, never a pass and never
             # an exception that escapes the documented ones.
@@ -244,24 +343,24 @@ class Enforcer:
         if verdict.status == "matched":
             # The pin is formatted only if DEBUG is on: this is the hot path.
             log.debug("pin check passed for %s:%s: %s matched", host, port, verdict.matched)
-            return
+            return None
         if verdict.status == "unpinned":
             log.debug("no pins configured for %s:%s; connection allowed", host, port)
-            return
+            return None
         if verdict.status == "expired":
             assert entry is not None
             self._warn_expired(entry)
-            return
-        self._fail(host, port, entry, chain, verdict)
+            return None
+        return self._fail(host, port, entry, chain, verdict)
 
     def _fail(
         self, host: str, port: int, entry: HostPins | None, chain: PeerChain, verdict: Verdict
-    ) -> None:
-        report_only = self.report_only or (entry is not None and entry.report_only)
+    ) -> PinFailure | None:
+        report_only = self._report_only or (entry is not None and entry.report_only)
         now = datetime.now(timezone.utc)
-        report_uri = (entry.report_uri if entry else None) or self.report_uri
+        report_uri = (entry.report_uri if entry else None) or self._report_uri
         failure = _failure(host, port, entry, chain, verdict, report_only, now, report_uri)
-        message = format_message(failure)
+        message = failure.message
         # Logged whether enforced or not: an application that catches SSLError
         # broadly must still leave a trace, and report-only mode (fail-open by
         # the user's explicit choice) must say so loudly. Rate-limited per
@@ -280,25 +379,11 @@ class Enforcer:
         self._notify(failure)
         if report_uri is not None:
             try:
-                self.reporter.submit(failure, report_uri)
+                self._reporter.submit(failure, report_uri)
             except Exception:
                 # Reporting is best effort; it never changes the verdict.
                 log.exception("could not queue a pin violation report for %s", host)
-        if report_only:
-            return
-        raise PinMismatchError(
-            message,
-            host=host,
-            port=port,
-            pattern=failure.pattern,
-            pinned=failure.pinned,
-            denied=failure.denied,
-            served=failure.served,
-            checked=failure.checked,
-            checked_chain=failure.checked_chain,
-            verified=failure.verified,
-            reason=failure.reason,
-        )
+        return None if report_only else failure
 
     def _warn_expired(self, entry: HostPins) -> None:
         with self._lock:
@@ -312,10 +397,10 @@ class Enforcer:
             )
 
     def _notify(self, failure: PinFailure) -> None:
-        if self.on_failure is None:
+        if self._on_failure is None:
             return
         try:
-            self.on_failure(failure)
+            self._on_failure(failure)
         except Exception:
             # A broken callback must neither let a bad connection through nor
             # break a report-only one; the verdict stands either way.
@@ -342,8 +427,8 @@ def _failure(
         pattern=entry.pattern if entry else None,
         pinned=tuple(str(pin) for pin in entry.pins) if entry else (),
         denied=tuple(str(pin) for pin in entry.deny) if entry else (),
-        served=_pins_of(chain.served),
-        checked=_pins_of(chain.checked),
+        served=pins_of(chain.served),
+        checked=pins_of(chain.checked),
         verified=chain.verified,
         report_only=report_only,
         date_time=now,
@@ -356,43 +441,38 @@ def _failure(
     )
 
 
-def _pins_of(chain: Sequence[bytes]) -> tuple[str, ...]:
-    pins = []
-    for der in chain:
-        try:
-            pins.append(sha256_pin(der))
-        except Exception:  # a failure message must be built whatever the certificate
-            pins.append("(unparseable certificate)")
-    return tuple(pins)
+def make_policy(
+    pins: PinSource | PinningPolicy,
+    *,
+    report_only: bool = False,
+    on_failure: OnFailure | None = None,
+    allow_unpinned: bool = True,
+    report_uri: str | None = None,
+) -> PinningPolicy:
+    """What every face does with its ``pins`` and switches: one :class:`PinningPolicy`.
 
-
-def format_message(failure: PinFailure) -> str:
-    """The error text people copy from: the chain checked and the pins configured."""
-    state = "verified" if failure.verified else "NOT verified: CA validation is off"
-    lines = [
-        f"Certificate pinning failure for {_hostport(failure.host, failure.port)}: {failure.reason}"
-    ]
-    if failure.checked_chain:
-        lines.append(f"  Chain checked ({state}):")
-        for pin, der in zip(failure.checked, failure.checked_chain, strict=True):
-            lines.append(f"    {pin}  {describe_name(der)}")
-    extra = failure.served_chain[len(failure.checked_chain) :] if not failure.verified else ()
-    if extra:
-        lines.append("  Also presented by the server (not trusted without CA validation):")
-        for pin, der in zip(_pins_of(extra), extra, strict=True):
-            lines.append(f"    {pin}  {describe_name(der)}")
-    if failure.pattern is None:
-        lines.append(f"  No pins are configured for {failure.host}.")
-    else:
-        lines.append(f'  Pinned for {failure.host} (entry "{failure.pattern}"):')
-        lines.extend(f"    {pin}" for pin in failure.pinned)
-        if not failure.pinned:
-            lines.append("    (none: the entry has deny pins only)")
-        if failure.denied:
-            lines.append("  Denied:")
-            lines.extend(f"    {pin}" for pin in failure.denied)
-    return "\n".join(lines)
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    Given a policy, returns it as it is; switches beside it would be a second
+    word on the same question, so any that is not its default is a
+    ``TypeError`` rather than a silent choice between the two.
+    """
+    if isinstance(pins, PinningPolicy):
+        given = {
+            "report_only": report_only is not False,
+            "on_failure": on_failure is not None,
+            "allow_unpinned": allow_unpinned is not True,
+            "report_uri": report_uri is not None,
+        }
+        extra = [name for name, differs in given.items() if differs]
+        if extra:
+            raise TypeError(
+                f"{', '.join(extra)} given beside a PinningPolicy: set "
+                f"{'it' if len(extra) == 1 else 'them'} on the policy instead"
+            )
+        return pins
+    return PinningPolicy(
+        pins,
+        report_only=report_only,
+        on_failure=on_failure,
+        allow_unpinned=allow_unpinned,
+        report_uri=report_uri,
+    )

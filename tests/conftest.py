@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 
-from requests_pinning import spki_pin
+from requests_pinning import PinMismatchError, PinningPolicy, spki_pin
+from requests_pinning._verify import PeerChain
 
 from .servers import Collector, ConnectProxy, Socks5Proxy, TLSServer
 
@@ -178,3 +179,24 @@ def pyopenssl() -> Iterator[None]:
 def pin_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="requests_pinning")
     return caplog
+
+
+class Enforcing:
+    """A :class:`PinningPolicy` used as the urllib3 face uses it: a failure raises.
+
+    For the decision's tests that assert on the raised error (its fields and
+    message); tests of the returned value call ``policy.check`` directly.
+    """
+
+    def __init__(self, pins: object, **options: object) -> None:
+        self.policy = PinningPolicy(pins, **options)  # type: ignore[arg-type]
+
+    def check(
+        self,
+        names: list[str | None],
+        port: int,
+        chain: PeerChain | Callable[[], PeerChain],
+    ) -> None:
+        failure = self.policy.check(names, port, chain)
+        if failure is not None:
+            raise PinMismatchError.from_failure(failure)

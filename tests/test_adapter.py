@@ -477,10 +477,12 @@ def test_other_spellings_of_a_pinned_address_are_pinned_too(
 def test_policy_cannot_be_changed_after_construction(pki: PKI) -> None:
     adapter = PinningAdapter({"localhost": [pki.intermediate_pin]})
     with pytest.raises(AttributeError):
-        adapter.allow_unpinned = False  # type: ignore[misc]
+        adapter.policy.allow_unpinned = False  # type: ignore[misc]
     with pytest.raises(AttributeError):
         adapter.pinset = adapter.pinset  # type: ignore[misc]
-    assert adapter.allow_unpinned is True
+    with pytest.raises(AttributeError):
+        adapter.policy = adapter.policy  # type: ignore[misc]
+    assert adapter.policy.allow_unpinned is True
     assert len(adapter.pinset) == 1
 
 

@@ -17,18 +17,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from requests_pinning import PinFailure, PinMismatchError, PinSet
-from requests_pinning._verify import Enforcer, PeerChain
+from requests_pinning._verify import PeerChain
 
-from .conftest import PKI
+from .conftest import PKI, Enforcing
 
 # A certificate the walker cannot read: a SEQUENCE whose length runs past the end.
 BROKEN = b"\x30\x84\x00\x00\x10\x00" + b"\x00" * 10
 
 
-def enforcer(pki: PKI, **options: object) -> tuple[Enforcer, list[PinFailure]]:
+def enforcer(pki: PKI, **options: object) -> tuple[Enforcing, list[PinFailure]]:
     failures: list[PinFailure] = []
     pins = PinSet({"api.example.com": [pki.intermediate_pin]})
-    return Enforcer(pins, on_failure=failures.append, **options), failures  # type: ignore[arg-type]
+    return Enforcing(pins, on_failure=failures.append, **options), failures
 
 
 def der(pem: bytes) -> bytes:

@@ -15,9 +15,9 @@ import requests
 
 from requests_pinning import PinFailure, PinMismatchError, PinningSession, PinSet
 from requests_pinning._report import LOG_SECONDS
-from requests_pinning._verify import Enforcer, PeerChain
+from requests_pinning._verify import PeerChain
 
-from .conftest import PKI
+from .conftest import PKI, Enforcing
 from .servers import TLSServer
 from .test_decision import der, intermediate_der, leaf_der
 
@@ -45,10 +45,10 @@ def warnings_of(log: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in log.records if r.levelno == logging.WARNING]
 
 
-def setup(pki: PKI, **options: object) -> tuple[Enforcer, list[PinFailure], PeerChain]:
+def setup(pki: PKI, **options: object) -> tuple[Enforcing, list[PinFailure], PeerChain]:
     failures: list[PinFailure] = []
     pins = PinSet({"api.example.com": [pki.root_pin]})
-    check = Enforcer(pins, on_failure=failures.append, **options)  # type: ignore[arg-type]
+    check = Enforcing(pins, on_failure=failures.append, **options)
     rogue = PeerChain(checked=(leaf_der(pki),), verified=False)  # the leaf is not the root
     return check, failures, rogue
 

@@ -1,0 +1,129 @@
+"""Delivering violation reports: the reporter's only HTTP, through urllib3.
+
+Apart from ``_report`` so that the decision imports no HTTP client: this
+module is imported when the first report is sent. A report goes through a
+``PinningPoolManager`` of its own, so the collector's own pins apply to it,
+with CA validation on, every entry enforced and none reporting (no loops).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import cast
+
+import requests.utils
+import urllib3
+from urllib3.connection import HTTPConnection
+
+from ._pinset import PinSet, normalize_host
+from ._report import report_host
+
+__all__ = ["Poster"]
+
+
+class Poster:
+    """POSTs reports for one :class:`Reporter`, each within its deadline."""
+
+    def __init__(self, pins: PinSet, *, allow_unpinned: bool) -> None:
+        self._pins = pins
+        self._allow_unpinned = allow_unpinned
+        self._lock = threading.Lock()
+        self._http: urllib3.PoolManager | None = None
+
+    def post(self, uri: str, body: bytes, deadline: float) -> int:
+        """POST ``body`` to ``uri`` before ``deadline``; return the response status."""
+
+        def time_left(share: float = 1.0) -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer before the deadline")
+            return left * share
+
+        url = urllib3.util.parse_url(uri)
+        if normalize_host((url.host or "").strip("[]")) != report_host(uri):
+            # The reporter judged "is the collector the failing host?" with
+            # the standard library's parser; deliver only where it looked.
+            raise ValueError(f"{uri!r} names its host ambiguously; not sending it a report")
+        if url.scheme == "http" and self._pins.match(url.host or "", url.port or 80) is not None:
+            # The collector's host is pinned, and a cleartext report cannot honour that.
+            raise ConnectionRefusedError(f"{url.host} is pinned; not sending it a report over http")
+        pool = self._pool_manager().connection_from_url(uri)
+        # A connection of our own, never returned to the pool: urllib3's
+        # response parsing applies its timeouts to each read, so a collector
+        # dripping one byte at a time would hold the worker for ever. Here
+        # every step gets only what is left of one deadline.
+        conn = cast(HTTPConnection, pool._new_conn())
+        try:
+            # create_connection() and CPython's TLS handshake each take the
+            # socket timeout as their total duration: half the deadline each.
+            conn.timeout = time_left(0.5)
+            conn.connect()  # the collector's pins are checked here
+            conn.timeout = time_left()  # for the send (urllib3 2.x)
+            if conn.sock is not None:  # for the send (urllib3 1.26); sendall() counts it in total
+                conn.sock.settimeout(conn.timeout)
+            conn.request(
+                "POST",
+                url.request_uri,
+                body=body,
+                headers={"Content-Type": "application/json", "Connection": "close"},
+            )
+            return _read_status(conn.sock, time_left)
+        finally:
+            conn.close()
+
+    def _pool_manager(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._http is None:
+                # Imported here because _urllib3 imports _report (through
+                # _verify). Its pools are what make a report honour the pins of
+                # the collector's host: the same check as any request, with CA
+                # validation on, every entry enforced and none reporting.
+                from ._urllib3 import PinningPoolManager
+
+                ca_bundle = (
+                    os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
+                )
+                self._http = PinningPoolManager(
+                    _enforced(self._pins),
+                    allow_unpinned=self._allow_unpinned,
+                    cert_reqs="CERT_REQUIRED",
+                    ca_certs=ca_bundle,
+                    retries=False,
+                )
+            return self._http
+
+
+def _enforced(pins: PinSet) -> PinSet:
+    """``pins`` with every entry enforced and none reporting, for the collectors' connections.
+
+    A report-only collector entry must still keep reports from an impostor,
+    and a report that fails must not cause another report (no loops).
+    """
+    config = pins.to_dict()
+    for value in config.values():
+        value.pop("report_only", None)
+        value.pop("report_uri", None)
+    return PinSet(config)
+
+
+def _read_status(sock: socket.socket | None, time_left: Callable[[], float]) -> int:
+    """Read the status line of an HTTP response, giving up when ``time_left`` runs out."""
+    if sock is None:
+        raise ConnectionError("the connection to the collector is closed")
+    head = b""
+    while b"\n" not in head:
+        if len(head) > 8192:
+            raise ValueError("the collector's answer has no status line")
+        sock.settimeout(time_left())
+        chunk = sock.recv(1024)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection without answering")
+        head += chunk
+    parts = head.split(b"\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"the collector's answer is not HTTP: {head[:80]!r}")
+    return int(parts[1])

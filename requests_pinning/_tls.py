@@ -1,0 +1,175 @@
+"""The certificates off a TLS object, whatever the client: the one place that reads them.
+
+Every face (the urllib3 connections, httpx's streams, the CLI) hands its TLS
+object here after the handshake and gets a :class:`PeerChain` back:
+
+- ``ssl.SSLSocket`` (urllib3, requests, the CLI);
+- ``ssl.SSLObject`` (asyncio, anyio, trio and httpcore, and TLS inside TLS);
+- urllib3's ``SSLTransport``, which wraps an ``SSLObject`` (TLS through an
+  HTTPS proxy);
+- urllib3's pyOpenSSL ``WrappedSocket``.
+
+What counts: the chain OpenSSL verified, root included, when the TLS object's
+context validates; only the leaf when it does not, because without validation
+anything past the leaf is the peer's say-so (CVE-2016-2402 was a pinning
+library that believed it). Nothing here raises for a connection that cannot be
+read: :func:`read_chain` returns a chain whose ``problem`` says why, which the
+decision turns into a refusal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+from collections.abc import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ._verify import PeerChain
+
+__all__ = ["links_hold", "peer_chain", "read_chain", "tls_server_name"]
+
+# _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
+_ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+
+
+def peer_chain(tls: object) -> PeerChain:
+    """Read the verified chain (or the leaf) and the verify mode off a TLS object.
+
+    The served chain is read only when needed. Raises ``ValueError`` when
+    nothing can be read; :func:`read_chain` is the form that never raises.
+    """
+    if isinstance(tls, ssl.SSLSocket | ssl.SSLObject):
+        return _stdlib_chain(tls)
+    inner = getattr(tls, "sslobj", None)
+    if isinstance(inner, ssl.SSLObject):  # urllib3's SSLTransport
+        return _stdlib_chain(inner)
+    connection = getattr(tls, "connection", None)
+    if connection is not None and hasattr(connection, "get_verified_chain"):  # pyOpenSSL
+        verified = connection.get_context().get_verify_mode() != 0
+        peer = connection.get_peer_certificate()
+        return _assemble(
+            leaf=lambda: (_der_list([peer]) or (None,))[0] if peer is not None else None,
+            served=lambda: _call(connection, "get_peer_cert_chain"),
+            verified_chain=_call(connection, "get_verified_chain") if verified else None,
+            verified=verified,
+        )
+    raise ValueError(f"cannot read certificates from a {type(tls).__name__}")
+
+
+def read_chain(tls: object, what: str) -> PeerChain:
+    """``peer_chain(tls)``, or a chain whose ``problem`` says why it could not be read.
+
+    ``what`` names the session in that message ("the TLS connection", "the
+    proxy's TLS session"). A chain that cannot be read fails closed.
+    """
+    try:
+        return peer_chain(tls)
+    except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
+        problem = f"{what} could not be read ({type(exc).__name__}: {exc})"
+        return PeerChain(checked=(), verified=False, problem=problem)
+
+
+def tls_server_name(tls: object) -> str | None:
+    """The server name a TLS object was started with (what ``ssl`` validated), if any.
+
+    ``ssl.SSLSocket`` and ``ssl.SSLObject`` record it after IDNA encoding;
+    urllib3's ``SSLTransport`` wraps an ``SSLObject``; pyOpenSSL keeps the SNI.
+    """
+    try:
+        name = getattr(tls, "server_hostname", None)
+        if name is None:
+            name = getattr(getattr(tls, "sslobj", None), "server_hostname", None)
+        if name is None:
+            connection = getattr(tls, "connection", None)
+            get_servername = getattr(connection, "get_servername", None)
+            if get_servername is not None:
+                name = get_servername()
+    except Exception:  # the other names of the connection still apply
+        return None
+    if isinstance(name, bytes):
+        return name.decode("ascii", "replace")
+    return name if isinstance(name, str) else None
+
+
+def links_hold(chain: tuple[bytes, ...]) -> bool:
+    """Whether each certificate of ``chain`` is signed by the next one (names and signatures).
+
+    For a context the user passed in: it may be shared with connections that
+    do not validate, and clients write ``verify_mode`` into it per connection,
+    so what it says after the handshake need not be what the handshake did.
+    A chain whose signatures link was at least not made up by the peer.
+    """
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        for child, issuer in itertools.pairwise(certs):
+            child.verify_directly_issued_by(issuer)
+    except Exception:  # a signature that does not verify, or a certificate it cannot read
+        return False
+    return True
+
+
+def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
+    verified = tls.context.verify_mode != ssl.CERT_NONE
+    # get_verified_chain() and get_unverified_chain() are public on SSLSocket
+    # and SSLObject from Python 3.13; on 3.10 to 3.12 only the _ssl object
+    # underneath (_sslobj) has them.
+    native = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
+    return _assemble(
+        leaf=lambda: tls.getpeercert(binary_form=True),
+        served=lambda: _call(native, "get_unverified_chain"),
+        # With validation off, get_verified_chain() returns the *unverified*
+        # chain: only the leaf proves anything, so it is not even read.
+        verified_chain=_call(native, "get_verified_chain") if verified else None,
+        verified=verified,
+    )
+
+
+def _assemble(
+    *,
+    leaf: Callable[[], bytes | None],
+    served: Callable[[], tuple[bytes, ...] | None],
+    verified_chain: tuple[bytes, ...] | None,
+    verified: bool,
+) -> PeerChain:
+    if verified_chain:
+        return PeerChain(checked=verified_chain, verified=verified, load_served=served)
+    # With validation on but no verified chain to be had, the leaf is still
+    # checked: intermediate and root pins then fail, closed.
+    der = leaf() or (served() or (None,))[0]
+    if der is None:
+        raise ValueError("the TLS connection has no peer certificate")
+    return PeerChain(checked=(der,), verified=verified, load_served=served)
+
+
+def _call(obj: object, name: str) -> tuple[bytes, ...] | None:
+    method = getattr(obj, name, None)
+    return None if method is None else _der_list(method())
+
+
+def _der_list(items: object) -> tuple[bytes, ...] | None:
+    """Certificates as DER, from whatever a TLS object returned (bytes, _ssl or pyOpenSSL)."""
+    if not items:
+        return None
+    if isinstance(items, list) and all(isinstance(item, bytes) for item in items):
+        return tuple(items)  # Python 3.13's public methods
+    try:  # _ssl.Certificate (Python 3.10 to 3.12's _sslobj): one comprehension (hot path)
+        return tuple([item.public_bytes(_ENCODING_DER) for item in items])  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
+    result = []
+    for item in items:  # type: ignore[attr-defined]
+        if isinstance(item, bytes | bytearray):
+            result.append(bytes(item))
+        elif isinstance(item, x509.Certificate):
+            result.append(item.public_bytes(Encoding.DER))
+        elif hasattr(item, "to_cryptography"):  # pyOpenSSL X509
+            # Dumped by OpenSSL itself, not through cryptography, which refuses
+            # certificates OpenSSL accepted (a version 4, a non-DER length).
+            from OpenSSL import crypto
+
+            result.append(crypto.dump_certificate(crypto.FILETYPE_ASN1, item))
+        else:
+            return None
+    return tuple(result)
