@@ -43,8 +43,8 @@ from requests_pinning import (
     spki_pin,
 )
 from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
-from requests_pinning._cli_errors import UserError
-from requests_pinning._cli_sources import parse_endpoint
+from requests_pinning.cli._errors import UserError
+from requests_pinning.cli._sources import parse_endpoint
 
 from .conftest import PKI
 from .servers import TLSServer, _Server

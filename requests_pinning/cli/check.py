@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 from typing import Any
 
-from ._certs import describe_name, sha256_pin
-from ._cli_output import days_until
-from ._cli_sources import Endpoint, Unreachable, handshake
-from ._pins import Pin
-from ._pinset import HostPins, PinSet
-from ._verify import PeerChain, evaluate
+from .._certs import describe_name, sha256_pin
+from .._pins import Pin
+from .._pinset import HostPins, PinSet
+from .._verify import PeerChain, evaluate
+from ._output import days_until
+from ._sources import Endpoint, Unreachable, handshake
 
 __all__ = ["check_all", "check_one", "print_check", "print_summary"]
 

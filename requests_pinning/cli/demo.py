@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._adapter import PinningAdapter
-from ._certs import spki_pin
-from ._errors import PinMismatchError
+from .._adapter import PinningAdapter
+from .._certs import spki_pin
+from .._errors import PinMismatchError
 
 _HOST = "localhost"
 _Key = ec.EllipticCurvePrivateKey

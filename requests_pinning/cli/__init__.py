@@ -24,9 +24,12 @@ from typing import Any, NoReturn
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-from . import __version__, _demo
-from ._cli_check import check_all, print_check, print_summary
-from ._cli_errors import (
+from .. import __version__
+from .._errors import PinConfigError
+from .._pinset import PinSet
+from .._suffixes import public_suffix_list
+from . import demo as _demo
+from ._errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -35,9 +38,8 @@ from ._cli_errors import (
     print_error,
     print_warning,
 )
-from ._cli_lint import DUMMY_PIN, lint, print_lint
-from ._cli_output import print_chains, print_pins_json
-from ._cli_sources import (
+from ._output import print_chains, print_pins_json
+from ._sources import (
     Endpoint,
     Network,
     backup_pin,
@@ -46,9 +48,8 @@ from ._cli_sources import (
     parse_endpoint,
     tls_context,
 )
-from ._errors import PinConfigError
-from ._pinset import PinSet
-from ._suffixes import public_suffix_list
+from .check import check_all, print_check, print_summary
+from .lint import DUMMY_PIN, lint, print_lint
 
 __all__ = ["main"]
 

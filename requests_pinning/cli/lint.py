@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._cli_output import days_until
-from ._pins import Pin
-from ._pinset import HostPins, PinSet, _parse_pattern
-from ._suffixes import SuffixList
+from .._pins import Pin
+from .._pinset import HostPins, PinSet, _parse_pattern
+from .._suffixes import SuffixList
+from ._output import days_until
 
 __all__ = ["DUMMY_PIN", "LintWarning", "lint", "print_lint"]
 
