@@ -118,8 +118,9 @@ def _call(obj: object, name: str) -> tuple[bytes, ...] | None:
 def peer_chain(sock: object) -> PeerChain:
     """Read the verified chain (or the leaf) and the verify mode off a TLS socket.
 
-    Handles ``ssl.SSLSocket``, urllib3's ``SSLTransport`` (TLS inside TLS,
-    through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. The
+    Handles ``ssl.SSLSocket``, a bare ``ssl.SSLObject`` (what asyncio, anyio,
+    trio and httpcore's TLS inside TLS use), urllib3's ``SSLTransport`` (TLS
+    inside TLS, through HTTPS proxies) and urllib3's pyOpenSSL ``WrappedSocket``. The
     verified chain comes from ``get_verified_chain()`` of the native ``_ssl``
     object (public on the socket only from Python 3.13, on ``_sslobj`` from
     3.10). The served chain is read only when needed. Raises ``ValueError``
@@ -127,6 +128,8 @@ def peer_chain(sock: object) -> PeerChain:
     connection that cannot be checked is never waved through.
     """
     if isinstance(sock, ssl.SSLSocket):
+        return _stdlib_chain(sock, sock.context)
+    if isinstance(sock, ssl.SSLObject):  # TLS over memory BIOs: asyncio, anyio, trio, httpcore
         return _stdlib_chain(sock, sock.context)
     tls = getattr(sock, "sslobj", None)
     if isinstance(tls, ssl.SSLObject):  # urllib3's SSLTransport
