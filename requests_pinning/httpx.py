@@ -46,8 +46,7 @@ try:
     import httpx
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "requests_pinning.httpx needs httpx: pip install 'requests-pinning[httpx]' "
-        f"({exc})"
+        f"requests_pinning.httpx needs httpx: pip install 'requests-pinning[httpx]' ({exc})"
     ) from exc
 
 from ._errors import PinMismatchError as _CoreMismatch
@@ -171,7 +170,12 @@ def _enforce(
     def chain() -> PeerChain:
         # Fails closed: a chain that cannot be read comes back with a problem.
         read = _read_chain(tls, what)
-        if user_context and read.verified and read.problem is None and not _links_hold(read.checked):
+        if (
+            user_context
+            and read.verified
+            and read.problem is None
+            and not _links_hold(read.checked)
+        ):
             # A context the user passed may be shared and changed by others
             # (verify_mode written between the handshake and now): what it
             # says now need not be what this handshake did. So the chain it
@@ -424,9 +428,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._backend.connect_tcp(
-            host, port, timeout, local_address, socket_options
-        )
+        stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
         return _AsyncStream(stream, self._pinning, (host, port))
 
     async def connect_unix_socket(

@@ -209,7 +209,6 @@ class TLSServer(_Server):
             if close:
                 return
 
-
     def _handle_h2(self, sock: ssl.SSLSocket) -> None:
         import h2.config
         import h2.connection

@@ -157,7 +157,7 @@ def routed(route: str, pki: PKI, target: TLSServer) -> Iterator[tuple[str, dict[
             yield "https://localhost:443/", {"proxy": proxy}
     else:
         with Socks5Proxy(route_to=target.port) as socks:
-            yield "https://localhost:443/", {"proxy": socks.url.replace("socks5h", "socks5")}
+            yield "https://localhost:443/", {"proxy": socks_url(socks)}
 
 
 # -- the core scenario, every way ---------------------------------------------------------
@@ -326,37 +326,43 @@ def test_other_spellings_of_the_host_get_nothing_through(
     pins = {name: [pki.intermediate_pin] for name in ("localhost", "127.0.0.1", "::1")}
     if route == "direct" and spelling == "[::1]":
         pytest.skip("the servers listen on 127.0.0.1")
-    target, port = (f"https://{spelling}:{rogue.port}/", rogue.port)
-    proxies: dict[str, Any] = {}
-    if route != "direct":
-        target, port = f"https://{spelling}:443/", 443
-    with contextlib.ExitStack() as stack:
-        if route == "connect":
-            proxies["proxy"] = stack.enter_context(ConnectProxy(route_to=rogue.port)).url
-        elif route == "socks5":
-            proxies["proxy"] = "socks5://127.0.0.1:%d" % stack.enter_context(
-                Socks5Proxy(route_to=rogue.port)
-            ).port
+    direct = route == "direct"
+    target = f"https://{spelling}:{rogue.port if direct else 443}/"
+    with proxied(route, rogue) as proxies:
         # attempt() collects the SSLSocket that ssl leaks when IDNA refuses a
         # name ("localhost..": a UnicodeError that httpcore does not map).
-        outcome = attempt(lambda: only(fetch("sync", pins, [target], verify=trusting(pki), **proxies)))
+        outcome = attempt(
+            lambda: only(fetch("sync", pins, [target], verify=trusting(pki), **proxies))
+        )
     rogue.wait_idle()
     assert rogue.bytes_received == 0
     assert rogue.requests == []
     assert isinstance(outcome, httpx.TransportError | UnicodeError), repr(outcome)
     if isinstance(outcome, PinMismatchError):
-        assert outcome.port == port
+        assert outcome.port == (rogue.port if direct else 443)
         # The passing twin: the same spelling and route to the genuine server.
-        with contextlib.ExitStack() as stack:
-            if route == "connect":
-                proxies["proxy"] = stack.enter_context(ConnectProxy(route_to=good.port)).url
-            elif route == "socks5":
-                proxies["proxy"] = "socks5://127.0.0.1:%d" % stack.enter_context(
-                    Socks5Proxy(route_to=good.port)
-                ).port
-            else:
-                target = f"https://{spelling}:{good.port}/"
+        target = f"https://{spelling}:{good.port if direct else 443}/"
+        with proxied(route, good) as proxies:
             accepted(fetch("sync", pins, [target], verify=trusting(pki), **proxies)[0])
+
+
+@contextlib.contextmanager
+def proxied(route: str, target: TLSServer) -> Iterator[dict[str, Any]]:
+    """Transport arguments for a proxy (or none) that sends every tunnel to ``target``."""
+    if route == "connect":
+        with ConnectProxy(route_to=target.port) as connect:
+            yield {"proxy": connect.url}
+    elif route == "socks5":
+        with Socks5Proxy(route_to=target.port) as socks:
+            yield {"proxy": socks_url(socks)}
+    else:
+        yield {}
+
+
+def socks_url(proxy: Socks5Proxy) -> str:
+    # socks5 (not socks5h): the spelling httpx 0.27 accepts too; httpcore sends
+    # the name to the proxy either way.
+    return f"socks5://127.0.0.1:{proxy.port}"
 
 
 # -- proxies ------------------------------------------------------------------------------
@@ -490,9 +496,20 @@ def test_policy_properties(pki: PKI) -> None:
     assert transport.report_stats.sent == 0
     assert isinstance(transport, httpx.AsyncHTTPTransport)
     with pytest.raises(AttributeError):
-        transport.report_only = False  # type: ignore[misc]
+        transport.report_only = False
 
 
 def test_importing_the_package_does_not_import_httpx() -> None:
     code = "import sys, requests_pinning; assert 'httpx' not in sys.modules, 'httpx imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_public_surface_is_listed_and_documented() -> None:
+    import inspect
+
+    import requests_pinning.httpx as face
+
+    assert set(face.__all__) == {"AsyncPinningTransport", "PinMismatchError", "PinningTransport"}
+    for name in face.__all__:
+        doc = inspect.getdoc(getattr(face, name))
+        assert doc and len(doc) > 40, f"{name} needs a docstring"
