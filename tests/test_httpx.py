@@ -36,6 +36,7 @@ from requests_pinning.httpx import (  # noqa: E402
 from .conftest import PKI  # noqa: E402
 from .servers import ConnectProxy, Socks5Proxy, TLSServer  # noqa: E402
 from .test_identity import attempt  # noqa: E402
+from .test_public_paths import _forged_under  # noqa: E402
 
 MODES = ("sync", "asyncio", "trio")
 ROUTES = ("direct", "connect", "https-proxy", "socks5")
@@ -290,6 +291,37 @@ def test_verify_true_with_the_transports_own_context(
     [ok, bad] = fetch(mode, pins, [url(good), url(rogue)])
     accepted(ok)
     refused(bad, rogue)
+
+
+class _ChangedUnderTheHandshake(ssl.SSLContext):
+    """A user's context that someone else switches to validation right after a handshake.
+
+    The handshake runs without validation; by the time the pins are checked the
+    context says it validates, as a context shared with other code may.
+    """
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        sock = super().wrap_socket(*args, **kwargs)  # the handshake happens here
+        self.verify_mode = ssl.CERT_REQUIRED
+        return sock
+
+
+def test_a_users_context_must_vouch_for_a_chain_that_links(pki: PKI, good: TLSServer) -> None:
+    def context() -> ssl.SSLContext:
+        ctx = _ChangedUnderTheHandshake(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_verify_locations(pki.bundle)
+        return ctx
+
+    pins = {"localhost": [pki.intermediate_pin]}
+    # A leaf that names the genuine intermediate as its issuer, signed by
+    # another key: "verified" after the fact, its signatures do not link.
+    with TLSServer(_forged_under(pki)) as forged:
+        [outcome] = fetch("sync", pins, [url(forged)], verify=context())
+        assert "signatures do not link" in refused(outcome, forged).reason
+    # The twin: the genuine chain links.
+    accepted(fetch("sync", pins, [url(good)], verify=context())[0])
 
 
 # -- names: the pinned name is the authenticated name -------------------------------------
