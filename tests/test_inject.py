@@ -7,6 +7,7 @@ impostor, refused after one handshake with zero request bytes.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -220,7 +221,10 @@ def test_a_connection_class_subclassed_before_injection(
 
 def test_a_bare_connection_outside_any_pool(pki: PKI, injected: Inject, rogue: TLSServer) -> None:
     injected(pins(pki))
-    conn = HTTPSConnection("localhost", rogue.port, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+    # A context of the caller's (the constructor's other TLS arguments differ
+    # between urllib3 1.26 and 2.x).
+    context = ssl.create_default_context(cafile=pki.bundle)
+    conn = HTTPSConnection("localhost", rogue.port, ssl_context=context)
     with pytest.raises(MaxRetryError) as info:
         conn.request("POST", "/", body=b"secret")
     pin_error(info.value)
@@ -298,6 +302,44 @@ def test_http2_connections_are_checked_before_their_preface(
         assert good.bytes_received > 0
     finally:
         http2.extract_from_urllib3()
+
+
+def test_a_forwarding_https_proxy_fails_closed_for_pinned_origins(
+    pki: PKI, injected: Inject
+) -> None:
+    injected({"pinned.test": [pki.intermediate_pin]})
+    with ConnectProxy(tls_cert=pki.leaf) as proxy:
+        http = urllib3.ProxyManager(
+            proxy.url,
+            use_forwarding_for_https=True,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        with pytest.raises(MaxRetryError) as info:
+            http.request("GET", "https://pinned.test/x")
+        error = pin_error(info.value)
+        assert error.host == "pinned.test"
+        assert "forwarding mode" in str(error)
+        # The twin: an unpinned origin goes through the same proxy.
+        assert http.request("GET", "https://unpinned.test/y").data == b"forwarded"
+        assert proxy.forwarded == ["https://unpinned.test/y"]
+        http.clear()
+
+
+# urllib3 1.26's pyopenssl module itself calls pyOpenSSL APIs that warn as deprecated.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:urllib3.contrib.pyopenssl")
+@pytest.mark.usefixtures("pyopenssl")
+def test_pyopenssl_sockets_are_checked(
+    pki: PKI, injected: Inject, good: TLSServer, rogue: TLSServer
+) -> None:
+    injected({"localhost": [pki.root_pin]})
+    http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+    assert http.request("GET", f"https://localhost:{good.port}/").status == 200
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", f"https://localhost:{rogue.port}/")
+    assert pin_error(info.value).checked == [pki.rogue_leaf_pin, pki.rogue_root_pin]
+    assert_nothing_leaked(rogue)
+    http.clear()
 
 
 # --- connections opened before injection --------------------------------------------
