@@ -466,8 +466,8 @@ def test_inject_then_adapter_then_extract(
 # --- install and remove -------------------------------------------------------------
 
 
-def test_extract_restores_urllib3_exactly(pki: PKI, rogue: TLSServer) -> None:
-    inject_into_urllib3(pins(pki))
+def test_extract_restores_urllib3_exactly(pki: PKI, injected: Inject, rogue: TLSServer) -> None:
+    injected(pins(pki))
     assert HTTPSConnection.__dict__["connect"] is not ORIGINALS[HTTPSConnection, "connect"]
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://localhost:{rogue.port}/", verify=pki.bundle)
