@@ -33,7 +33,7 @@ from ._contexts import TLSContexts
 from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
-from ._tls import links_hold, read_chain, tls_server_name
+from ._tls import read_chain, tls_server_name, vouched
 from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = [
@@ -244,17 +244,14 @@ def _connection_chain(conn: Any) -> PeerChain:
         return PeerChain(
             checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
         )
-    if getattr(conn, "_pin_user_context", True) and not links_hold(chain.checked):
+    if getattr(conn, "_pin_user_context", True):
         # A context the user passed may be shared with pools that want no
         # validation, and urllib3 writes verify_mode into it on every
         # connect: what it says now need not be what this handshake did.
-        # So the chain's own signatures must hold, leaf to root.
-        return PeerChain(
-            checked=(),
-            verified=False,
-            problem="the verified chain's signatures do not link (its context may have "
-            "been shared with connections that do not validate)",
-        )
+        # So the chain must hold on its own, for the name urllib3 validates.
+        asserted = getattr(conn, "assert_hostname", None)
+        names = [] if asserted is False else _names(conn, "")[1:]
+        return vouched(chain, names)
     return chain
 
 

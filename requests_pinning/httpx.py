@@ -52,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ._errors import MismatchFields, failure_fields
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure, ReportStats
-from ._tls import links_hold, read_chain, tls_server_name
+from ._tls import read_chain, tls_server_name, vouched
 from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = ["AsyncPinningTransport", "PinMismatchError", "PinningTransport"]
@@ -120,6 +120,15 @@ class _Origin(NamedTuple):
     request: httpx.Request
     host: str
     port: int
+    #: httpx's ``sni_hostname`` request extension: the name TLS is to
+    #: authenticate. httpcore pools connections without it, and through a
+    #: tunnel starts the origin's TLS with the URL's host instead.
+    sni: str | None
+
+    @property
+    def names(self) -> tuple[str, str | None]:
+        """What a connection must have been checked for to carry this request."""
+        return (self.host, self.sni)
 
 
 # Set by the transports' handle_request for the duration of the call: httpcore
@@ -132,7 +141,12 @@ _ORIGIN: contextvars.ContextVar[_Origin | None] = contextvars.ContextVar(
 def _origin_of(request: httpx.Request) -> _Origin:
     url = request.url
     port = url.port or (443 if url.scheme in ("https", "wss") else 80)
-    return _Origin(request, url.raw_host.decode("ascii"), port)
+    sni = request.extensions.get("sni_hostname")
+    if isinstance(sni, bytes):
+        sni = sni.decode("ascii", "replace")
+    return _Origin(
+        request, url.raw_host.decode("ascii"), port, sni if isinstance(sni, str) else None
+    )
 
 
 def _enforce(
@@ -143,6 +157,7 @@ def _enforce(
     tls: object,
     what: str,
     user_context: bool,
+    validated_as: list[str | None],
     request: httpx.Request | None,
 ) -> None:
     """Check one new TLS session; raise :class:`PinMismatchError` unless it may be used.
@@ -153,22 +168,19 @@ def _enforce(
     Every entry found for any of them must pass ("the pinned name is the
     authenticated name"). ``tls`` is the ``ssl.SSLSocket`` or ``ssl.SSLObject``
     of the session, or ``None`` when it could not be found, which fails closed.
+    ``validated_as``: the names the certificate must be for, when a context
+    of the user's vouches for it.
     """
 
     def chain() -> PeerChain:
         # Fails closed: a chain that cannot be read comes back with a problem.
         read = read_chain(tls, what)
-        if user_context and read.verified and read.problem is None and not links_hold(read.checked):
+        if user_context:
             # A context the user passed may be shared and changed by others
             # (verify_mode written between the handshake and now): what it
-            # says now need not be what this handshake did. So the chain it
-            # vouches for must have signatures that link, leaf to root.
-            return PeerChain(
-                checked=(),
-                verified=False,
-                problem="the verified chain's signatures do not link (its context may have "
-                "been shared with connections that do not validate)",
-            )
+            # says now need not be what this handshake did. So the chain
+            # must hold on its own, for the name TLS was started with.
+            return vouched(read, validated_as)
         return read
 
     # The chain is read only if some name has pins (or unpinned hosts are refused).
@@ -210,6 +222,10 @@ class _Pinning:
         self.https_proxy = https_proxy
         self.user_contexts = user_contexts
 
+    def is_users(self, ssl_context: ssl.SSLContext) -> bool:
+        """Whether ``ssl_context`` is one the user passed in (``verify=``, a proxy's)."""
+        return any(ssl_context is context for context in self.user_contexts)
+
     def check(
         self,
         tls_stream: httpcore.NetworkStream | httpcore.AsyncNetworkStream,
@@ -218,9 +234,14 @@ class _Pinning:
         outer_layers: int,
         ssl_context: ssl.SSLContext,
         server_hostname: str | None,
-    ) -> None:
+    ) -> tuple[str, str | None] | None:
+        """Check a new TLS session; return the origin names it was checked for.
+
+        ``None`` for an HTTPS proxy's own session, which carries no request.
+        """
         tls = _tls_object(tls_stream)
-        user_context = any(ssl_context is context for context in self.user_contexts)
+        user_context = self.is_users(ssl_context)
+        validated_as: list[str | None] = [server_hostname]  # see check_origin
         origin = _ORIGIN.get()
         request = origin.request if origin is not None else None
         if outer_layers == 0 and peer is not None and peer == self.https_proxy:
@@ -236,9 +257,10 @@ class _Pinning:
                 tls=tls,
                 what="the proxy's TLS session",
                 user_context=user_context,
+                validated_as=validated_as,
                 request=request,
             )
-            return
+            return None
         if origin is None:
             # Fail closed: a TLS session started outside a request of this
             # transport (e.g. by a caller on a response's network stream)
@@ -250,17 +272,68 @@ class _Pinning:
                 port=0,
                 reason="the origin of the TLS session is unknown",
             )
+        self.check_origin(tls, origin, user_context=user_context, server_hostname=server_hostname)
+        return origin.names
+
+    def check_origin(
+        self, tls: object, origin: _Origin, *, user_context: bool, server_hostname: str | None
+    ) -> None:
+        """Check the origin's TLS session ``tls`` for the request of ``origin``."""
         _enforce(
             self.policy,
-            # The URL's host (the origin), and the name the certificate was
-            # validated as: httpx's sni_hostname extension can replace it.
-            names=[origin.host, server_hostname],
+            # The URL's host (the origin), the name TLS was started with, and
+            # the request's sni_hostname, which httpcore uses for the former
+            # only without a tunnel.
+            names=[origin.host, origin.sni, server_hostname],
             port=origin.port,
             tls=tls,
             what="the TLS connection",
             user_context=user_context,
-            request=request,
+            # Always the name TLS was started with, even if the context's
+            # hostname check is off now: a context caught mid-race (shared
+            # with code that turns validation off) has it off too.
+            validated_as=[server_hostname],
+            request=origin.request,
         )
+
+    def check_reuse(self, stream: _Checked) -> None:
+        """Before a request is written on an open TLS session: was it checked for its names?
+
+        httpcore pools connections by scheme, host and port, and a request
+        with another ``sni_hostname`` (or an HTTP/2 request riding on a
+        connection another request opened) would be written to a session
+        never checked for its names. Checked here, on the open session,
+        before its first byte.
+        """
+        origin = _ORIGIN.get()
+        if origin is None or origin.names in stream.checked:
+            return
+        self.check_origin(
+            stream.tls,
+            origin,
+            user_context=stream.user_context,
+            server_hostname=stream.server_hostname,
+        )
+        stream.checked.add(origin.names)
+
+
+class _Checked:
+    """An origin's TLS session that passed its check, and the request names it passed for."""
+
+    __slots__ = ("checked", "server_hostname", "tls", "user_context")
+
+    def __init__(
+        self,
+        tls: object,
+        names: tuple[str, str | None],
+        *,
+        server_hostname: str | None,
+        user_context: bool,
+    ) -> None:
+        self.tls = tls
+        self.checked = {names}
+        self.server_hostname = server_hostname
+        self.user_context = user_context
 
 
 class _Stream(httpcore.NetworkStream):
@@ -272,16 +345,20 @@ class _Stream(httpcore.NetworkStream):
         pinning: _Pinning,
         peer: tuple[str, int] | None,
         layers: int = 0,
+        origin: _Checked | None = None,
     ) -> None:
         self._stream = stream
         self._pinning = pinning
         self._peer = peer
         self._layers = layers
+        self._origin = origin  # set on an origin's TLS session: checked before each request
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._origin is not None:
+            self._pinning.check_reuse(self._origin)
         self._stream.write(buffer, timeout)
 
     def close(self) -> None:
@@ -298,18 +375,26 @@ class _Stream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         tls = self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
-            self._pinning.check(
+            names = self._pinning.check(
                 tls,
                 peer=self._peer,
                 outer_layers=self._layers,
                 ssl_context=ssl_context,
                 server_hostname=server_hostname,
             )
+            origin = None
+            if names is not None:
+                origin = _Checked(
+                    _tls_object(tls),
+                    names,
+                    server_hostname=server_hostname,
+                    user_context=self._pinning.is_users(ssl_context),
+                )
         except BaseException:
             # Never pooled, never written to: the refused session ends here.
             tls.close()
             raise
-        return _Stream(tls, self._pinning, self._peer, self._layers + 1)
+        return _Stream(tls, self._pinning, self._peer, self._layers + 1, origin)
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
@@ -321,16 +406,20 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         pinning: _Pinning,
         peer: tuple[str, int] | None,
         layers: int = 0,
+        origin: _Checked | None = None,
     ) -> None:
         self._stream = stream
         self._pinning = pinning
         self._peer = peer
         self._layers = layers
+        self._origin = origin  # set on an origin's TLS session: checked before each request
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._origin is not None:
+            self._pinning.check_reuse(self._origin)
         await self._stream.write(buffer, timeout)
 
     async def aclose(self) -> None:
@@ -347,20 +436,28 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
-            self._pinning.check(
+            names = self._pinning.check(
                 tls,
                 peer=self._peer,
                 outer_layers=self._layers,
                 ssl_context=ssl_context,
                 server_hostname=server_hostname,
             )
+            origin = None
+            if names is not None:
+                origin = _Checked(
+                    _tls_object(tls),
+                    names,
+                    server_hostname=server_hostname,
+                    user_context=self._pinning.is_users(ssl_context),
+                )
         except BaseException:
             # Never pooled, never written to: the refused session ends here.
             # Closing must not be cancelled half-way, or the socket would leak.
             with anyio.CancelScope(shield=True):
                 await tls.aclose()
             raise
-        return _AsyncStream(tls, self._pinning, self._peer, self._layers + 1)
+        return _AsyncStream(tls, self._pinning, self._peer, self._layers + 1, origin)
 
 
 class _Backend(httpcore.NetworkBackend):
