@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ._verify import PeerChain
 
-__all__ = ["peer_chain", "read_chain", "tls_server_name", "vouched"]
+__all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouched"]
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
@@ -94,6 +94,19 @@ def tls_server_name(tls: object) -> str | None:
     if isinstance(name, bytes):
         return name.decode("ascii", "replace")
     return name if isinstance(name, str) else None
+
+
+def may_misreport(context: object) -> bool:
+    """Whether a context's word on validation may not be what its handshake did.
+
+    A context of another class than ``ssl.SSLContext``: truststore's (also
+    what ``truststore.inject_into_ssl()`` makes every context) handshakes with
+    ``CERT_NONE`` on macOS and Windows and validates with the platform
+    afterwards, so OpenSSL's "verified" chain is then the one the peer sent,
+    which may carry a genuine intermediate appended to a rogue leaf. Such a
+    chain must prove itself (:func:`vouched`).
+    """
+    return isinstance(context, ssl.SSLContext) and type(context) is not ssl.SSLContext
 
 
 def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:

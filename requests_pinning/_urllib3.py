@@ -33,7 +33,7 @@ from ._contexts import TLSContexts
 from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
-from ._tls import read_chain, tls_server_name, vouched
+from ._tls import may_misreport, read_chain, tls_server_name, vouched
 from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = [
@@ -244,11 +244,13 @@ def _connection_chain(conn: Any) -> PeerChain:
         return PeerChain(
             checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
         )
-    if getattr(conn, "_pin_user_context", True):
+    tls = getattr(conn.sock, "sslobj", conn.sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
+    if getattr(conn, "_pin_user_context", True) or may_misreport(getattr(tls, "context", None)):
         # A context the user passed may be shared with pools that want no
         # validation, and urllib3 writes verify_mode into it on every
         # connect: what it says now need not be what this handshake did.
         # So the chain must hold on its own, for the name urllib3 validates.
+        # The same for a context that validates after a CERT_NONE handshake.
         asserted = getattr(conn, "assert_hostname", None)
         names = [] if asserted is False else _names(conn, "")[1:]
         return vouched(chain, names)

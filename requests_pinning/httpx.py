@@ -52,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ._errors import MismatchFields, failure_fields
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure, ReportStats
-from ._tls import read_chain, tls_server_name, vouched
+from ._tls import may_misreport, read_chain, tls_server_name, vouched
 from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = ["AsyncPinningTransport", "PinMismatchError", "PinningTransport"]
@@ -223,7 +223,13 @@ class _Pinning:
         self.user_contexts = user_contexts
 
     def is_users(self, ssl_context: ssl.SSLContext) -> bool:
-        """Whether ``ssl_context`` is one the user passed in (``verify=``, a proxy's)."""
+        """Whether ``ssl_context``'s word on validation needs proof (see ``_tls.vouched``).
+
+        One the user passed in (``verify=``, a proxy's), which others may
+        change, or one that validates after a ``CERT_NONE`` handshake.
+        """
+        if may_misreport(ssl_context):
+            return True
         return any(ssl_context is context for context in self.user_contexts)
 
     def check(
