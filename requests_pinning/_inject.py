@@ -19,15 +19,17 @@ methods are replaced, and put back as they were:
 - ``HTTPSConnectionPool._new_conn``: records the pool's host and port on the
   connection. Only the pool knows the origin of an HTTPS proxy in forwarding
   mode; everywhere else it is one more name whose pins apply.
-- ``HTTPSConnectionPool._validate_conn``: urllib3 calls it before every request,
-  new connection or kept alive. A connection whose TLS session was not checked
-  under the policy now in force (opened before injection, or under the pins an
-  injection has since replaced) is checked there, on its open socket, before
-  the request is written.
+- ``HTTPSConnectionPool._validate_conn`` (urllib3 calls it before every
+  request, after connecting a closed connection) and ``HTTPSConnection.request``
+  (for connections used without a pool, or by a pool whose methods were looked
+  up before injection): a connection whose socket was not checked under the
+  injection now in force (opened before it, while extracted, in a connect
+  already under way, or before the pins were replaced) is checked there, on
+  its open socket, before the request is written.
 
-Each connection records the policy its current socket was checked under
-(``_pin_global``, set as its connect begins; a connect that fails its check
-leaves no open socket). A pinning pool's connection (``PinningAdapter``,
+Each connection records the injection (a token per call) and the socket it
+was checked under (``_pin_checked``); anything else is checked again. A
+pinning pool's connection (``PinningAdapter``,
 ``PinningPoolManager``) is not checked here: its own ``connect()`` checks it
 right after, against its pool's policy and this one together (one chain read,
 one decision per policy).
@@ -59,6 +61,12 @@ _lock = threading.Lock()  # held while methods are replaced or restored
 # The policy in force, read by the replaced methods without the lock: a
 # reference is read atomically, and each connect uses the one it read first.
 _policy: PinningPolicy | None = None
+# A new object per inject_into_urllib3() call. A connection records the token
+# and the socket it was checked under (_pin_checked), and is checked again
+# before a request unless both are still the ones in force: a socket urllib3
+# opened while nothing was injected, or before a re-injection (even of the
+# same policy), is never taken for a checked one.
+_token: object = object()
 # (class, method name) -> what the class's own __dict__ held before injection.
 _originals: dict[tuple[type, str], Any] | None = None
 
@@ -101,11 +109,12 @@ def inject_into_urllib3(
         allow_unpinned=allow_unpinned,
         report_uri=report_uri,
     )
-    global _policy, _originals
+    global _policy, _originals, _token
     with _lock:
         replaced = _policy
         # The policy first: a replaced method never finds itself in force
         # without one.
+        _token = object()
         _policy = policy
         if _originals is None:
             _originals = _replace_methods()
@@ -124,7 +133,10 @@ def extract_from_urllib3() -> None:
         if _originals is None:
             return
         for (owner, name), original in _originals.items():
-            setattr(owner, name, original)
+            if original is _INHERITED:
+                delattr(owner, name)  # the class had none of its own: it inherits again
+            else:
+                setattr(owner, name, original)
         _originals = None
         # Cleared last: a connect already in a replaced method goes on with the
         # policy it read; a later one finds None and behaves as urllib3's own.
@@ -157,26 +169,40 @@ def _replace_methods() -> dict[tuple[type, str], Any]:
         (connection_class, "_connect_tls_proxy"): _checking_connect_tls_proxy,
         (pool_class, "_new_conn"): _origin_recording_new_conn,
         (pool_class, "_validate_conn"): _rechecking_validate_conn,
+        # A connection used without a pool (conn.connect(), then conn.request()).
+        (connection_class, "request"): _rechecking_request,
     }
-    originals = {key: key[0].__dict__[key[1]] for key in replacements}
+    if hasattr(connection_class, "request_chunked"):  # urllib3 1.26
+        replacements[connection_class, "request_chunked"] = _rechecking_request
+    originals = {key: key[0].__dict__.get(key[1], _INHERITED) for key in replacements}
     for (owner, name), make in replacements.items():
-        setattr(owner, name, make(originals[owner, name]))
+        original = originals[owner, name]
+        if original is _INHERITED:
+            original = getattr(owner, name)
+        setattr(owner, name, make(original))
     return originals
+
+
+# What _originals holds for a method the class only inherited.
+_INHERITED = object()
 
 
 def _checking_connect(original: Callable[[Any], None]) -> Callable[[Any], None]:
     @functools.wraps(original)
     def connect(self: Any) -> None:
-        policy = _policy
+        policy, token = _policy, _token
         if policy is None:  # extracted since this method was looked up
             original(self)
             return
         self._pin_global = policy
         if isinstance(self, _PinningConnectionMixin):
             # Its own connect() checks the session as soon as this returns,
-            # against this policy too (_pin_global): checking it here as well
-            # would read the chain twice and report a failure twice.
+            # against this policy too (_pin_global), and closes it if it
+            # fails: checking it here as well would read the chain twice and
+            # report a failure twice.
             original(self)
+            pinning: Any = self
+            pinning._pin_checked = (token, pinning.sock)
             return
         self._pin_proxy_checked = False
         # Any context here is the caller's, maybe shared with connections
@@ -185,6 +211,7 @@ def _checking_connect(original: Callable[[Any], None]) -> Callable[[Any], None]:
         try:
             original(self)
             check_connection(self, (policy,), _origin(self))
+            self._pin_checked = (token, self.sock)
         except PinMismatchError as error:
             _abort(self)
             # A MaxRetryError: urllib3's urlopen neither wraps nor retries it
@@ -234,34 +261,64 @@ def _origin_recording_new_conn(original: Callable[[Any], Any]) -> Callable[[Any]
 def _rechecking_validate_conn(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     @functools.wraps(original)
     def _validate_conn(self: Any, conn: Any) -> None:
-        policy = _policy
-        if (
-            policy is not None
-            and getattr(conn, "sock", None) is not None
-            and conn.__dict__.get("_pin_global") is not policy
-        ):
-            # An open socket that was never checked under this policy: made
-            # before injection, or before the pins were replaced. Checked now,
-            # before the request is written, rather than trusted or dropped:
-            # its TLS session still holds the chain.
-            _recheck(conn, policy, (self.host, int(self.port or 443)))
+        # urllib3's first: it connects a connection that is not open (which
+        # our connect checks) and writes nothing. Then, before the request is
+        # written, whatever socket the connection has now must have been
+        # checked under the pins in force.
         original(self, conn)
+        _recheck_if_stale(conn, (self.host, int(self.port or 443)))
 
     return _validate_conn
 
 
-def _recheck(conn: Any, policy: PinningPolicy, origin: tuple[str, int]) -> None:
+def _rechecking_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # A connection connected before injection and used without a pool,
+        # or one whose pool's _validate_conn was looked up before injection.
+        # Through a pool otherwise, _validate_conn has just checked it. The
+        # refusal is the MaxRetryError form, as from connect(): urllib3's
+        # urlopen neither wraps nor retries it.
+        _recheck_if_stale(self, None)
+        return original(self, *args, **kwargs)
+
+    return request
+
+
+def _recheck_if_stale(conn: Any, origin: tuple[str, int] | None) -> None:
+    """Check ``conn``'s open socket unless it was checked under the pins in force."""
+    policy, token = _policy, _token
+    sock = getattr(conn, "sock", None)
+    if policy is None or sock is None:
+        return
+    checked = conn.__dict__.get("_pin_checked")
+    if checked is not None and checked[0] is token and checked[1] is sock:
+        return
+    # An open socket never checked under these pins: made before injection,
+    # while extracted, or before the pins were replaced. Checked now, before
+    # the request is written, rather than trusted or dropped: its TLS
+    # session still holds the chain.
+    _recheck(conn, policy, token, origin or _origin(conn))
+
+
+def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str, int]) -> None:
     conn._pin_proxy_checked = False
     # Whatever context made this session, it may have changed since.
     conn._pin_user_context = True
     try:
         if isinstance(conn.sock, SSLTransport):  # TLS in TLS: the proxy's session first
             check_proxy_session(conn, (policy,), conn.sock.socket, conn.host)
+        elif getattr(conn, "proxy", None) is not None and not getattr(conn, "_tunnel_host", None):
+            # The one TLS session is with the proxy (an http:// URL through an
+            # HTTPS proxy, or forwarding): the proxy's names apply to it,
+            # proxy_assert_hostname included, as at connect.
+            check_proxy_session(conn, (policy,), conn.sock, conn.host)
         check_connection(conn, (policy,), origin)
     except PinMismatchError as error:
         _abort(conn)
         raise _PinRefused(error) from error
     conn._pin_global = policy
+    conn._pin_checked = (token, conn.sock)
 
 
 def _origin(conn: Any) -> tuple[str, int]:

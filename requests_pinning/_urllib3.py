@@ -287,6 +287,16 @@ def check_proxy_session(
         *extra,
     ]
     chain = read_chain(sock, "the proxy's TLS session")
+    tls = getattr(sock, "sslobj", sock)
+    if (
+        getattr(proxy_config, "ssl_context", None) is not None
+        or getattr(conn, "_pin_user_context", False)
+        or may_misreport(getattr(tls, "context", None))
+    ):
+        # As for the origin (see _connection_chain): a context of the user's
+        # (proxy_ssl_context, or the pool's in forwarding mode) or one that
+        # validates after a CERT_NONE handshake must show a chain that holds.
+        chain = vouched(chain, [] if asserted is False else names)
     enforce(policies, names, int(conn.port or 443), chain)
     conn._pin_proxy_checked = True
 
