@@ -43,8 +43,14 @@ __all__ = [
 
 _Kind = Literal["exact", "one", "tree"]
 _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# A label: 1 to 63 letters, digits, "-" or "_", with no "-" at either end.
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")  # one regex for the whole name: load time
+# A host pattern as pin files nearly always spell it: canonical already (lower
+# case, no port, no trailing dot) and a name, not an IP literal (the last part
+# of every IPv4 spelling the resolver takes starts with a digit).
+_CANONICAL_PATTERN = re.compile(rf"(\*\*?\.)?((?:{_LABEL}\.)*(?![0-9]){_LABEL})")
+_KIND_OF_PREFIX: dict[str | None, _Kind] = {None: "exact", "*.": "one", "**.": "tree"}
 _INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = (
@@ -136,14 +142,20 @@ class _ByPort(dict[int | None, HostPins]):
 _Table: TypeAlias = dict[str, HostPins | _ByPort]
 
 
-def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> None:
+def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> HostPins | None:
+    """Add ``entry``; if the table has one for that host and port already, return that one."""
     current = table.get(host)
     if current is None and port is None:
         table[host] = entry  # the common case: no port, the first entry for the host
-        return
+        return None
     if not isinstance(current, _ByPort):
+        if current is not None and port is None:
+            return current
         current = table[host] = _ByPort() if current is None else _ByPort({None: current})
+    if port in current:
+        return current[port]
     current[port] = entry
+    return None
 
 
 def _at_port(found: HostPins | _ByPort, port: int) -> HostPins | None:
@@ -178,9 +190,9 @@ class PinSet:
                 f"such as {_EXAMPLE}, not a {type(config).__name__}"
             )
         tables: dict[_Kind, _Table] = {"exact": {}, "one": {}, "tree": {}}
-        seen: dict[tuple[_Kind, str, int | None], str] = {}
         shared = _Shared()
-        entries = []
+        entries: list[HostPins] = []
+        raw_keys: list[str] = []
         for raw_key, value in config.items():
             if raw_key == _SCHEMA_KEY:
                 if not isinstance(value, str):
@@ -188,16 +200,18 @@ class PinSet:
                         f"'$schema' must be a string (a URL), not {_describe(value)}"
                     )
                 continue
-            entry, key = _parse_entry(raw_key, value, shared)
-            if key in seen:
+            entry, (kind, host, port) = _parse_entry(raw_key, value, shared)
+            first = _add(tables[kind], host, port, entry)
+            if first is not None:
+                first_key = next(
+                    key for key, e in zip(raw_keys, entries, strict=True) if e is first
+                )
                 raise PinConfigError(
-                    f"host patterns {seen[key]!r} and {raw_key!r} are the same "
+                    f"host patterns {first_key!r} and {raw_key!r} are the same "
                     f"pattern ({entry.pattern!r}): merge their pins into one entry"
                 )
-            seen[key] = raw_key
-            kind, host, port = key
-            _add(tables[kind], host, port, entry)
             entries.append(entry)
+            raw_keys.append(raw_key)
         object.__setattr__(self, "_entries", tuple(entries))
         object.__setattr__(self, "_exact", tables["exact"])
         object.__setattr__(self, "_one", tables["one"])
@@ -621,8 +635,21 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
 
 
 def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind, str, int | None]:
+    """The table key of a host pattern: (kind, normalised host, port or None)."""
+    canonical = _CANONICAL_PATTERN.fullmatch(raw_key)
+    if canonical is None or len(canonical.group(2)) > 253:
+        return _parse_any_pattern(raw_key, include_subdomains)
+    # What the general reading below makes of it, without the steps that
+    # change nothing.
+    prefix, name = canonical.groups()
+    return _subdomains(raw_key, _KIND_OF_PREFIX[prefix], include_subdomains), name, None
+
+
+def _parse_any_pattern(
+    raw_key: str, include_subdomains: bool | None
+) -> tuple[_Kind, str, int | None]:
     def bad(why: str) -> PinConfigError:
-        return PinConfigError(f"host pattern {raw_key!r}: {why}")
+        return _bad_pattern(raw_key, why)
 
     if "/" in raw_key or "://" in raw_key:
         raise bad("write a host name, not a URL (no scheme, no path)")
@@ -647,13 +674,22 @@ def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind
             "not a valid host name (labels of letters, digits, '-' or '_', "
             "1 to 63 characters, separated by single dots)"
         )
+    return _subdomains(raw_key, kind, include_subdomains), name, port
+
+
+def _subdomains(raw_key: str, kind: _Kind, include_subdomains: bool | None) -> _Kind:
+    """The kind of a name's pattern, given its ``include_subdomains`` option."""
     if include_subdomains is True:
         if kind == "one":
-            raise bad("'include_subdomains: true' contradicts a '*.' pattern")
-        kind = "tree"
-    elif include_subdomains is False and kind == "tree":
-        raise bad("'include_subdomains: false' contradicts a '**.' pattern")
-    return kind, name, port
+            raise _bad_pattern(raw_key, "'include_subdomains: true' contradicts a '*.' pattern")
+        return "tree"
+    if include_subdomains is False and kind == "tree":
+        raise _bad_pattern(raw_key, "'include_subdomains: false' contradicts a '**.' pattern")
+    return kind
+
+
+def _bad_pattern(raw_key: str, why: str) -> PinConfigError:
+    return PinConfigError(f"host pattern {raw_key!r}: {why}")
 
 
 def _split_port(raw_key: str, bad: Any) -> tuple[str, int | None]:
