@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import Any, Literal, TypeAlias, TypedDict, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, TypedDict, cast
 
 import idna
 
@@ -133,36 +133,51 @@ class HostPins:
         return value
 
 
+class _AtPort(NamedTuple):
+    """The only entry of one host and kind, and the one port it is for."""
+
+    port: int
+    entry: HostPins
+
+
 class _ByPort(dict[int | None, HostPins]):
     """The entries of one host and kind that differ by port (``None``: any port)."""
 
     __slots__ = ()
 
 
-_Table: TypeAlias = dict[str, HostPins | _ByPort]
+# A table maps a host to its entry for any port (the common case), to its only
+# entry when that one is for a port (a pair, not a dict: pin files with many
+# ports stay small), or to its entries by port.
+_Table: TypeAlias = dict[str, HostPins | _AtPort | _ByPort]
 
 
 def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> HostPins | None:
     """Add ``entry``; if the table has one for that host and port already, return that one."""
     current = table.get(host)
-    if current is None and port is None:
-        table[host] = entry  # the common case: no port, the first entry for the host
+    if current is None:
+        table[host] = entry if port is None else _AtPort(port, entry)
         return None
-    if not isinstance(current, _ByPort):
-        if current is not None and port is None:
-            return current
-        current = table[host] = _ByPort() if current is None else _ByPort({None: current})
-    if port in current:
-        return current[port]
-    current[port] = entry
+    if isinstance(current, HostPins):
+        by_port = _ByPort({None: current})
+    elif isinstance(current, _AtPort):
+        by_port = _ByPort({current.port: current.entry})
+    else:
+        by_port = current
+    if port in by_port:
+        return by_port[port]
+    by_port[port] = entry
+    table[host] = by_port
     return None
 
 
-def _at_port(found: HostPins | _ByPort, port: int) -> HostPins | None:
+def _at_port(found: HostPins | _AtPort | _ByPort, port: int) -> HostPins | None:
     # An entry for the port beats one for any port.
-    if isinstance(found, _ByPort):
-        return found.get(port) or found.get(None)
-    return found
+    if isinstance(found, HostPins):
+        return found
+    if isinstance(found, _AtPort):
+        return found.entry if found.port == port else None
+    return found.get(port) or found.get(None)
 
 
 class PinSet:
