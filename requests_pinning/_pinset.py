@@ -6,11 +6,15 @@ subtrees); a lookup normalises the host once and probes the tables with the
 host and its label suffixes, most specific first. Its cost depends on the
 number of labels in the host, not on the size of the pin set. The tables are
 keyed by the host alone, so that a probe is one dictionary look-up: the rare
-host that has entries for particular ports maps to a small dict by port.
+host that has an entry for a particular port maps to that pair, or to a small
+dict by port.
 
 Large pin files repeat the same few CA pins across many hosts: a load parses
 each distinct list of pins once and shares the resulting tuple (and its pins)
-between the entries that spell it alike.
+between the entries that spell it alike. Keys and pins already in their
+canonical spelling (``api.example.com``, ``*.example.com``, ``sha256/<base64>``),
+which is how large files are written, are read directly; everything else takes
+the general reading, which gives the same result (property tests compare them).
 """
 
 from __future__ import annotations
