@@ -1,17 +1,11 @@
-"""The pin-set core (_pinset, _pins, _certs) names no HTTP client.
+"""A report URI is checked as urllib3 2 reads URLs, by a core that imports no urllib3.
 
-A report URI is still checked as urllib3 2 reads URLs: the core's own rule is
-compared with the one it replaced (``urllib3.util.parse_url``) on generated
-text. The tests may import urllib3; the modules may not.
+The core's own rule is compared with the one it replaced
+(``urllib3.util.parse_url``) on generated text. The tests may import urllib3;
+the modules may not (``test_layers.py`` checks that).
 """
 
 from __future__ import annotations
-
-import ast
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import urllib3
@@ -22,50 +16,6 @@ from urllib3.util import parse_url
 
 from requests_pinning import PinConfigError
 from requests_pinning._pinset import check_report_uri
-
-CORE = ("_pinset", "_pins", "_certs")
-CLIENTS = ("requests", "urllib3", "httpx")
-PACKAGE = Path(__file__).resolve().parent.parent / "requests_pinning"
-
-
-@pytest.mark.parametrize("module", CORE)
-def test_core_modules_do_not_import_an_http_client(module: str) -> None:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            imported.add(node.module)
-    assert not {name for name in imported if name.split(".")[0] in CLIENTS}
-
-
-# Loads the core without the package's __init__ (which mounts the adapters).
-_IMPORT_CORE = textwrap.dedent(
-    """
-    import sys, types
-    package = types.ModuleType("requests_pinning")
-    package.__path__ = [sys.argv[1]]
-    sys.modules["requests_pinning"] = package
-    import requests_pinning._pinset
-    print(",".join(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:]))))
-    """
-)
-
-
-@pytest.mark.xfail(
-    reason="_errors.py (PinConfigError's module) still imports requests and urllib3 for "
-    "PinMismatchError; the restructuring of the client side moves that",
-    strict=False,
-)
-def test_importing_the_core_loads_no_http_client() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _IMPORT_CORE, str(PACKAGE), *CLIENTS],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == ""
 
 
 def urllib3_accepts(value: str) -> bool:
