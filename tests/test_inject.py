@@ -279,7 +279,8 @@ def test_through_a_socks5_proxy(
 def test_http2_connections_are_checked_before_their_preface(
     pki: PKI, injected: Inject, good: TLSServer, rogue: TLSServer
 ) -> None:
-    http2 = pytest.importorskip("urllib3.http2")
+    http2 = pytest.importorskip("urllib3.http2", reason="urllib3 1.26 has no HTTP/2")
+    pytest.importorskip("h2", reason="urllib3's HTTP/2 needs the h2 package (not in httpx-no-h2)")
     http2.inject_into_urllib3()
     try:
         injected(pins(pki))
