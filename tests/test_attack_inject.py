@@ -23,7 +23,6 @@ request byte). The "rogue" cases fail today:
 
 from __future__ import annotations
 
-import datetime
 import functools
 import socket
 import ssl
@@ -32,7 +31,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import trustme
 import urllib3
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import MaxRetryError
@@ -47,6 +45,7 @@ from requests_pinning import (
 
 from .conftest import PKI
 from .servers import ConnectProxy, TLSServer
+from .test_public_paths import _forged_under, _SharedContextAfterARace
 
 
 @pytest.fixture
@@ -189,52 +188,6 @@ def test_a_connect_in_progress_when_injection_returns(
 
 
 # --- the proxy's own TLS session: a context that may misreport --------------------
-
-
-class _SharedContextAfterARace(ssl.SSLContext):
-    """As in test_public_paths: a context that handshakes without validation
-    but reports CERT_REQUIRED afterwards (a context shared with a CERT_NONE
-    pool, caught mid-race; or truststore's, which handshakes with CERT_NONE
-    on macOS and Windows and validates afterwards)."""
-
-    @property  # type: ignore[override]
-    def verify_mode(self) -> ssl.VerifyMode:
-        return ssl.CERT_REQUIRED
-
-    @verify_mode.setter
-    def verify_mode(self, value: ssl.VerifyMode) -> None:
-        super(_SharedContextAfterARace, type(self)).verify_mode.__set__(self, ssl.CERT_NONE)  # type: ignore[attr-defined]
-
-
-def _forged_under(pki: PKI) -> trustme.LeafCert:
-    """A leaf that names the genuine intermediate as its issuer, signed by another key."""
-    from cryptography import x509 as cx509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    intermediate = cx509.load_pem_x509_certificate(pki.intermediate.cert_pem.bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        cx509.CertificateBuilder()
-        .subject_name(cx509.Name([cx509.NameAttribute(cx509.NameOID.COMMON_NAME, "forged")]))
-        .issuer_name(intermediate.subject)
-        .public_key(key.public_key())
-        .serial_number(cx509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(cx509.SubjectAlternativeName([cx509.DNSName("localhost")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    return trustme.LeafCert(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert.public_bytes(serialization.Encoding.PEM),
-        [pki.intermediate.cert_pem.bytes()],
-    )
 
 
 @pytest.mark.parametrize("route", ["good", "rogue"])
