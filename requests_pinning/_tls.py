@@ -19,6 +19,7 @@ decision turns into a refusal.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import ssl
@@ -136,26 +137,43 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
 
 
 def _unvouched(chain: tuple[bytes, ...], names: list[str]) -> str | None:
-    """Why ``chain`` would not pass validation for ``names``, or ``None``."""
+    """Why ``chain`` would not pass validation for ``names`` now, or ``None``."""
+    problem, valid_from, valid_until = _judged(chain, tuple(names))
+    if problem is None and not valid_from <= datetime.now(timezone.utc) <= valid_until:
+        return "a certificate is not valid now"
+    return problem
+
+
+_Judgement = tuple[str | None, datetime, datetime]
+
+
+# A server presents the same chain on every connection, and verifying its
+# signatures costs about half a millisecond: each (chain, names) is judged
+# once. What the result depends on is all in the key, the clock apart, which
+# is why the validity window is kept and compared on every use.
+@functools.lru_cache(maxsize=256)
+def _judged(
+    chain: tuple[bytes, ...], names: tuple[str, ...]
+) -> tuple[str | None, datetime, datetime]:
+    """(the problem or ``None``, the latest not-before, the earliest not-after) of ``chain``."""
+    never = datetime.min.replace(tzinfo=timezone.utc)
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
-        now = datetime.now(timezone.utc)
-        for cert in certs:
-            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-                return "a certificate is not valid now"
+        valid_from = max(cert.not_valid_before_utc for cert in certs)
+        valid_until = min(cert.not_valid_after_utc for cert in certs)
         for child, issuer in itertools.pairwise(certs):
             constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints)
             if not constraints.value.ca:
-                return "an issuer is not a CA"
+                return "an issuer is not a CA", never, never
             try:
                 child.verify_directly_issued_by(issuer)
             except (InvalidSignature, ValueError, TypeError):
-                return "its signatures do not link"
+                return "its signatures do not link", never, never
         if names and not any(_issued_for(certs[0], name) for name in names):
-            return "the leaf is not for the name"
-    except Exception as exc:  # a signature that does not verify, a certificate it cannot read
-        return f"{type(exc).__name__}: {exc}"
-    return None
+            return "the leaf is not for the name", never, never
+    except Exception as exc:  # a certificate it cannot read
+        return f"{type(exc).__name__}: {exc}", never, never
+    return None, valid_from, valid_until
 
 
 def _issued_for(cert: x509.Certificate, name: str) -> bool:
