@@ -13,7 +13,11 @@ padded with ``_`` and request counts with leading zeros (the client ignores
 both). The strings of ``argv`` are allocated at start-up, and their lengths
 alone shift the allocator's layout enough to move a keep-alive request by about
 0.2 % (issue 11); with equal lengths the A/A control (``plain`` against ``plain-2``)
-agrees to under 0.01 %. The environment is the same for every run.
+agrees to under 0.01 %. The environment is the same for every run. Variant
+names are padded to the longest of their face (:data:`~benchmarks.client.VARIANTS`
+for requests, :data:`~benchmarks.client.HTTPX_VARIANTS` for httpx), the one
+every ratio is taken within: the requests face's runs keep the arguments they
+had before the httpx face was added.
 
 Callgrind counts user-space instructions only: time in the kernel (sockets,
 ``read`` of the CA bundle) and waiting for the server are not in the counts.
@@ -36,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .client import VARIANTS, VERIFY, Target
+from .client import HTTPX_VARIANTS, VARIANTS, VERIFY, Target
 from .server import child_environment
 
 __all__ = [
@@ -60,6 +64,7 @@ CHAIN_READERS = frozenset(
 )
 
 _VARIANT_WIDTH = max(len(name) for name in VARIANTS)
+_HTTPX_VARIANT_WIDTH = max(len(name) for name in HTTPX_VARIANTS)
 _VERIFY_WIDTH = max(len(name) for name in VERIFY)
 _COUNT_WIDTH = 6
 
@@ -140,7 +145,9 @@ def _client_command(target: Target, job: Job, requests: int) -> list[str]:
         "-m",
         "benchmarks.client",
         "--variant",
-        job.variant.ljust(_VARIANT_WIDTH, "_"),
+        job.variant.ljust(
+            _HTTPX_VARIANT_WIDTH if job.variant in HTTPX_VARIANTS else _VARIANT_WIDTH, "_"
+        ),
         "--workload",
         job.workload,
         "--verify",

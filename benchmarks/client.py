@@ -11,7 +11,14 @@ Variants (one ``requests.Session`` each, ``trust_env=False``):
 * ``unpinned``: the same adapter whose pin set has no entry for the server's
   host (one for another host): what the adapter costs a host it does not pin;
 * ``fingerprint``: requests-toolbelt's ``FingerprintAdapter`` with the leaf's
-  SHA-256 fingerprint (urllib3's ``assert_fingerprint``).
+  SHA-256 fingerprint (urllib3's ``assert_fingerprint``);
+* ``injected``: plain requests with :func:`requests_pinning.inject_into_urllib3`
+  in force for the whole process, with the pin of ``pinned`` (see :func:`session_for`).
+
+The httpx face (:data:`HTTPX_VARIANTS`, one ``httpx.Client`` each): see
+:mod:`benchmarks.client_httpx`. Each variant is compared to the plain variant
+of its own face (:func:`baseline`), with that face's A/A control beside it
+(:data:`AA_CONTROLS`).
 
 ``verify`` configurations: ``bundle`` (a path to a bundle holding the
 benchmark's root alone), ``certifi`` (``verify=True``: certifi's bundle; see
@@ -34,10 +41,11 @@ length (see :mod:`benchmarks.callgrind`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,24 +53,34 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 
-from requests_pinning import PinningAdapter
+from requests_pinning import PinningAdapter, extract_from_urllib3, inject_into_urllib3
 
 from .pki import HOST
 
 __all__ = [
+    "AA_CONTROLS",
+    "HTTPX_VARIANTS",
     "OTHER_HOST",
     "VARIANTS",
     "VERIFY",
     "WORKLOADS",
     "Target",
+    "baseline",
     "concurrent_round",
     "fingerprint_available",
+    "httpx_available",
     "main",
     "make_session",
     "run_requests",
+    "session_for",
 ]
 
-VARIANTS = ("plain", "plain-2", "pinned", "unpinned", "fingerprint")
+#: The requests face's variants (``injected`` included: it is plain requests).
+VARIANTS = ("plain", "plain-2", "pinned", "unpinned", "fingerprint", "injected")
+#: The httpx face's variants (:mod:`benchmarks.client_httpx`).
+HTTPX_VARIANTS = ("httpx-plain", "httpx-plain-2", "httpx-pinned")
+#: Each face's plain variant, and its A/A control: plain again.
+AA_CONTROLS = {"plain": "plain-2", "httpx-plain": "httpx-plain-2"}
 WORKLOADS = ("new", "keepalive")
 VERIFY = ("bundle", "certifi", "none")
 
@@ -96,10 +114,34 @@ def fingerprint_available() -> bool:
     return True
 
 
+def baseline(variant: str) -> str:
+    """The variant ``variant`` is compared to: the plain variant of its face."""
+    return "httpx-plain" if variant in HTTPX_VARIANTS else "plain"
+
+
+def pin_for(target: Target, verify: str) -> str:
+    """The one pin of the pinned variants: the intermediate's, or the leaf's with
+    ``verify=False`` (where only the leaf is checked, so an intermediate pin could
+    never pass)."""
+    return target.leaf_pin if verify == "none" else target.intermediate_pin
+
+
+def httpx_available() -> bool:
+    """Are httpx and httpcore (the ``httpx`` extra, in ``bench``) installed?"""
+    try:
+        import requests_pinning.httpx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make_session(
     variant: str, target: Target, *, verify: str = "bundle", pool_maxsize: int = 10
 ) -> requests.Session:
-    """A session of the given variant and ``verify`` configuration (see the module's docstring)."""
+    """A session of the given variant and ``verify`` configuration (see the module's docstring).
+
+    ``injected`` gets plain requests' session: the injection, process-wide, is
+    :func:`session_for`'s."""
     session = requests.Session()
     if verify == "bundle":
         session.verify = str(target.bundle)
@@ -112,11 +154,9 @@ def make_session(
     # No proxies or .netrc from the environment: loopback only, and the same
     # work in every variant (trust_env costs each request a proxy lookup).
     session.trust_env = False
-    # With verify=False only the leaf is checked, so an intermediate pin
-    # could never pass there.
-    pin = target.leaf_pin if verify == "none" else target.intermediate_pin
+    pin = pin_for(target, verify)
     adapter: HTTPAdapter
-    if variant in ("plain", "plain-2"):
+    if variant in ("plain", "plain-2", "injected"):
         adapter = HTTPAdapter(pool_maxsize=pool_maxsize)
     elif variant == "pinned":
         adapter = PinningAdapter({HOST: [pin]}, pool_maxsize=pool_maxsize)
@@ -130,6 +170,24 @@ def make_session(
         raise ValueError(f"unknown variant {variant!r}")
     session.mount("https://", adapter)
     return session
+
+
+@contextlib.contextmanager
+def session_for(
+    variant: str, target: Target, *, verify: str = "bundle"
+) -> Iterator[requests.Session]:
+    """:func:`make_session`, with ``inject_into_urllib3`` in force for ``injected``
+    (the pin of ``pinned``) until the session is closed; then extracted again."""
+    if variant != "injected":
+        with make_session(variant, target, verify=verify) as session:
+            yield session
+        return
+    inject_into_urllib3({HOST: [pin_for(target, verify)]})
+    try:
+        with make_session(variant, target, verify=verify) as session:
+            yield session
+    finally:
+        extract_from_urllib3()
 
 
 def run_requests(session: requests.Session, url: str, count: int, *, new: bool) -> None:
@@ -179,7 +237,9 @@ def _unpadded(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.client", description=__doc__)
-    parser.add_argument("--variant", type=_unpadded, choices=VARIANTS, required=True)
+    parser.add_argument(
+        "--variant", type=_unpadded, choices=VARIANTS + HTTPX_VARIANTS, required=True
+    )
     parser.add_argument("--workload", choices=WORKLOADS, required=True)
     parser.add_argument("--verify", type=_unpadded, choices=VERIFY, default="bundle")
     parser.add_argument("--requests", type=int, required=True)
@@ -192,7 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # verify=False is what is being measured; the warning about it is not.
     warnings.simplefilter("ignore", InsecureRequestWarning)
     target = Target(args.port, args.bundle, args.pin, args.leaf_pin, args.fingerprint)
-    with make_session(args.variant, target, verify=args.verify) as session:
+    if args.variant in HTTPX_VARIANTS:
+        # Imported here only: the requests face's runs never import httpx.
+        from . import client_httpx
+
+        with client_httpx.make_client(args.variant, target, verify=args.verify) as client:
+            client_httpx.run_requests(client, target.url, args.requests, new=args.workload == "new")
+        return 0
+    with session_for(args.variant, target, verify=args.verify) as session:
         run_requests(session, target.url, args.requests, new=args.workload == "new")
     return 0
 

@@ -72,13 +72,19 @@ def _num(value: float) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "", indent: str = "  "
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str] | None],
+    align: str = "",
+    indent: str = "  ",
 ) -> str:
-    """A plain-text table; ``align``: ``l`` or ``r`` per column (default ``l`` then ``r``)."""
+    """A plain-text table; ``align``: ``l`` or ``r`` per column (default ``l`` then ``r``).
+
+    A row that is ``None`` is drawn as a rule, like the one under the headers:
+    it separates groups of rows."""
     align = align or "l" + "r" * (len(headers) - 1)
     widths = [len(header) for header in headers]
     for row in rows:
-        for i, cell in enumerate(row):
+        for i, cell in enumerate(row or ()):
             widths[i] = max(widths[i], len(cell))
 
     def line(cells: Sequence[str]) -> str:
@@ -89,7 +95,7 @@ def table(
         return (indent + "  ".join(parts)).rstrip()
 
     rule = indent + "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+    return "\n".join([line(headers), rule, *(rule if row is None else line(row) for row in rows)])
 
 
 def _cpu_model() -> str:
@@ -155,6 +161,8 @@ def machine() -> dict[str, Any]:
                 "cryptography",
                 "requests-toolbelt",
                 "trustme",
+                "httpx",
+                "httpcore",
             )
         },
     }

@@ -1,9 +1,11 @@
 """``python -m benchmarks``: run every benchmark, print the table, write the JSON.
 
 Every comparison has an A/A control: plain requests twice, as the separate
-variants ``plain`` and ``plain-2``. How far those two are apart is the noise
-band of that comparison; it is printed beside every ratio and difference, and
-each target's verdict says when the figure is closer to its limit than that.
+variants ``plain`` and ``plain-2`` (for the httpx face, whose variants are
+compared to plain httpx: ``httpx-plain`` and ``httpx-plain-2``). How far those
+two are apart is the noise band of that comparison; it is printed beside every
+ratio and difference, and each target's verdict says when the figure is closer
+to its limit than that.
 
 The targets of the HTTP benchmarks are judged on instruction counts
 (callgrind, client process only), which repeat from run to run; the wall-clock
@@ -29,13 +31,17 @@ from typing import Any
 from . import callgrind
 from .callgrind import CHAIN_READERS, Job
 from .client import (
-    Target as HttpTarget,
-)
-from .client import (
+    AA_CONTROLS,
+    HTTPX_VARIANTS,
+    baseline,
     concurrent_round,
     fingerprint_available,
+    httpx_available,
     make_session,
     run_requests,
+)
+from .client import (
+    Target as HttpTarget,
 )
 from .pki import Chain, make_certifi_overlay, make_chain
 from .report import Target, machine, table
@@ -54,8 +60,9 @@ _WORKLOAD_LABEL = {
     "new": "new connections (Connection: close, a TLS handshake per request)",
     "keepalive": "keep-alive (one connection, many requests)",
 }
-_ALL = ("plain", "plain-2", "pinned", "unpinned", "fingerprint")
+_ALL = ("plain", "plain-2", "pinned", "unpinned", "fingerprint", "injected")
 _ADAPTERS = ("plain", "plain-2", "pinned", "unpinned")
+_HTTPX = HTTPX_VARIANTS  # compared to httpx-plain, in the same comparisons
 
 
 @dataclass(frozen=True)
@@ -106,11 +113,11 @@ FULL = Settings(
     new_requests=100,
     keepalive_requests=1000,
     comparisons=(
-        Comparison("new", "bundle", "ec", _ALL),
-        Comparison("new", "certifi", "ec", _ADAPTERS),
-        Comparison("new", "none", "ec", _ADAPTERS),
+        Comparison("new", "bundle", "ec", (*_ALL, *_HTTPX)),
+        Comparison("new", "certifi", "ec", (*_ADAPTERS, "injected", *_HTTPX)),
+        Comparison("new", "none", "ec", (*_ADAPTERS, "injected", *_HTTPX)),
         Comparison("new", "bundle", "rsa", _ADAPTERS),
-        Comparison("keepalive", "bundle", "ec", _ALL),
+        Comparison("keepalive", "bundle", "ec", (*_ALL, *_HTTPX)),
     ),
     callgrind_requests=(
         (("new", "bundle"), (5, 35)),
@@ -129,6 +136,8 @@ FULL = Settings(
     concurrent_keepalive=250,
 )
 
+_QUICK_NEW = ("plain", "pinned", "unpinned", "fingerprint")
+
 # A smoke pass: every benchmark with tiny counts. Callgrind (seconds of
 # interpreter start-up per run) runs only for plain and pinned keep-alive,
 # short and long; every other configuration runs once natively.
@@ -137,11 +146,11 @@ QUICK = Settings(
     new_requests=4,
     keepalive_requests=20,
     comparisons=(
-        Comparison("new", "bundle", "ec", ("plain", "pinned", "unpinned", "fingerprint")),
-        Comparison("new", "certifi", "ec", ("plain", "pinned")),
-        Comparison("new", "none", "ec", ("plain", "pinned")),
+        Comparison("new", "bundle", "ec", (*_QUICK_NEW, "injected", "httpx-plain", "httpx-pinned")),
+        Comparison("new", "certifi", "ec", ("plain", "pinned", "injected", "httpx-pinned")),
+        Comparison("new", "none", "ec", ("plain", "pinned", "injected", "httpx-pinned")),
         Comparison("new", "bundle", "rsa", ("pinned",)),
-        Comparison("keepalive", "bundle", "ec", ("plain", "pinned")),
+        Comparison("keepalive", "bundle", "ec", ("plain", "pinned", "injected", "httpx-pinned")),
     ),
     callgrind_requests=(
         (("new", "bundle"), (1, 2)),
@@ -255,7 +264,8 @@ def _instructions(
     jobs: Sequence[Job],
     parallel: int,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """{comparison key: {variant: figures}}, each with its difference and ratio to plain."""
+    """{comparison key: {variant: figures}}, each with its difference and ratio to the plain
+    variant of its face (``*_to_plain``: to ``httpx-plain`` for the httpx face)."""
     counts = callgrind.count_per_request(
         targets, overlay, jobs, dict(settings.callgrind_requests), parallel=parallel
     )
@@ -268,18 +278,19 @@ def _instructions(
             "chain_reads_per_request": count.chain_reads_per_request,
         }
     for figures in result.values():
-        plain = figures.get("plain")
-        for variant in figures.values():
+        for name, variant in figures.items():
+            plain = figures.get(baseline(name))
             if plain is None:
                 variant["delta_to_plain"] = variant["ratio_to_plain"] = None
                 continue
             variant["delta_to_plain"] = variant["per_request"] - plain["per_request"]
             variant["ratio_to_plain"] = variant["per_request"] / plain["per_request"]
-        if plain is not None and "plain-2" in figures:
-            aa = figures["plain-2"]
-            # The noise band: how far plain is from itself.
-            figures["plain"]["aa_delta"] = abs(aa["delta_to_plain"])
-            figures["plain"]["aa_ratio"] = abs(aa["ratio_to_plain"] - 1)
+        for base, control in AA_CONTROLS.items():
+            if base in figures and control in figures:
+                aa = figures[control]
+                # The noise band: how far plain is from itself.
+                figures[base]["aa_delta"] = abs(aa["delta_to_plain"])
+                figures[base]["aa_ratio"] = abs(aa["ratio_to_plain"] - 1)
     return result
 
 
@@ -304,12 +315,16 @@ def _wall_table(wall: dict[str, dict[str, Any]]) -> str:
 
 
 def _count_table(figures: dict[str, dict[str, Any]]) -> str:
-    rows = []
+    rows: list[list[str] | None] = []
+    face = None
     for variant, count in figures.items():
         delta, ratio = count["delta_to_plain"], count["ratio_to_plain"]
+        if face is not None and baseline(variant) != face:
+            rows.append(None)  # a rule: the next face's rows, against its own plain
+        face = baseline(variant)
         rows.append(
             [
-                variant + (" (A/A)" if variant == "plain-2" else ""),
+                variant + (" (A/A)" if variant in AA_CONTROLS.values() else ""),
                 f"{count['per_request']:,.0f}",
                 "-" if delta is None else f"{delta:+,.0f}",
                 "-" if ratio is None else f"{ratio:.4f}",
@@ -321,13 +336,19 @@ def _count_table(figures: dict[str, dict[str, Any]]) -> str:
 
 
 def _aa_line(figures: dict[str, dict[str, Any]]) -> str:
-    plain = figures.get("plain", {})
-    if "aa_delta" not in plain:
-        return "  A/A band: not measured (no plain-2 in this comparison)"
-    return (
-        f"  A/A band (|plain-2 - plain|): {plain['aa_delta']:,.0f} instructions per request, "
-        f"{plain['aa_ratio'] * 100:.4f} % of plain"
-    )
+    lines = []
+    for base, control in AA_CONTROLS.items():
+        if not any(baseline(variant) == base for variant in figures):
+            continue  # no variant of this face in the comparison
+        plain = figures.get(base, {})
+        if "aa_delta" not in plain:
+            lines.append(f"  A/A band: not measured (no {control} in this comparison)")
+            continue
+        lines.append(
+            f"  A/A band (|{control} - {base}|): {plain['aa_delta']:,.0f} instructions per "
+            f"request, {plain['aa_ratio'] * 100:.4f} % of {base}"
+        )
+    return "\n".join(lines)
 
 
 def _flat(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -486,6 +507,21 @@ def _targets(results: dict[str, Any]) -> list[Target]:
     return targets
 
 
+def _faces_setup(settings: dict[str, Any]) -> str:
+    """What the setup line says of ``injected`` and the httpx face, when they were run."""
+    names = {name for raw in settings["comparisons"] for name in raw["variants"]}
+    text = ""
+    if "injected" in names:
+        text += "; injected = plain requests with inject_into_urllib3 (the pin of pinned) in force"
+    if names & set(HTTPX_VARIANTS):
+        text += (
+            "; httpx-plain, httpx-plain-2 (A/A), httpx-pinned = a sync httpx.Client over "
+            "HTTP/1.1 with httpx.HTTPTransport or PinningTransport (the pin of pinned), "
+            "trust_env=False, compared to httpx-plain"
+        )
+    return text
+
+
 def _render(results: dict[str, Any], targets: list[Target]) -> str:
     out: list[str] = []
     m = results["machine"]
@@ -500,7 +536,7 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
         "setup: server in its own process on 127.0.0.1, chain leaf <- intermediate <- root; "
         "sessions with trust_env=False; pinned = the adapter with one pin on the intermediate "
         "(on the leaf with verify=False); unpinned = the same adapter, the host not in its pins; "
-        "plain-2 = plain again (the A/A control)"
+        "plain-2 = plain again (the A/A control)" + _faces_setup(s)
     )
     if results["quick"]:
         out.append("QUICK SMOKE PASS: tiny counts, the figures mean nothing")
@@ -514,6 +550,7 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
         "1. Instructions per request, client process (callgrind: user space only; "
         "(long - short run) / (long - short requests)); chain reads = calls into "
         + ", ".join(sorted(CHAIN_READERS))
+        + ("; httpx-* rows: minus and / httpx-plain" if "httpx" in _faces_setup(s) else "")
     )
     for raw in s["comparisons"]:
         comparison = Comparison(
@@ -657,7 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = args.json or _RESULTS / ("quick.json" if args.quick else "latest.json")
     started = time.monotonic()
     notes: list[str] = []
-    variants = list(_ALL)
+    variants = [*_ALL, *_HTTPX]
+    if not httpx_available():
+        variants = [variant for variant in variants if variant not in _HTTPX]
+        notes.append("httpx is not installed (pip install -e '.[bench]'): the httpx face skipped")
     if not fingerprint_available():
         variants.remove("fingerprint")
         notes.append(
