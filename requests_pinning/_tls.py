@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -40,7 +41,7 @@ def peer_chain(tls: object) -> PeerChain:
     The served chain is read only when needed. Raises ``ValueError`` when
     nothing can be read; :func:`read_chain` is the form that never raises.
     """
-    if isinstance(tls, ssl.SSLSocket | ssl.SSLObject):
+    if isinstance(tls, (ssl.SSLSocket, ssl.SSLObject)):
         return _stdlib_chain(tls)
     inner = getattr(tls, "sslobj", None)
     if isinstance(inner, ssl.SSLObject):  # urllib3's SSLTransport
@@ -113,17 +114,38 @@ def links_hold(chain: tuple[bytes, ...]) -> bool:
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     verified = tls.context.verify_mode != ssl.CERT_NONE
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
-    # and SSLObject from Python 3.13; on 3.10 to 3.12 only the _ssl object
-    # underneath (_sslobj) has them.
-    native = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
+    # and SSLObject from Python 3.13, where they convert every certificate to
+    # DER at once; on every version the _ssl object underneath (_sslobj) has
+    # them, returning certificates that are converted only when needed.
+    native = getattr(tls, "_sslobj", None) or tls
+
+    def served() -> tuple[bytes, ...] | None:
+        return _call(native, "get_unverified_chain")
+
+    # With validation off, get_verified_chain() returns the *unverified*
+    # chain: only the leaf proves anything, so it is not even read.
+    get_verified_chain = getattr(native, "get_verified_chain", None) if verified else None
+    if get_verified_chain is not None:
+        certs = get_verified_chain()
+        if certs:
+            # Converted to DER one by one as the check reaches them. It always
+            # reaches the leaf, the peer's own certificate, which
+            # getpeercert() converts more cheaply than the chain's objects.
+            leaf = tls.getpeercert(binary_form=True)
+            checked = [leaf, *certs[1:]] if leaf else certs
+            return PeerChain(checked=checked, to_der=_der, verified=True, load_served=served)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
-        served=lambda: _call(native, "get_unverified_chain"),
-        # With validation off, get_verified_chain() returns the *unverified*
-        # chain: only the leaf proves anything, so it is not even read.
-        verified_chain=_call(native, "get_verified_chain") if verified else None,
+        served=served,
+        verified_chain=None,
         verified=verified,
     )
+
+
+def _der(cert: Any) -> bytes:
+    """One certificate of the _ssl object's chains (an _ssl.Certificate) as DER."""
+    der: bytes = cert.public_bytes(_ENCODING_DER)
+    return der
 
 
 def _assemble(
