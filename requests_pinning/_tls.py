@@ -128,12 +128,8 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     if get_verified_chain is not None:
         certs = get_verified_chain()
         if certs:
-            # Converted to DER one by one as the check reaches them. It always
-            # reaches the leaf, the peer's own certificate, which
-            # getpeercert() converts more cheaply than the chain's objects.
-            leaf = tls.getpeercert(binary_form=True)
-            checked = [leaf, *certs[1:]] if leaf else certs
-            return PeerChain(checked=checked, to_der=_der, verified=True, load_served=served)
+            # Converted to DER one by one as the check reaches them.
+            return PeerChain(checked=certs, verified=True, load_served=served, to_der=_der)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
         served=served,

@@ -182,7 +182,7 @@ def evaluate(
     if entry.deny:
         denied = _lookup(entry.deny)
         for der in chain.checked if chain.verified else chain.served:
-            hit = _find(denied, der)
+            hit = denied.find(der)
             if hit is not None:
                 return Verdict(
                     "failed",
@@ -191,16 +191,11 @@ def evaluate(
                 )
         if not entry.pins:
             return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
-    # Leaf first, and no further than the first match: the rest of the chain
-    # is then never converted or hashed.
-    pinned = _lookup(entry.pins)
-    for index in range(chain.size):
-        der = chain.der(index)
-        for kind, algorithm, digests in pinned:
-            digest = spki_digest(der, algorithm) if kind == "spki" else cert_digest(der, algorithm)
-            hit = digests.get(digest)
-            if hit is not None:
-                return hit
+    # No further than the first match: the rest of the chain is then never
+    # converted or hashed.
+    hit = _lookup(entry.pins).first_match(chain)
+    if hit is not None:
+        return hit
     if chain.verified:
         return Verdict("failed", "no certificate of the verified chain matches a pin")
     return Verdict(
@@ -210,46 +205,71 @@ def evaluate(
     )
 
 
-#: The pins of one list, by what has to be computed to test them: for each
-#: (kind, algorithm) the list uses, its digests, each with the verdict its
-#: match gives. "Is this certificate pinned" is then one digest and one
-#: dictionary look-up per algorithm, however long the list, and a match
-#: builds nothing.
-_Lookup = tuple[tuple[str, str, dict[bytes, Verdict]], ...]
+class _PinLookup:
+    """The pins of one list, by what has to be computed to test them.
 
-# Built once per list of pins. Keyed by the tuple's identity (hashing a tuple
-# of pins hashes every pin, in Python, on every connection); each value holds
+    ``groups`` holds, for each (kind, algorithm) the list uses, its digests,
+    each with the verdict its match gives: "is this certificate pinned" is one
+    digest and one dictionary look-up per algorithm, however long the list,
+    and a match builds nothing. ``last`` is where in the checked chain a pin
+    matched last time: a server presents the same chain on every connection,
+    so that certificate is tried first, and a pass usually converts and
+    hashes only that one (the others in leaf-first order if it does not match).
+    """
+
+    __slots__ = ("groups", "last", "pins")
+
+    def __init__(self, pins: tuple[Pin, ...]) -> None:
+        groups: dict[tuple[str, str], dict[bytes, Verdict]] = {}
+        for pin in pins:
+            # setdefault: of equal pins, the first is the one named
+            groups.setdefault((pin.kind, pin.algorithm), {}).setdefault(
+                pin.digest, Verdict("matched", matched=pin)
+            )
+        self.groups = tuple((kind, alg, digests) for (kind, alg), digests in groups.items())
+        self.pins = pins
+        self.last = 0
+
+    def find(self, der: bytes) -> Verdict | None:
+        """The verdict of the pin that matches the DER certificate ``der``, if any."""
+        for kind, algorithm, digests in self.groups:
+            digest = spki_digest(der, algorithm) if kind == "spki" else cert_digest(der, algorithm)
+            hit = digests.get(digest)
+            if hit is not None:
+                return hit
+        return None
+
+    def first_match(self, chain: PeerChain) -> Verdict | None:
+        """The verdict of a pin that matches a checked certificate of ``chain``, if any."""
+        last = self.last
+        if last < chain.size:
+            hit = self.find(chain.der(last))
+            if hit is not None:
+                return hit
+        for index in range(chain.size):
+            if index != last:
+                hit = self.find(chain.der(index))
+                if hit is not None:
+                    self.last = index
+                    return hit
+        return None
+
+
+# One lookup per list of pins. Keyed by the tuple's identity (hashing a tuple
+# of pins hashes every pin, in Python, on every connection); each lookup holds
 # its tuple, so no other tuple can take that identity while it is cached.
 # Pin sets share one tuple between the entries that list the same pins.
-_LOOKUPS: dict[int, tuple[tuple[Pin, ...], _Lookup]] = {}
+_LOOKUPS: dict[int, _PinLookup] = {}
 _MAX_LOOKUPS = 4096
 
 
-def _lookup(pins: tuple[Pin, ...]) -> _Lookup:
-    cached = _LOOKUPS.get(id(pins))
-    if cached is not None and cached[0] is pins:
-        return cached[1]
-    groups: dict[tuple[str, str], dict[bytes, Verdict]] = {}
-    for pin in pins:
-        # setdefault: the first of equal pins is the one named
-        groups.setdefault((pin.kind, pin.algorithm), {}).setdefault(
-            pin.digest, Verdict("matched", matched=pin)
-        )
-    lookup = tuple((kind, algorithm, digests) for (kind, algorithm), digests in groups.items())
-    if len(_LOOKUPS) >= _MAX_LOOKUPS:
-        _LOOKUPS.clear()  # many pin sets come and go: start again rather than grow
-    _LOOKUPS[id(pins)] = (pins, lookup)
+def _lookup(pins: tuple[Pin, ...]) -> _PinLookup:
+    lookup = _LOOKUPS.get(id(pins))
+    if lookup is None or lookup.pins is not pins:
+        if len(_LOOKUPS) >= _MAX_LOOKUPS:
+            _LOOKUPS.clear()  # many pin sets come and go: start again rather than grow
+        lookup = _LOOKUPS[id(pins)] = _PinLookup(pins)
     return lookup
-
-
-def _find(lookup: _Lookup, der: bytes) -> Verdict | None:
-    """The verdict of the pin in ``lookup`` that matches the DER certificate ``der``, if any."""
-    for kind, algorithm, digests in lookup:
-        digest = spki_digest(der, algorithm) if kind == "spki" else cert_digest(der, algorithm)
-        hit = digests.get(digest)
-        if hit is not None:
-            return hit
-    return None
 
 
 class PinningPolicy:
