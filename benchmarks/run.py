@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import callgrind
-from .callgrind import CHAIN_READERS, Job
+from .callgrind import CHAIN_READERS, TYPE_CACHE_MISS, Job
 from .client import (
     Target as HttpTarget,
 )
@@ -266,6 +266,7 @@ def _instructions(
             **asdict(count),
             "per_request": count.per_request,
             "chain_reads_per_request": count.chain_reads_per_request,
+            "type_misses_per_request": count.type_misses_per_request,
         }
     for figures in result.values():
         plain = figures.get("plain")
@@ -314,10 +315,24 @@ def _count_table(figures: dict[str, dict[str, Any]]) -> str:
                 "-" if delta is None else f"{delta:+,.0f}",
                 "-" if ratio is None else f"{ratio:.4f}",
                 f"{count['chain_reads_per_request']:g}",
+                _fmt_misses(count),
             ]
         )
-    headers = ["variant", "instructions/request", "minus plain", "/ plain", "chain reads"]
+    headers = [
+        "variant",
+        "instructions/request",
+        "minus plain",
+        "/ plain",
+        "chain reads",
+        "type-cache misses",
+    ]
     return table(headers, rows)
+
+
+def _fmt_misses(count: dict[str, Any]) -> str:
+    # Figures written before the column existed have no such key.
+    misses = count.get("type_misses_per_request")
+    return "-" if misses is None else f"{misses:,.0f}"
 
 
 def _aa_line(figures: dict[str, dict[str, Any]]) -> str:
@@ -514,6 +529,10 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
         "1. Instructions per request, client process (callgrind: user space only; "
         "(long - short run) / (long - short requests)); chain reads = calls into "
         + ", ".join(sorted(CHAIN_READERS))
+        + f"; type-cache misses = instructions per request in CPython's {TYPE_CACHE_MISS} "
+        "(its type-attribute cache missing: they move with the layout of types and "
+        "strings, by thousands per request, whatever the code per request; the A/A "
+        "control, an identical process, does not show that)"
     )
     for raw in s["comparisons"]:
         comparison = Comparison(

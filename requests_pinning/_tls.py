@@ -20,6 +20,7 @@ decision turns into a refusal.
 from __future__ import annotations
 
 import itertools
+import operator
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -138,10 +139,8 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     )
 
 
-def _der(cert: Any) -> bytes:
-    """One certificate of the _ssl object's chains (an _ssl.Certificate) as DER."""
-    der: bytes = cert.public_bytes(_ENCODING_DER)
-    return der
+#: One certificate of the _ssl object's chains (an _ssl.Certificate) as DER.
+_der: Callable[[Any], bytes] = operator.methodcaller("public_bytes", _ENCODING_DER)
 
 
 def _assemble(

@@ -68,9 +68,10 @@ class PeerChain:
         problem: str | None = None,
         to_der: Callable[[Any], bytes] | None = None,
     ) -> None:
-        # DER, or certificates still to be converted (replaced by their DER
-        # as they are converted)
-        self._certs = list(checked)
+        # DER, or certificates still to be converted, replaced by their DER as
+        # they are converted (in the list given, which is the TLS library's
+        # fresh one; anything else is copied first)
+        self._certs = checked if type(checked) is list else list(checked)
         self._to_der = to_der
         self._checked: tuple[bytes, ...] | None = None
         #: How many certificates are checked (none is converted to count them).
@@ -445,7 +446,7 @@ class PinningPolicy:
                 log.debug("no pins configured for %s:%s; connection allowed", first, port)
                 return None
             return self._decide(first, port, None, _read(chain))
-        checked = _read(chain)
+        checked = chain if isinstance(chain, PeerChain) else chain()
         for host, entry in found.values():
             failure = self._decide(host, port, entry, checked)
             if failure is not None:
