@@ -31,6 +31,9 @@ _NAMED_HEX = re.compile(
 # Names that are meant as a hash algorithm, so "md5/..." is an unknown algorithm
 # and not bare base64 that happens to contain a "/".
 _ALGORITHM_LIKE = re.compile(r"(?:md|sha|sha-|sha3-|blake2[bs]?)[0-9]*", re.IGNORECASE)
+# The canonical spelling of a SHA-256 SPKI pin, the one str(pin) writes and
+# large pin files are made of: read directly, as the general reading would.
+_CANONICAL_SHA256 = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,8 @@ class Pin:
         """
         if not isinstance(text, str):
             raise ValueError(f"{safe_repr(text)} is a {type(text).__name__}, not a pin string")
+        if _CANONICAL_SHA256.fullmatch(text):
+            return cls("spki", "sha256", binascii.a2b_base64(text[7:]))
         text = text.strip()
         try:
             return cls._parse(text)

@@ -6,11 +6,15 @@ subtrees); a lookup normalises the host once and probes the tables with the
 host and its label suffixes, most specific first. Its cost depends on the
 number of labels in the host, not on the size of the pin set. The tables are
 keyed by the host alone, so that a probe is one dictionary look-up: the rare
-host that has entries for particular ports maps to a small dict by port.
+host that has an entry for a particular port maps to that pair, or to a small
+dict by port.
 
 Large pin files repeat the same few CA pins across many hosts: a load parses
 each distinct list of pins once and shares the resulting tuple (and its pins)
-between the entries that spell it alike.
+between the entries that spell it alike. Keys and pins already in their
+canonical spelling (``api.example.com``, ``*.example.com``, ``sha256/<base64>``),
+which is how large files are written, are read directly; everything else takes
+the general reading, which gives the same result (property tests compare them).
 """
 
 from __future__ import annotations
@@ -24,11 +28,9 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import Any, Literal, TypeAlias, TypedDict, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, TypedDict, cast
 
 import idna
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
 
 from ._errors import PinConfigError, safe_repr
 from ._pins import Pin
@@ -45,8 +47,14 @@ __all__ = [
 
 _Kind = Literal["exact", "one", "tree"]
 _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# A label: 1 to 63 letters, digits, "-" or "_", with no "-" at either end.
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")  # one regex for the whole name: load time
+# A host pattern as pin files nearly always spell it: canonical already (lower
+# case, no port, no trailing dot) and a name, not an IP literal (the last part
+# of every IPv4 spelling the resolver takes starts with a digit).
+_CANONICAL_PATTERN = re.compile(rf"(\*\*?\.)?((?:{_LABEL}\.)*(?![0-9]){_LABEL})")
+_KIND_OF_PREFIX: dict[str | None, _Kind] = {None: "exact", "*.": "one", "**.": "tree"}
 _INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = (
@@ -129,30 +137,51 @@ class HostPins:
         return value
 
 
+class _AtPort(NamedTuple):
+    """The only entry of one host and kind, and the one port it is for."""
+
+    port: int
+    entry: HostPins
+
+
 class _ByPort(dict[int | None, HostPins]):
     """The entries of one host and kind that differ by port (``None``: any port)."""
 
     __slots__ = ()
 
 
-_Table: TypeAlias = dict[str, HostPins | _ByPort]
+# A table maps a host to its entry for any port (the common case), to its only
+# entry when that one is for a port (a pair, not a dict: pin files with many
+# ports stay small), or to its entries by port.
+_Table: TypeAlias = dict[str, HostPins | _AtPort | _ByPort]
 
 
-def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> None:
+def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> HostPins | None:
+    """Add ``entry``; if the table has one for that host and port already, return that one."""
     current = table.get(host)
-    if current is None and port is None:
-        table[host] = entry  # the common case: no port, the first entry for the host
-        return
-    if not isinstance(current, _ByPort):
-        current = table[host] = _ByPort() if current is None else _ByPort({None: current})
-    current[port] = entry
+    if current is None:
+        table[host] = entry if port is None else _AtPort(port, entry)
+        return None
+    if isinstance(current, HostPins):
+        by_port = _ByPort({None: current})
+    elif isinstance(current, _AtPort):
+        by_port = _ByPort({current.port: current.entry})
+    else:
+        by_port = current
+    if port in by_port:
+        return by_port[port]
+    by_port[port] = entry
+    table[host] = by_port
+    return None
 
 
-def _at_port(found: HostPins | _ByPort, port: int) -> HostPins | None:
+def _at_port(found: HostPins | _AtPort | _ByPort, port: int) -> HostPins | None:
     # An entry for the port beats one for any port.
-    if isinstance(found, _ByPort):
-        return found.get(port) or found.get(None)
-    return found
+    if isinstance(found, HostPins):
+        return found
+    if isinstance(found, _AtPort):
+        return found.entry if found.port == port else None
+    return found.get(port) or found.get(None)
 
 
 class PinSet:
@@ -180,9 +209,9 @@ class PinSet:
                 f"such as {_EXAMPLE}, not a {type(config).__name__}"
             )
         tables: dict[_Kind, _Table] = {"exact": {}, "one": {}, "tree": {}}
-        seen: dict[tuple[_Kind, str, int | None], str] = {}
         shared = _Shared()
-        entries = []
+        entries: list[HostPins] = []
+        raw_keys: list[str] = []
         for raw_key, value in config.items():
             if raw_key == _SCHEMA_KEY:
                 if not isinstance(value, str):
@@ -190,16 +219,18 @@ class PinSet:
                         f"'$schema' must be a string (a URL), not {_describe(value)}"
                     )
                 continue
-            entry, key = _parse_entry(raw_key, value, shared)
-            if key in seen:
+            entry, (kind, host, port) = _parse_entry(raw_key, value, shared)
+            first = _add(tables[kind], host, port, entry)
+            if first is not None:
+                first_key = next(
+                    key for key, e in zip(raw_keys, entries, strict=True) if e is first
+                )
                 raise PinConfigError(
-                    f"host patterns {seen[key]!r} and {raw_key!r} are the same "
+                    f"host patterns {first_key!r} and {raw_key!r} are the same "
                     f"pattern ({entry.pattern!r}): merge their pins into one entry"
                 )
-            seen[key] = raw_key
-            kind, host, port = key
-            _add(tables[kind], host, port, entry)
             entries.append(entry)
+            raw_keys.append(raw_key)
         object.__setattr__(self, "_entries", tuple(entries))
         object.__setattr__(self, "_exact", tables["exact"])
         object.__setattr__(self, "_one", tables["one"])
@@ -531,13 +562,63 @@ def check_report_uri(value: object, where: str) -> str:
     problem = f"'report_uri' for {where}: {safe_repr(value)} is not an http:// or https:// URL"
     if not isinstance(value, str) or not value.isascii() or any(c.isspace() for c in value):
         raise PinConfigError(problem)
-    try:
-        url = parse_url(value)
-    except LocationParseError:
-        raise PinConfigError(problem) from None
-    if url.scheme not in ("http", "https") or not url.host:
+    uri = _HTTP_URI.fullmatch(value)
+    if uri is None or not _is_uri_host(uri.group(1).rpartition("@")[2]):
         raise PinConfigError(problem)
     return value
+
+
+# A report URI is accepted exactly when urllib3 2's parse_url reads it as an
+# http(s) URL with a host (RFC 3986, with RFC 6874 zone ids), so that the
+# pin-set core needs no HTTP client; a hypothesis test compares the two. The
+# text has been checked to be ASCII without white space. The authority ends at
+# the first "/", "?", "#" or "\\"; the host and port follow its last "@".
+_HTTP_URI = re.compile(r"(?i:https?)://([^\\/?#]*)(?:[\\/?#].*)?", re.DOTALL)
+_H16 = "[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|(?:[0-9]{{1,3}}\.){{3}}[0-9]{{1,3}})"
+_IPV6 = "|".join(
+    [
+        rf"(?:{_H16}:){{6}}{_LS32}",
+        rf"::(?:{_H16}:){{5}}{_LS32}",
+        rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+        rf"(?:(?:{_H16}:)?{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+        rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+        rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+        rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+        rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+        rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+    ]
+)
+_ZONE_ID = r"(?:%25|%)(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+"
+_REG_NAME = r"(?:[^\[\]%:/?#]|%[0-9A-Fa-f]{2})*"
+# Groups: the host, an IPv6 address's zone id (with its "%" or "%25"), the port.
+_URI_HOST_PORT = re.compile(rf"(\[(?:{_IPV6})({_ZONE_ID})?\]|{_REG_NAME})(?::([0-9]*))?", re.DOTALL)
+_PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _is_uri_host(host_port: str) -> bool:
+    """Does ``host_port`` name a host (and a port from 0 to 65535), as urllib3 2 reads it?"""
+    match = _URI_HOST_PORT.fullmatch(host_port)
+    if match is None:
+        return False
+    host, zone, port = match.groups()
+    # Leading zeros are allowed; six significant digits are too many (and int()
+    # refuses very long texts).
+    if port and int(port.lstrip("0")[:6] or "0") > 65535:
+        return False
+    if not host or _CONTROL.search(host):
+        return False
+    if not host.startswith("["):
+        escaped = host
+    elif zone is None:
+        return True
+    else:
+        # The zone id is read without its "%25" (or "%") separator.
+        escaped = zone[3:] if zone.startswith("%25") and zone != "%25" else zone[1:]
+    # No escape may stand for a control character.
+    codes = [int(code, 16) for code in _PERCENT_ESCAPE.findall(escaped)]
+    return all(code >= 0x20 and code != 0x7F for code in codes)
 
 
 def _parse_expires(raw_key: str, value: object) -> datetime:
@@ -573,8 +654,21 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
 
 
 def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind, str, int | None]:
+    """The table key of a host pattern: (kind, normalised host, port or None)."""
+    canonical = _CANONICAL_PATTERN.fullmatch(raw_key)
+    if canonical is None or len(canonical.group(2)) > 253:
+        return _parse_any_pattern(raw_key, include_subdomains)
+    # What the general reading below makes of it, without the steps that
+    # change nothing.
+    prefix, name = canonical.groups()
+    return _subdomains(raw_key, _KIND_OF_PREFIX[prefix], include_subdomains), name, None
+
+
+def _parse_any_pattern(
+    raw_key: str, include_subdomains: bool | None
+) -> tuple[_Kind, str, int | None]:
     def bad(why: str) -> PinConfigError:
-        return PinConfigError(f"host pattern {raw_key!r}: {why}")
+        return _bad_pattern(raw_key, why)
 
     if "/" in raw_key or "://" in raw_key:
         raise bad("write a host name, not a URL (no scheme, no path)")
@@ -599,13 +693,22 @@ def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind
             "not a valid host name (labels of letters, digits, '-' or '_', "
             "1 to 63 characters, separated by single dots)"
         )
+    return _subdomains(raw_key, kind, include_subdomains), name, port
+
+
+def _subdomains(raw_key: str, kind: _Kind, include_subdomains: bool | None) -> _Kind:
+    """The kind of a name's pattern, given its ``include_subdomains`` option."""
     if include_subdomains is True:
         if kind == "one":
-            raise bad("'include_subdomains: true' contradicts a '*.' pattern")
-        kind = "tree"
-    elif include_subdomains is False and kind == "tree":
-        raise bad("'include_subdomains: false' contradicts a '**.' pattern")
-    return kind, name, port
+            raise _bad_pattern(raw_key, "'include_subdomains: true' contradicts a '*.' pattern")
+        return "tree"
+    if include_subdomains is False and kind == "tree":
+        raise _bad_pattern(raw_key, "'include_subdomains: false' contradicts a '**.' pattern")
+    return kind
+
+
+def _bad_pattern(raw_key: str, why: str) -> PinConfigError:
+    return PinConfigError(f"host pattern {raw_key!r}: {why}")
 
 
 def _split_port(raw_key: str, bad: Any) -> tuple[str, int | None]:

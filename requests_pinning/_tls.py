@@ -19,18 +19,21 @@ decision turns into a refusal.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import operator
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ._verify import PeerChain
 
-__all__ = ["links_hold", "peer_chain", "read_chain", "tls_server_name"]
+__all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouched"]
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
@@ -95,21 +98,89 @@ def tls_server_name(tls: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def links_hold(chain: tuple[bytes, ...]) -> bool:
-    """Whether each certificate of ``chain`` is signed by the next one (names and signatures).
+def may_misreport(context: object) -> bool:
+    """Whether a context's word on validation may not be what its handshake did.
+
+    A context of another class than ``ssl.SSLContext``: truststore's (also
+    what ``truststore.inject_into_ssl()`` makes every context) handshakes with
+    ``CERT_NONE`` on macOS and Windows and validates with the platform
+    afterwards, so OpenSSL's "verified" chain is then the one the peer sent,
+    which may carry a genuine intermediate appended to a rogue leaf. Such a
+    chain must prove itself (:func:`vouched`).
+    """
+    return isinstance(context, ssl.SSLContext) and type(context) is not ssl.SSLContext
+
+
+def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
+    """``chain`` if it could have passed validation on its own, else a chain that fails closed.
 
     For a context the user passed in: it may be shared with connections that
-    do not validate, and clients write ``verify_mode`` into it per connection,
-    so what it says after the handshake need not be what the handshake did.
-    A chain whose signatures link was at least not made up by the peer.
+    do not validate, and clients write ``verify_mode`` into it per
+    connection, so what it says after the handshake need not be what the
+    handshake did. Then its "verified" chain may be whatever the peer sent,
+    and a CA pin would match any certificate that CA ever issued. So the
+    chain must prove itself: each certificate signed by the next, every
+    issuer a CA, every one valid now, and the leaf issued for one of
+    ``names`` (the names the connection was validated as; empty when the
+    caller asked for no name check). The pin then anchors the trust.
     """
+    if not chain.verified or chain.problem is not None:
+        return chain
+    problem = _unvouched(chain.checked, [name for name in names if name])
+    if problem is None:
+        return chain
+    return PeerChain(
+        checked=(),
+        verified=False,
+        problem=f"the verified chain does not hold on its own ({problem}); its context "
+        "may have been shared with connections that do not validate",
+    )
+
+
+def _unvouched(chain: tuple[bytes, ...], names: list[str]) -> str | None:
+    """Why ``chain`` would not pass validation for ``names``, or ``None``."""
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
+        now = datetime.now(timezone.utc)
+        for cert in certs:
+            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                return "a certificate is not valid now"
         for child, issuer in itertools.pairwise(certs):
-            child.verify_directly_issued_by(issuer)
-    except Exception:  # a signature that does not verify, or a certificate it cannot read
+            constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints)
+            if not constraints.value.ca:
+                return "an issuer is not a CA"
+            try:
+                child.verify_directly_issued_by(issuer)
+            except (InvalidSignature, ValueError, TypeError):
+                return "its signatures do not link"
+        if names and not any(_issued_for(certs[0], name) for name in names):
+            return "the leaf is not for the name"
+    except Exception as exc:  # a signature that does not verify, a certificate it cannot read
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _issued_for(cert: x509.Certificate, name: str) -> bool:
+    """Whether ``cert``'s subjectAltName covers ``name`` (one left-most wildcard label)."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
         return False
-    return True
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return address in sans.get_values_for_type(x509.IPAddress)
+    wanted = name.rstrip(".").lower()
+    for pattern in sans.get_values_for_type(x509.DNSName):
+        pattern = pattern.rstrip(".").lower()
+        if pattern == wanted:
+            return True
+        label, _, rest = wanted.partition(".")
+        if pattern.startswith("*.") and label and rest == pattern[2:]:
+            return True
+    return False
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:

@@ -33,7 +33,7 @@ from ._contexts import TLSContexts
 from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
-from ._tls import links_hold, read_chain, tls_server_name
+from ._tls import may_misreport, read_chain, tls_server_name, vouched
 from ._verify import PeerChain, PinningPolicy, make_policy
 
 __all__ = [
@@ -89,10 +89,17 @@ class _PinningConnectionMixin:
 
     _pin_user_context = False
 
+    # The process-wide policy of inject_into_urllib3(), when it was in place as
+    # this connect began: set by _inject's connect, which runs inside
+    # super().connect(). Applied here, with the pool's own, so that the chain
+    # is read once and each policy decides once (see enforce).
+    _pin_global: PinningPolicy | None = None
+
     def connect(self) -> None:
         # Per connect, not per object: urllib3 reconnects the same object when
         # a pooled socket dropped, and the new TLS sessions must be checked too.
         self._pin_proxy_checked = False
+        self._pin_global = None
         # A context that is not ours (the user's, or urllib3 1.26's kept from
         # the last connect): see _chain.
         conn: Any = self
@@ -114,10 +121,17 @@ class _PinningConnectionMixin:
             self.close()  # type: ignore[attr-defined]
             raise
 
+    def _pin_policies(self) -> tuple[PinningPolicy, ...]:
+        """The pool's policy, and the process-wide one if injected: each must pass."""
+        assert self._pin_policy is not None
+        if self._pin_global is None:
+            return (self._pin_policy,)
+        return (self._pin_policy, self._pin_global)
+
     def _check_pins(self) -> None:
-        policy, origin = self._pin_policy, self._pin_origin
+        origin = self._pin_origin
         conn: Any = self
-        if policy is None or origin is None:
+        if self._pin_policy is None or origin is None:
             # Fail closed: this class only exists to check pins.
             raise PinMismatchError(
                 "Certificate pinning failure: the connection has no pin policy attached",
@@ -125,78 +139,9 @@ class _PinningConnectionMixin:
                 port=int(conn.port or 443),
                 reason="no pin policy attached",
             )
-        host, port = origin
-        forwarded = self._talks_to_proxy(host, port)
-        if (
-            self._pin_proxy_checked
-            and not forwarded
-            and getattr(conn, "_tunnel_host", None) is None
-        ):
-            # No tunnel and the proxy is the origin (an http:// URL through an
-            # HTTPS proxy): the one TLS session was checked already.
-            return
-        if forwarded:
-            # An HTTPS proxy in forwarding mode: the TLS session is with the
-            # proxy. Its own pins apply to it (urllib3 1.26 never calls
-            # _connect_tls_proxy on this path), and the origin's certificate
-            # is never seen, so a pinned origin fails closed.
-            asserted = self._asserted_names()
-            if not self._pin_proxy_checked:
-                # urllib3 1.26 validates this session as assert_hostname or
-                # server_hostname: their pins apply to it too.
-                self._check_proxy_session(policy, conn.sock, conn.host, asserted)
-            chain = PeerChain(
-                served=(),
-                checked=(),
-                verified=False,
-                problem=(
-                    f"the TLS session is with the proxy {conn.host}:{conn.port}, not with "
-                    "the origin (an HTTPS proxy in forwarding mode): the origin's "
-                    "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
-                ),
-            )
-            _enforce(policy, [host, *asserted], port, chain)
-            return
-        # The names first, and apart: however reading the chain fails, the
-        # pins of every name of the connection still apply to that failure.
-        names = self._names(host)
-        # Read only if some name has pins: an unpinned host pays nothing for it.
-        _enforce(policy, names, port, self._chain)
+        check_connection(self, self._pin_policies(), origin)
 
-    def _chain(self) -> PeerChain:
-        conn: Any = self
-        chain = read_chain(conn.sock, "the TLS connection")
-        if not chain.verified or chain.problem is not None:
-            return chain
-        if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
-            # This connection asked for no validation, whatever its context
-            # says now: only the leaf counts.
-            return PeerChain(
-                checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
-            )
-        if self._pin_user_context and not links_hold(chain.checked):
-            # A context the user passed may be shared with pools that want no
-            # validation, and urllib3 writes verify_mode into it on every
-            # connect: what it says now need not be what this handshake did.
-            # So the chain's own signatures must hold, leaf to root.
-            return PeerChain(
-                checked=(),
-                verified=False,
-                problem="the verified chain's signatures do not link (its context may have "
-                "been shared with connections that do not validate)",
-            )
-        return chain
-
-    _pin_proxy_checked = False  # this connect's proxy session passed _check_proxy_session
-
-    def _asserted_names(self) -> list[str | None]:
-        """What the user told urllib3 to validate as: ``server_hostname``, ``assert_hostname``."""
-        conn: Any = self
-        asserted = getattr(conn, "assert_hostname", None)
-        return [
-            getattr(conn, "server_hostname", None),
-            asserted if isinstance(asserted, str) else None,
-        ]
+    _pin_proxy_checked = False  # this connect's proxy session passed check_proxy_session
 
     def _connect_tls_proxy(self, hostname: str, sock: Any) -> Any:
         """The TLS session with an HTTPS proxy: checked like any other, against the proxy's entry.
@@ -207,78 +152,185 @@ class _PinningConnectionMixin:
         its pins match, any more than a request as an origin.
         """
         wrapped = super()._connect_tls_proxy(hostname, sock)  # type: ignore[misc]
-        policy = self._pin_policy
-        if policy is not None:  # without one, _check_pins refuses anyway
+        if self._pin_policy is not None:  # without one, _check_pins refuses anyway
             try:
-                self._check_proxy_session(policy, wrapped, hostname)
+                check_proxy_session(self, self._pin_policies(), wrapped, hostname)
             except BaseException:
                 wrapped.close()
                 raise
         return wrapped
 
-    def _check_proxy_session(
-        self, policy: PinningPolicy, sock: Any, hostname: str, extra: Sequence[str | None] = ()
-    ) -> None:
-        conn: Any = self
-        proxy_config = getattr(conn, "proxy_config", None)
-        asserted = getattr(proxy_config, "assert_hostname", None)
-        # Every name the proxy's certificate may have been validated as: the
-        # proxy's host, proxy_assert_hostname, what the TLS object recorded,
-        # and whatever else the caller knows urllib3 validated it as.
-        names = [
-            hostname,
-            conn.host,
-            asserted if isinstance(asserted, str) else None,
-            tls_server_name(sock),
-            *extra,
-        ]
-        chain = read_chain(sock, "the proxy's TLS session")
-        _enforce(policy, names, int(conn.port or 443), chain)
-        self._pin_proxy_checked = True
 
-    def _talks_to_proxy(self, host: str, port: int) -> bool:
-        """True when the TLS session is with a forwarding proxy rather than the origin.
-
-        The TLS peer is the tunnel's far end when tunnelling (CONNECT), else
-        the host this socket was opened to.
-        """
-        conn: Any = self
-        tunnel_host = getattr(conn, "_tunnel_host", None)
-        peer_host = tunnel_host or conn.host
-        peer_port = (getattr(conn, "_tunnel_port", None) if tunnel_host else conn.port) or 443
-        same_host = peer_host == host or normalize_host(peer_host) == normalize_host(host)
-        return not same_host or int(peer_port) != port
-
-    def _names(self, origin: str) -> list[str | None]:
-        """Every name this connection is known by; the pins of each one apply.
-
-        urllib3 derives the name it validates the certificate against on its
-        own (the tunnel host or the host, replaced by ``server_hostname``,
-        trailing dots and IPv6 zone ids removed, then ``assert_hostname`` if
-        given), and ``ssl`` encodes it once more (IDNA 2003). Instead of
-        re-deriving that and hoping to agree, the check takes the names at
-        every stage, including the one the TLS object itself recorded, and
-        the policy applies the pins of all of them (see ``PinningPolicy.check``).
-        """
-        conn: Any = self
-        return [
-            origin,
-            getattr(conn, "_tunnel_host", None) or conn.host,
-            *self._asserted_names(),
-            tls_server_name(conn.sock),
-        ]
+# The check of a connection, as functions of any urllib3 HTTPSConnection: the
+# pinning connections above and, through inject_into_urllib3(), urllib3's own.
+# Per-connect state lives on the connection: _pin_proxy_checked (reset to
+# False as each connect begins) and _pin_user_context.
 
 
-def _enforce(
-    policy: PinningPolicy,
+def enforce(
+    policies: Sequence[PinningPolicy],
     names: list[str | None],
     port: int,
     chain: PeerChain | Callable[[], PeerChain],
 ) -> None:
-    """The urllib3 face's one translation: the policy's failure, as ``PinMismatchError``."""
-    failure = policy.check(names, port, chain)
+    """Apply every policy; the chain is read at most once; raise the first refusal.
+
+    The urllib3 face's one translation of a failure into its error. Each
+    policy decides (and logs, calls ``on_failure``, reports) once, even when
+    an earlier one refused: a process-wide monitoring policy sees what a
+    pool's own policy refused. The connection passes only if all of them pass.
+    """
+    if len(policies) == 1:
+        failure = policies[0].check(names, port, chain)
+    else:
+        read = chain if isinstance(chain, PeerChain) else functools.cache(chain)
+        failure = None
+        for policy in policies:
+            refused = policy.check(names, port, read)  # every policy decides, and reports
+            failure = failure or refused
     if failure is not None:
         raise PinMismatchError.from_failure(failure)
+
+
+def check_connection(conn: Any, policies: Sequence[PinningPolicy], origin: tuple[str, int]) -> None:
+    """Raise :class:`PinMismatchError` unless the TLS session of ``conn`` passes ``policies``.
+
+    ``origin`` is the host and port of the URL (the pool's). Call it after
+    urllib3's ``connect()`` returned, before anything is written.
+    """
+    host, port = origin
+    forwarded = _talks_to_proxy(conn, host, port)
+    proxy_checked = getattr(conn, "_pin_proxy_checked", False)
+    if proxy_checked and not forwarded and getattr(conn, "_tunnel_host", None) is None:
+        # No tunnel and the proxy is the origin (an http:// URL through an
+        # HTTPS proxy): the one TLS session was checked already.
+        return
+    if forwarded:
+        # An HTTPS proxy in forwarding mode: the TLS session is with the
+        # proxy. Its own pins apply to it (urllib3 1.26 never calls
+        # _connect_tls_proxy on this path), and the origin's certificate
+        # is never seen, so a pinned origin fails closed.
+        asserted = _asserted_names(conn)
+        if not proxy_checked:
+            # urllib3 1.26 validates this session as assert_hostname or
+            # server_hostname: their pins apply to it too.
+            check_proxy_session(conn, policies, conn.sock, conn.host, asserted)
+        chain = PeerChain(
+            served=(),
+            checked=(),
+            verified=False,
+            problem=(
+                f"the TLS session is with the proxy {conn.host}:{conn.port}, not with "
+                "the origin (an HTTPS proxy in forwarding mode): the origin's "
+                "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
+            ),
+        )
+        enforce(policies, [host, *asserted], port, chain)
+        return
+    # The names first, and apart: however reading the chain fails, the
+    # pins of every name of the connection still apply to that failure.
+    names = _names(conn, host)
+    # Read only if some name has pins: an unpinned host pays nothing for it.
+    enforce(policies, names, port, functools.partial(_connection_chain, conn))
+
+
+def _connection_chain(conn: Any) -> PeerChain:
+    chain = read_chain(conn.sock, "the TLS connection")
+    if not chain.verified or chain.problem is not None:
+        return chain
+    if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
+        # This connection asked for no validation, whatever its context
+        # says now: only the leaf counts.
+        return PeerChain(
+            checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
+        )
+    tls = getattr(conn.sock, "sslobj", conn.sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
+    if getattr(conn, "_pin_user_context", True) or may_misreport(getattr(tls, "context", None)):
+        # A context the user passed may be shared with pools that want no
+        # validation, and urllib3 writes verify_mode into it on every
+        # connect: what it says now need not be what this handshake did.
+        # So the chain must hold on its own, for the name urllib3 validates.
+        # The same for a context that validates after a CERT_NONE handshake.
+        asserted = getattr(conn, "assert_hostname", None)
+        names = [] if asserted is False else _names(conn, "")[1:]
+        return vouched(chain, names)
+    return chain
+
+
+def _asserted_names(conn: Any) -> list[str | None]:
+    """What the user told urllib3 to validate as: ``server_hostname``, ``assert_hostname``."""
+    asserted = getattr(conn, "assert_hostname", None)
+    return [
+        getattr(conn, "server_hostname", None),
+        asserted if isinstance(asserted, str) else None,
+    ]
+
+
+def check_proxy_session(
+    conn: Any,
+    policies: Sequence[PinningPolicy],
+    sock: Any,
+    hostname: str,
+    extra: Sequence[str | None] = (),
+) -> None:
+    """Check the TLS session ``sock`` with an HTTPS proxy against the proxy's entries."""
+    proxy_config = getattr(conn, "proxy_config", None)
+    asserted = getattr(proxy_config, "assert_hostname", None)
+    # Every name the proxy's certificate may have been validated as: the
+    # proxy's host, proxy_assert_hostname, what the TLS object recorded,
+    # and whatever else the caller knows urllib3 validated it as.
+    names = [
+        hostname,
+        conn.host,
+        asserted if isinstance(asserted, str) else None,
+        tls_server_name(sock),
+        *extra,
+    ]
+    chain = read_chain(sock, "the proxy's TLS session")
+    tls = getattr(sock, "sslobj", sock)
+    if (
+        getattr(proxy_config, "ssl_context", None) is not None
+        or getattr(conn, "_pin_user_context", False)
+        or may_misreport(getattr(tls, "context", None))
+    ):
+        # As for the origin (see _connection_chain): a context of the user's
+        # (proxy_ssl_context, or the pool's in forwarding mode) or one that
+        # validates after a CERT_NONE handshake must show a chain that holds.
+        chain = vouched(chain, [] if asserted is False else names)
+    enforce(policies, names, int(conn.port or 443), chain)
+    conn._pin_proxy_checked = True
+
+
+def _talks_to_proxy(conn: Any, host: str, port: int) -> bool:
+    """True when the TLS session is with a forwarding proxy rather than the origin.
+
+    The TLS peer is the tunnel's far end when tunnelling (CONNECT), else
+    the host this socket was opened to.
+    """
+    tunnel_host = getattr(conn, "_tunnel_host", None)
+    peer_host = tunnel_host or conn.host
+    peer_port = (getattr(conn, "_tunnel_port", None) if tunnel_host else conn.port) or 443
+    same_host = peer_host == host or normalize_host(peer_host) == normalize_host(host)
+    return not same_host or int(peer_port) != port
+
+
+def _names(conn: Any, origin: str) -> list[str | None]:
+    """Every name this connection is known by; the pins of each one apply.
+
+    urllib3 derives the name it validates the certificate against on its
+    own (the tunnel host or the host, replaced by ``server_hostname``,
+    trailing dots and IPv6 zone ids removed, then ``assert_hostname`` if
+    given), and ``ssl`` encodes it once more (IDNA 2003). Instead of
+    re-deriving that and hoping to agree, the check takes the names at
+    every stage, including the one the TLS object itself recorded, and
+    the policy applies the pins of all of them (see ``PinningPolicy.check``).
+    """
+    return [
+        origin,
+        getattr(conn, "_tunnel_host", None) or conn.host,
+        *_asserted_names(conn),
+        tls_server_name(conn.sock),
+    ]
 
 
 class _PinningHTTPSConnection(_PinningConnectionMixin, _base_https_connection()):  # type: ignore[misc]

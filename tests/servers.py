@@ -165,6 +165,10 @@ class TLSServer(_Server):
     `GET /redirect?to=<percent-encoded URL>` answers 302 to that URL; anything else
     answers 200 with the body `ok`. Connections are kept alive until the client closes
     or sends `Connection: close`. Request bodies must have a Content-Length.
+
+    With `http2=True` the server also offers HTTP/2 by ALPN (needs the `h2` package) and
+    answers every HTTP/2 request 200 `ok`; its request lines are recorded as
+    `METHOD /path HTTP/2`. Bytes are counted the same way, the client's preface included.
     """
 
     def __init__(
@@ -173,8 +177,11 @@ class TLSServer(_Server):
         *,
         client_ca: trustme.CA | None = None,
         bind: str = "127.0.0.1",
+        http2: bool = False,
     ) -> None:
         context = _server_context(cert)
+        if http2:
+            context.set_alpn_protocols(["h2", "http/1.1"])
         if client_ca is not None:
             context.verify_mode = ssl.CERT_REQUIRED
             client_ca.configure_trust(context)
@@ -187,6 +194,9 @@ class TLSServer(_Server):
             self.bytes_received += count
 
     def _handle(self, sock: socket.socket) -> None:
+        if isinstance(sock, ssl.SSLSocket) and sock.selected_alpn_protocol() == "h2":
+            self._handle_h2(sock)
+            return
         reader = _Reader(sock, on_data=self._received)
         while (head := reader.head()) is not None:
             request_line, headers = _parse_head(head)
@@ -198,6 +208,38 @@ class TLSServer(_Server):
             sock.sendall(_answer(target, close))
             if close:
                 return
+
+    def _handle_h2(self, sock: ssl.SSLSocket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        heads: dict[int, dict[str, str]] = {}
+        while data := sock.recv(_CHUNK):
+            self._received(len(data))
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    heads[event.stream_id] = {str(k): str(v) for k, v in event.headers or ()}
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id or 0
+                    )
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id in heads:
+                    head = heads.pop(event.stream_id)
+                    with self._lock:
+                        self.requests.append(f"{head[':method']} {head[':path']} HTTP/2")
+                    response = [(":status", "200"), ("content-length", "2")]
+                    conn.send_headers(event.stream_id, response)
+                    conn.send_data(event.stream_id, b"ok", end_stream=True)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    sock.sendall(conn.data_to_send())
+                    return
+            sock.sendall(conn.data_to_send())
 
 
 class ConnectProxy(_Server):

@@ -22,7 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import requests_pinning
-from requests_pinning import PinSet, _cli_lint, _cli_sources, cli, spki_pin
+from requests_pinning import PinSet, cli, spki_pin
+from requests_pinning.cli import _sources
+from requests_pinning.cli.lint import DUMMY_PIN
 
 from .conftest import PKI
 from .servers import TLSServer
@@ -169,8 +171,8 @@ def test_pins_unreachable_target_fails(capsys: Capture, pki: PKI) -> None:
     ],
 )
 def test_pin_file_keys_of_targets(text: str, key: str) -> None:
-    assert _cli_sources.parse_endpoint(text).key == key
-    PinSet.from_dict({key: [_cli_lint.DUMMY_PIN]})
+    assert _sources.parse_endpoint(text).key == key
+    PinSet.from_dict({key: [DUMMY_PIN]})
 
 
 @pytest.mark.parametrize(

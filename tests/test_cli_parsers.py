@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from requests_pinning._certs import split_der_certificates
-from requests_pinning._cli_errors import UserError
-from requests_pinning._cli_sources import parse_endpoint
+from requests_pinning.cli._errors import UserError
+from requests_pinning.cli._sources import parse_endpoint
 
 
 @given(st.text(max_size=80))

@@ -43,8 +43,9 @@ from requests_pinning import (
     spki_pin,
 )
 from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
-from requests_pinning._cli_errors import UserError
-from requests_pinning._cli_sources import parse_endpoint
+from requests_pinning.cli import lint as cli_lint
+from requests_pinning.cli._errors import UserError
+from requests_pinning.cli._sources import parse_endpoint
 
 from .conftest import PKI
 from .servers import TLSServer, _Server
@@ -724,7 +725,7 @@ def test_an_unexpected_error_is_one_line_saying_it_is_a_bug(
     def broken(*args: object) -> object:
         raise RuntimeError("something\nunforeseen")
 
-    monkeypatch.setattr(cli, "lint", broken)
+    monkeypatch.setattr(cli_lint, "lint", broken)
     status = cli.main(["lint", path])
     out, err = capsys.readouterr()
     assert (status, out) == (1, "")

@@ -334,3 +334,36 @@ def _b64_digest_by_b64decode(text: str) -> bytes | None:
 )
 def test_base64_digests_decode_as_b64decode_validates_them(text: str) -> None:
     assert _pins._b64_digest(text) == _b64_digest_by_b64decode(text)
+
+
+B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    text=st.one_of(
+        # The canonical shape, non-zero padding bits and a leading "/" included.
+        st.text(alphabet=B64_ALPHABET, min_size=43, max_size=43).map(
+            lambda body: f"sha256/{body}="
+        ),
+        # Near misses, which the general reading takes.
+        st.text(alphabet=B64_ALPHABET + "= \n", min_size=40, max_size=46).map(
+            lambda body: f"sha256/{body}"
+        ),
+    )
+)
+def test_the_canonical_spelling_reads_as_the_general_reading_does(text: str) -> None:
+    # Pin.parse reads "sha256/<43 base64 characters>=" directly; _parse is the
+    # reading of every spelling.
+    try:
+        general = Pin._parse(text.strip())
+    except _pins._Refused:
+        with pytest.raises(ValueError):
+            Pin.parse(text)
+        return
+    pin = Pin.parse(text)
+    assert (pin.kind, pin.algorithm, pin.digest) == (
+        general.kind,
+        general.algorithm,
+        general.digest,
+    )

@@ -727,6 +727,38 @@ def test_the_lookup_fast_path_agrees_with_the_general_normalisation(host: str) -
     assert normalize_host(host) == general(host)[0]
 
 
+# Characters of host patterns: the prefixes' stars, labels' characters in
+# both cases, IPv4 and IPv6 literals, ports, and what is not allowed.
+_PATTERN_ALPHABET = "*.abxzAZ019_-:[]/ \n\uff0e\u00fc"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    key=st.one_of(
+        st.text(alphabet=_PATTERN_ALPHABET, max_size=24),
+        st.from_regex(r"(\*\*?\.)?([a-z0-9_-]{0,4}\.){0,3}[a-z0-9_-]{0,4}", fullmatch=True),
+        st.from_regex(
+            r"(\*\*?\.)?(0x[0-9a-f]{1,3}|[0-9]{1,4})(\.[0-9a-fx]{1,4}){0,3}", fullmatch=True
+        ),
+        st.builds(lambda n: "a" * n + ".example", st.integers(58, 70)),
+        st.builds(lambda n: "*." + ".".join(["a" * 60] * 5)[:n], st.integers(248, 258)),
+    ),
+    include_subdomains=st.sampled_from([None, True, False]),
+)
+def test_the_pattern_fast_path_agrees_with_the_general_reading(
+    key: str, include_subdomains: bool | None
+) -> None:
+    # _parse_pattern reads canonical keys itself; it must say exactly what the
+    # general reading says (or raise the same error), for every string.
+    def read(parse: Any) -> object:
+        try:
+            return parse(key, include_subdomains)
+        except PinConfigError as error:
+            return str(error)
+
+    assert read(_pinset._parse_pattern) == read(_pinset._parse_any_pattern)
+
+
 def test_the_lookup_fast_path_leaves_every_ip_spelling_to_the_general_normalisation() -> None:
     spellings = {
         "127.1": "127.0.0.1",

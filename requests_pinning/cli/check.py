@@ -6,26 +6,30 @@ The result of one target is a JSON-able record: ``--json`` prints the records
 as they are, in the order the targets were given; the text output is made
 from them, one target as soon as its check is done. Targets are checked
 concurrently (``--jobs``), so one unreachable target costs one timeout, not
-one per target.
+one per target. The command's parser and help are at the end.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import ssl
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from ._certs import describe_name, sha256_pin
-from ._cli_output import days_until
-from ._cli_sources import Endpoint, Unreachable, handshake
-from ._pins import Pin
-from ._pinset import HostPins, PinSet
-from ._verify import PeerChain, evaluate
+from .._certs import describe_name, sha256_pin
+from .._pins import Pin
+from .._pinset import HostPins, PinSet
+from .._verify import PeerChain, evaluate
+from ._errors import EXIT_FAILED, EXIT_OK, print_warning
+from ._options import read_network, subparser
+from ._output import days_until
+from ._sources import Endpoint, Unreachable, handshake, parse_endpoint, tls_context
 
-__all__ = ["check_all", "check_one", "print_check", "print_summary"]
+__all__ = ["add_parser", "check_all", "check_one", "print_check", "print_summary"]
 
 
 def check_one(
@@ -181,3 +185,94 @@ def _entry_state(record: dict[str, Any]) -> str:
     if record["expired"]:
         return f"{state}; expired {when}, {-days} days ago"
     return f"{state}; expires {when}, in {days} days"
+
+
+# -- the command line -------------------------------------------------------------------
+
+_CHECK_EPILOG = """\
+Each TARGET (an https:// URL or host[:port]) is checked as requests-pinning
+would check it if its entry in PINFILE were enforced: report-only and
+expired entries are checked anyway, and their state is shown. A target with
+no entry, an unreachable target and a failed CA validation all fail.
+
+Targets are checked --jobs at a time (default 8); each result is printed as
+its check finishes, and the summary line last.
+
+--json prints a list with one object per target, in the order the targets
+were given: target, host, port, ok, status ("matched", "failed", or
+"unreachable" / "tls_error" when there was no usable handshake), reason,
+pattern, matched, pinned, denied, verified, checked and served (each a list
+of {pin, subject}), expires, expires_in_days, report_only, expired,
+report_uri.
+
+examples:
+  requests-pinning check pins.json api.example.com https://cdn.example.com/
+  requests-pinning check --json pins.json api.example.com | your-monitoring
+  requests-pinning check --ca-bundle corp-ca.pem pins.json intranet.example:8443
+
+exit status: 0 every target passed, 1 any target failed, 2 usage error or a
+pin file that does not load.
+"""
+
+#: Handshakes wait on the network, not the CPU: 8 at a time keeps a list of
+#: hosts quick without opening a burst of connections from one machine.
+_DEFAULT_JOBS = 8
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of jobs")
+    return value
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    pinset = PinSet.from_json(args.pinfile)
+    endpoints = [parse_endpoint(target) for target in args.targets]
+    net = read_network(args)
+    context = tls_context(net)
+    if net.insecure:
+        print_warning(
+            "--insecure: CA validation is OFF: only the leaf certificate is checked, as "
+            "the library does with verify=False; intermediate and root pins cannot match"
+        )
+    now = datetime.now(timezone.utc)
+    jobs = min(args.jobs, len(endpoints))
+    # Text: each target as its check finishes. JSON: one document, in the
+    # order the targets were given, so that the output is stable.
+    on_result = (lambda record: None) if args.json else print_check
+    records = check_all(
+        pinset, endpoints, context, net.timeout, now, jobs=jobs, on_result=on_result
+    )
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print_summary(records)
+    return EXIT_OK if all(record["ok"] for record in records) else EXIT_FAILED
+
+
+def add_parser(commands: Any, network: argparse.ArgumentParser) -> None:
+    parser = subparser(
+        commands,
+        "check",
+        "check that servers match their pins in a pin file",
+        "Handshake with each TARGET and report whether its chain matches the pins "
+        "that PINFILE configures for it, which pin matched or what the server "
+        "presents instead, and when the entry expires.",
+        _CHECK_EPILOG,
+        parents=[network],
+    )
+    parser.add_argument("pinfile", metavar="PINFILE", help="a JSON pin file")
+    parser.add_argument("targets", nargs="+", metavar="TARGET", help="URL or host[:port]")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=_DEFAULT_JOBS,
+        metavar="N",
+        help=f"check up to N targets at the same time (default: {_DEFAULT_JOBS})",
+    )
+    parser.set_defaults(handler=_cmd_check)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from ._certs import (
+from .._certs import (
     check_certificate,
     decode_pem_body,
     iter_pem_blocks,
@@ -35,11 +35,11 @@ from ._certs import (
     spki_pin,
     split_der_certificates,
 )
-from ._cli_errors import EXIT_FAILED, PROG, UserError
-from ._errors import PinConfigError
-from ._pinset import _parse_pattern
-from ._tls import peer_chain
-from ._verify import PeerChain
+from .._errors import PinConfigError
+from .._pinset import _parse_pattern
+from .._tls import peer_chain
+from .._verify import PeerChain
+from ._errors import EXIT_FAILED, PROG, UserError
 
 __all__ = [
     "Chain",

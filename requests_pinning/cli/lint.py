@@ -3,24 +3,28 @@
 The file is loaded exactly as the library loads it; each check below then
 yields warnings, which are sorted into the file's entry order. Precedence
 between entries is never re-implemented here: the library's own
-``PinSet.match`` is asked which entry applies where two overlap.
+``PinSet.match`` is asked which entry applies where two overlap. The command's
+parser and help are at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._cli_output import days_until
-from ._pins import Pin
-from ._pinset import HostPins, PinSet, _parse_pattern
-from ._suffixes import SuffixList
+from .._pins import Pin
+from .._pinset import HostPins, PinSet, _parse_pattern
+from .._suffixes import SuffixList, public_suffix_list
+from ._errors import EXIT_FAILED, EXIT_OK
+from ._options import subparser
+from ._output import days_until
 
-__all__ = ["DUMMY_PIN", "LintWarning", "lint", "print_lint"]
+__all__ = ["DUMMY_PIN", "LintWarning", "add_parser", "lint", "print_lint"]
 
 #: A well-formed pin that matches nothing: for asking the library about host
 #: patterns alone (does this key load? which entry applies where?).
@@ -285,3 +289,82 @@ def _winner(
                 found = both.match(name, port)
                 return a if found is not None and found.pattern == a.pattern else b
     return None
+
+
+# -- the command line -------------------------------------------------------------------
+
+_LINT_EPILOG = """\
+PINFILE is loaded exactly as the library loads it; if that fails, the error
+is printed and the exit status is 2. Then each of these is one warning, one
+line on stdout:
+
+  single-pin      an entry with only one pin: no backup pin, the most common
+                  cause of bricked clients (entries of deny pins only are fine)
+  expired         an entry that has expired (it is no longer enforced, and
+                  broader entries do not apply to its hosts either)
+  expires-soon    an entry that expires within --warn-days days
+  public-suffix   a *. or **. (include_subdomains) entry over a public suffix,
+                  such as *.com or **.co.uk: the Public Suffix List with the
+                  psl extra (pip install 'requests-pinning[psl]'), else a
+                  built-in list of common ones; the output says which
+  override        a more specific entry that takes precedence over a broader
+                  one where both apply, and lacks some of its pins (or deny
+                  pins): its pins replace, not add to, the broader entry's.
+                  (No entry can be shadowed completely: the same pattern
+                  twice is a load error, and any other entry is still the
+                  one that applies to some host or port. An override is the
+                  shadowing that bites.)
+  duplicate-pin   a pin listed twice in one entry, also in two spellings
+                  (sha256/X and sha256//X), or in both pins and deny
+  sha1-pin        a SHA-1 pin (sha1/... or a 40-digit fingerprint)
+
+examples:
+  requests-pinning lint pins.json
+  requests-pinning lint --warn-days 60 --json pins.json
+  requests-pinning lint --warnings-ok pins.json     # report, but exit 0
+
+exit status: 0 no warnings (or --warnings-ok), 1 warnings, 2 the file does
+not load.
+"""
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    pinset = PinSet.from_json(args.pinfile)  # exactly as the library loads it
+    suffixes = public_suffix_list()
+    found = lint(pinset, args.pinfile, datetime.now(timezone.utc), args.warn_days, suffixes)
+    print_lint(args.pinfile, pinset, found, suffixes, as_json=args.json)
+    return EXIT_FAILED if found and not args.warnings_ok else EXIT_OK
+
+
+def add_parser(commands: Any) -> None:
+    parser = subparser(
+        commands,
+        "lint",
+        "find risky or mistaken entries in a pin file",
+        "Load PINFILE as the library does and warn, one line each, about entries "
+        "that can brick clients or do not do what they seem to.",
+        _LINT_EPILOG,
+    )
+    parser.add_argument("pinfile", metavar="PINFILE", help="a JSON pin file")
+    parser.add_argument(
+        "--warn-days",
+        type=_days,
+        default=30,
+        metavar="DAYS",
+        help="warn about entries that expire within DAYS days (default: 30)",
+    )
+    parser.add_argument(
+        "--warnings-ok", action="store_true", help="exit 0 even when there are warnings"
+    )
+    parser.add_argument("--json", action="store_true", help="print the warnings as JSON")
+    parser.set_defaults(handler=_cmd_lint)

@@ -5,11 +5,12 @@ It makes a throwaway PKI (a genuine root, intermediate and leaf, and a second
 certificate for our host), starts a genuine HTTPS server and an impostor on
 loopback, and shows that plain requests accepts the impostor while the
 pinned session accepts only the genuine server, and that the impostor
-received nothing.
+received nothing. The command's parser and help are at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import socket
@@ -19,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import requests
 from cryptography import x509
@@ -27,9 +28,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._adapter import PinningAdapter
-from ._certs import spki_pin
-from ._mismatch import PinMismatchError
+from .._adapter import PinningAdapter
+from .._certs import spki_pin
+from .._mismatch import PinMismatchError
+from ._options import subparser
 
 _HOST = "localhost"
 _Key = ec.EllipticCurvePrivateKey
@@ -200,3 +202,28 @@ def run(out: TextIO | None = None) -> int:
         ok &= leaked == 0 and impostor.handshakes == 2
     say("\n" + ("Demo passed." if ok else "Demo FAILED: see above."))
     return 0 if ok else 1
+
+
+# -- the command line -------------------------------------------------------------------
+
+_DEMO_EPILOG = """\
+examples:
+  requests-pinning demo
+  python -m requests_pinning demo
+"""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return run(sys.stdout)
+
+
+def add_parser(commands: Any) -> None:
+    parser = subparser(
+        commands,
+        "demo",
+        "show pinning stop a mis-issued certificate, offline",
+        "Make a throwaway PKI, start a genuine HTTPS server and an impostor on "
+        "loopback, and show that pinning refuses the impostor before sending it a byte.",
+        _DEMO_EPILOG,
+    )
+    parser.set_defaults(handler=_cmd_demo)

@@ -15,10 +15,10 @@ from datetime import datetime
 
 from cryptography import x509
 
-from ._certs import cert_digest, describe_name, format_fingerprint, format_name
-from ._cli_errors import PROG, print_warning
-from ._cli_sources import Chain, Item
-from ._pinset import PinSet
+from .._certs import cert_digest, describe_name, format_fingerprint, format_name
+from .._pinset import PinSet
+from ._errors import PROG, print_warning
+from ._sources import Chain, Item
 
 __all__ = ["days_until", "print_chains", "print_pins_json"]
 

@@ -1,0 +1,354 @@
+"""Process-wide pinning: ``inject_into_urllib3()`` and ``extract_from_urllib3()``.
+
+In the convention of ``urllib3.contrib.pyopenssl.inject_into_urllib3()`` and
+``truststore.inject_into_ssl()``: explicit, reversible, global.
+
+Why methods and not module attributes: replacing ``urllib3.connection.HTTPSConnection``
+(what ``urllib3.http2`` does) reaches only code that looks the name up later.
+Pools made earlier hold the class in ``ConnectionCls``, and SDKs subclass it at
+import time (botocore's ``AWSHTTPSConnection``, ``SOCKSHTTPSConnection``,
+urllib3's own ``HTTP2Connection``). Every one of them runs urllib3's
+``HTTPSConnection.connect`` in the end, through ``super()``. So that class's own
+methods are replaced, and put back as they were:
+
+- ``HTTPSConnection.connect``: urllib3's connect, then the check, before it
+  returns, so before a request byte is written; and before ``HTTP2Connection``
+  sends its preface, which it does after ``super().connect()`` returns.
+- ``HTTPSConnection._connect_tls_proxy``: an HTTPS proxy's own TLS session,
+  checked against the proxy's entries before the ``CONNECT`` line goes out.
+- ``HTTPSConnectionPool._new_conn``: records the pool's host and port on the
+  connection. Only the pool knows the origin of an HTTPS proxy in forwarding
+  mode; everywhere else it is one more name whose pins apply.
+- ``HTTPSConnectionPool._validate_conn`` (urllib3 calls it before every
+  request, after connecting a closed connection) and ``HTTPSConnection.request``
+  (for connections used without a pool, or by a pool whose methods were looked
+  up before injection): a connection whose socket was not checked under the
+  injection now in force (opened before it, while extracted, in a connect
+  already under way, or before the pins were replaced) is checked there, on
+  its open socket, before the request is written.
+
+Each connection records the injection (a token per call) and the socket it
+was checked under (``_pin_checked``); anything else is checked again. A
+pinning pool's connection (``PinningAdapter``,
+``PinningPoolManager``) is not checked here: its own ``connect()`` checks it
+right after, against its pool's policy and this one together (one chain read,
+one decision per policy).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from urllib3.util.ssltransport import SSLTransport
+
+from ._mismatch import PinMismatchError
+from ._pinset import PinSource
+from ._report import OnFailure
+from ._urllib3 import (
+    _PinningConnectionMixin,
+    _PinRefused,
+    check_connection,
+    check_proxy_session,
+)
+from ._verify import PinningPolicy, make_policy
+
+__all__ = ["extract_from_urllib3", "inject_into_urllib3"]
+
+_lock = threading.Lock()  # held while methods are replaced or restored
+# The policy in force, read by the replaced methods without the lock: a
+# reference is read atomically, and each connect uses the one it read first.
+_policy: PinningPolicy | None = None
+# A new object per inject_into_urllib3() call. A connection records the token
+# and the socket it was checked under (_pin_checked), and is checked again
+# before a request unless both are still the ones in force: a socket urllib3
+# opened while nothing was injected, or before a re-injection (even of the
+# same policy), is never taken for a checked one.
+_token: object = object()
+# (class, method name) -> what the class's own __dict__ held before injection.
+_originals: dict[tuple[type, str], Any] | None = None
+
+
+def inject_into_urllib3(
+    pins: PinSource | PinningPolicy,
+    *,
+    report_only: bool = False,
+    on_failure: OnFailure | None = None,
+    allow_unpinned: bool = True,
+    report_uri: str | None = None,
+) -> None:
+    """Check pins on every HTTPS connection urllib3 makes, in the whole process.
+
+    ::
+
+        requests_pinning.inject_into_urllib3("pins.json")
+        requests.get("https://api.example.com/")  # requests.exceptions.SSLError on a foreign key
+        requests_pinning.extract_from_urllib3()  # undo
+
+    This changes urllib3 globally, for every library in the process: plain
+    ``requests.get()``, pools and connection classes other code made or
+    subclassed before this call, proxies (CONNECT, HTTPS, SOCKS). Kept-alive
+    connections opened before it are checked before their next request.
+
+    ``pins`` and the switches are those of :class:`PinningAdapter` (``pins``
+    may be a :class:`PinningPolicy`, shared with other faces). Calling it
+    again replaces the policy (nothing is wrapped twice); it is thread-safe.
+    A refused connection gets exactly one handshake and no request byte; urllib3
+    raises ``MaxRetryError`` whose ``reason`` is the :class:`PinMismatchError`,
+    which requests turns into ``requests.exceptions.SSLError``. With a
+    :class:`PinningAdapter` or :class:`PinningPoolManager` in use as well, a
+    connection must pass both policies.
+    """
+    # Built before the lock: a pin file that does not load changes nothing.
+    policy = make_policy(
+        pins,
+        report_only=report_only,
+        on_failure=on_failure,
+        allow_unpinned=allow_unpinned,
+        report_uri=report_uri,
+    )
+    global _policy, _originals, _token
+    with _lock:
+        replaced = _policy
+        # The policy first: a replaced method never finds itself in force
+        # without one.
+        _token = object()
+        _policy = policy
+        if _originals is None:
+            _originals = _replace_methods()
+    if replaced is not None:
+        replaced.close()  # after the reports it already queued
+
+
+def extract_from_urllib3() -> None:
+    """Undo :func:`inject_into_urllib3`: urllib3's methods are restored exactly as they were.
+
+    Connections opened from then on are not checked (unless a pinning adapter
+    or pool manager checks them). Harmless when nothing is injected.
+    """
+    global _policy, _originals
+    with _lock:
+        if _originals is None:
+            return
+        for (owner, name), original in _originals.items():
+            if original is _INHERITED:
+                delattr(owner, name)  # the class had none of its own: it inherits again
+            else:
+                setattr(owner, name, original)
+        _originals = None
+        # Cleared last: a connect already in a replaced method goes on with the
+        # policy it read; a later one finds None and behaves as urllib3's own.
+        removed, _policy = _policy, None
+    if removed is not None:
+        removed.close()
+
+
+def _urllib3_classes() -> tuple[type, type]:
+    """urllib3's own ``HTTPSConnection`` and ``HTTPSConnectionPool``.
+
+    ``urllib3.connection.HTTPSConnection`` is ``HTTP2Connection`` after
+    ``urllib3.http2.inject_into_urllib3()``: the class it subclasses is the
+    one whose methods every HTTPS connection runs.
+    """
+    from urllib3 import connection, connectionpool
+
+    connection_class = next(
+        cls
+        for cls in connection.HTTPSConnection.__mro__
+        if cls.__module__ == "urllib3.connection" and cls.__name__ == "HTTPSConnection"
+    )
+    return connection_class, connectionpool.HTTPSConnectionPool
+
+
+def _replace_methods() -> dict[tuple[type, str], Any]:
+    connection_class, pool_class = _urllib3_classes()
+    replacements: dict[tuple[type, str], Callable[[Any], Callable[..., Any]]] = {
+        (connection_class, "connect"): _checking_connect,
+        (connection_class, "_connect_tls_proxy"): _checking_connect_tls_proxy,
+        (pool_class, "_new_conn"): _origin_recording_new_conn,
+        (pool_class, "_validate_conn"): _rechecking_validate_conn,
+        # A connection used without a pool (conn.connect(), then conn.request()).
+        (connection_class, "request"): _rechecking_request,
+    }
+    if hasattr(connection_class, "request_chunked"):  # urllib3 1.26
+        replacements[connection_class, "request_chunked"] = _rechecking_request
+    originals = {key: key[0].__dict__.get(key[1], _INHERITED) for key in replacements}
+    for (owner, name), make in replacements.items():
+        original = originals[owner, name]
+        if original is _INHERITED:
+            original = getattr(owner, name)
+        setattr(owner, name, make(original))
+    return originals
+
+
+# What _originals holds for a method the class only inherited.
+_INHERITED = object()
+
+
+def _checking_connect(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(original)
+    def connect(self: Any) -> None:
+        policy, token = _policy, _token
+        if policy is None:  # extracted since this method was looked up
+            original(self)
+            return
+        self._pin_global = policy
+        if isinstance(self, _PinningConnectionMixin):
+            # Its own connect() checks the session as soon as this returns,
+            # against this policy too (_pin_global), and closes it if it
+            # fails: checking it here as well would read the chain twice and
+            # report a failure twice.
+            original(self)
+            pinning: Any = self
+            pinning._pin_checked = (token, pinning.sock)
+            return
+        self._pin_proxy_checked = False
+        # Any context here is the caller's, maybe shared with connections
+        # that do not validate: the verified chain must also link.
+        self._pin_user_context = self.ssl_context is not None
+        try:
+            original(self)
+            check_connection(self, (policy,), _origin(self))
+            self._pin_checked = (token, self.sock)
+        except PinMismatchError as error:
+            _abort(self)
+            # A MaxRetryError: urllib3's urlopen neither wraps nor retries it
+            # (one handshake per refusal; see _urllib3._PinRefused).
+            raise _PinRefused(error) from error
+        except BaseException:
+            _abort(self)
+            raise
+
+    return connect
+
+
+def _checking_connect_tls_proxy(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _connect_tls_proxy(self: Any, hostname: str, sock: Any) -> Any:
+        wrapped = original(self, hostname, sock)
+        # The policy this connect began under (None if it began before
+        # injection: then the request is checked in _validate_conn).
+        policy = self.__dict__.get("_pin_global")
+        if policy is None or isinstance(self, _PinningConnectionMixin):
+            return wrapped  # a pinning connection checks this session itself
+        try:
+            check_proxy_session(self, (policy,), wrapped, hostname)
+        except PinMismatchError as error:
+            wrapped.close()
+            # Raised from here as the refusal itself: urllib3 would turn an
+            # OSError into a retried ProxyError.
+            raise _PinRefused(error) from error
+        except BaseException:
+            wrapped.close()
+            raise
+        return wrapped
+
+    return _connect_tls_proxy
+
+
+def _origin_recording_new_conn(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(original)
+    def _new_conn(self: Any) -> Any:
+        conn = original(self)
+        conn._pin_pool_origin = (self.host, int(self.port or 443))
+        return conn
+
+    return _new_conn
+
+
+def _rechecking_validate_conn(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    @functools.wraps(original)
+    def _validate_conn(self: Any, conn: Any) -> None:
+        # urllib3's first: it connects a connection that is not open (which
+        # our connect checks) and writes nothing. Then, before the request is
+        # written, whatever socket the connection has now must have been
+        # checked under the pins in force.
+        original(self, conn)
+        _recheck_if_stale(conn, (self.host, int(self.port or 443)))
+
+    return _validate_conn
+
+
+def _rechecking_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # A connection connected before injection and used without a pool,
+        # or one whose pool's _validate_conn was looked up before injection.
+        # Through a pool otherwise, _validate_conn has just checked it. The
+        # refusal is the MaxRetryError form, as from connect(): urllib3's
+        # urlopen neither wraps nor retries it.
+        _recheck_if_stale(self, None)
+        return original(self, *args, **kwargs)
+
+    return request
+
+
+def _recheck_if_stale(conn: Any, origin: tuple[str, int] | None) -> None:
+    """Check ``conn``'s open socket unless it was checked under the pins in force."""
+    policy, token = _policy, _token
+    sock = getattr(conn, "sock", None)
+    if policy is None or sock is None:
+        return
+    checked = conn.__dict__.get("_pin_checked")
+    if checked is not None and checked[0] is token and checked[1] is sock:
+        return
+    # An open socket never checked under these pins: made before injection,
+    # while extracted, or before the pins were replaced. Checked now, before
+    # the request is written, rather than trusted or dropped: its TLS
+    # session still holds the chain.
+    _recheck(conn, policy, token, origin or _origin(conn))
+
+
+def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str, int]) -> None:
+    conn._pin_proxy_checked = False
+    # Whatever context made this session, it may have changed since.
+    conn._pin_user_context = True
+    try:
+        if isinstance(conn.sock, SSLTransport):  # TLS in TLS: the proxy's session first
+            check_proxy_session(conn, (policy,), conn.sock.socket, conn.host)
+        elif getattr(conn, "proxy", None) is not None and not getattr(conn, "_tunnel_host", None):
+            # The one TLS session is with the proxy (an http:// URL through an
+            # HTTPS proxy, or forwarding): the proxy's names apply to it,
+            # proxy_assert_hostname included, as at connect.
+            check_proxy_session(conn, (policy,), conn.sock, conn.host)
+        check_connection(conn, (policy,), origin)
+    except PinMismatchError as error:
+        _abort(conn)
+        raise _PinRefused(error) from error
+    conn._pin_global = policy
+    conn._pin_checked = (token, conn.sock)
+
+
+def _origin(conn: Any) -> tuple[str, int]:
+    """The URL's host and port: the pool's, else what the connection itself dialled."""
+    recorded: tuple[str, int] | None = conn.__dict__.get("_pin_pool_origin")
+    if recorded is not None:
+        return recorded
+    tunnel_host = getattr(conn, "_tunnel_host", None)
+    if tunnel_host:
+        return tunnel_host, int(getattr(conn, "_tunnel_port", None) or 443)
+    if getattr(conn, "proxy", None) is not None:
+        # An HTTPS proxy in forwarding mode, from a pool that makes its
+        # connections without HTTPSConnectionPool._new_conn: the origin is
+        # unknown, so it cannot be told apart from an unpinned one.
+        raise PinMismatchError(
+            "Certificate pinning failure: a connection through a forwarding proxy "
+            "whose origin is unknown",
+            host=str(conn.host),
+            port=int(conn.port or 443),
+            reason="the origin behind a forwarding proxy is unknown",
+        )
+    return conn.host, int(conn.port or 443)
+
+
+def _abort(conn: Any) -> None:
+    """Close a refused connection without a byte more to its peer.
+
+    The socket goes first: ``HTTP2Connection.close()`` would send a GOAWAY frame.
+    """
+    sock, conn.sock = conn.sock, None
+    if sock is not None:
+        sock.close()
+    conn.close()

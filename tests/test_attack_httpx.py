@@ -1,0 +1,217 @@
+"""Attack pass on the httpx face: each test here failed when it was written (a confirmed finding).
+
+Every scenario is end to end, against the byte-counting loopback servers: an
+impostor (a certificate the client's trust store accepts, so only the pins can
+stop it) must receive no request bytes. Each finding has its passing twin, so
+that a fix cannot pass by refusing everything.
+
+Findings:
+
+1. ``sni_hostname`` (httpx's request extension naming the host TLS must
+   authenticate) is a name of the request that is not looked up when httpcore
+   does not start TLS with it: a pooled connection opened for another request
+   to the same URL origin is reused without it, and through an HTTP ``CONNECT``
+   or HTTPS proxy httpcore starts the origin's TLS with the URL's host instead.
+   The pins of that name never apply, and the request goes to the impostor.
+2. A context the user passed (``verify=ssl.SSLContext``) that changed under the
+   handshake must "vouch for a chain that links" (README, httpx section). A
+   chain that links is not a chain that was validated for this host: any
+   certificate the pinned CA issued to anyone (another name, expired...)
+   links, so a CA pin lets an impostor holding such a certificate through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="the httpx face needs the test-httpx extra")
+trio = pytest.importorskip("trio", reason="the trio runs need the test-httpx extra")
+
+from requests_pinning.httpx import (  # noqa: E402
+    AsyncPinningTransport,
+    PinMismatchError,
+    PinningTransport,
+)
+
+from .conftest import PKI  # noqa: E402
+from .servers import ConnectProxy, TLSServer  # noqa: E402
+
+MODES = ("sync", "asyncio", "trio")
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+def trusting(pki: PKI) -> ssl.SSLContext:
+    """A client context that trusts the genuine and the rogue root."""
+    return ssl.create_default_context(cafile=pki.bundle)
+
+
+Step = tuple[str, dict[str, Any]]  # a URL and the request's extensions
+
+
+def run(mode: str, pins: Any, steps: list[Step], **kwargs: Any) -> list[Any]:
+    """Send each GET in turn through one pinning client; the responses or the errors."""
+    results: list[Any] = []
+    if mode == "sync":
+        with httpx.Client(transport=PinningTransport(pins, **kwargs), timeout=10) as client:
+            for target, extensions in steps:
+                try:
+                    results.append(client.get(target, extensions=extensions))
+                except httpx.TransportError as exc:
+                    results.append(exc)
+    else:
+
+        async def main() -> None:
+            transport = AsyncPinningTransport(pins, **kwargs)
+            async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+                for target, extensions in steps:
+                    try:
+                        results.append(await client.get(target, extensions=extensions))
+                    except httpx.TransportError as exc:
+                        results.append(exc)
+
+        if mode == "asyncio":
+            asyncio.run(main())
+        else:
+            trio.run(main)
+    gc.collect()
+    return results
+
+
+def accepted(outcome: Any) -> None:
+    assert isinstance(outcome, httpx.Response), repr(outcome)
+    assert outcome.status_code == 200
+    assert outcome.text == "ok"
+
+
+# -- 1. sni_hostname: a name of the request that is not looked up -------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sni_hostname_request_on_a_pooled_connection_reaches_the_impostor(
+    pki: PKI, good: TLSServer, rogue: TLSServer, mode: str
+) -> None:
+    # "localhost" is pinned; "127.0.0.1" is not (allowed, unpinned). The second
+    # request tells TLS to authenticate the server as "localhost": alone, it is
+    # refused (test_httpx.test_sni_hostname_names_the_pins). After an unpinned
+    # request to the same URL origin, httpcore's pool (keyed by scheme, host
+    # and port only) hands it the connection opened for the first one, which
+    # was never checked against the pins of "localhost".
+    pins = {"localhost": [pki.intermediate_pin]}
+    sni = {"sni_hostname": "localhost"}
+    steps: list[Step] = [
+        (f"https://127.0.0.1:{rogue.port}/unpinned", {}),
+        (f"https://127.0.0.1:{rogue.port}/secret", sni),
+    ]
+    first, second = run(mode, pins, steps, verify=trusting(pki))
+    accepted(first)  # unpinned and CA-valid: allowed, as documented
+    rogue.wait_idle()
+    assert not any("/secret" in line for line in rogue.requests), rogue.requests
+    assert isinstance(second, PinMismatchError), repr(second)
+    # The twin: the genuine server passes both requests.
+    steps = [
+        (f"https://127.0.0.1:{good.port}/unpinned", {}),
+        (f"https://127.0.0.1:{good.port}/secret", sni),
+    ]
+    for outcome in run(mode, pins, steps, verify=trusting(pki)):
+        accepted(outcome)
+
+
+@contextlib.contextmanager
+def tunnel(route: str, pki: PKI, target: TLSServer) -> Iterator[dict[str, Any]]:
+    """Transport arguments for a proxy (in the attacker's hands) that tunnels to ``target``."""
+    if route == "connect":
+        with ConnectProxy(route_to=target.port) as connect:
+            yield {"proxy": connect.url}
+    else:
+        with ConnectProxy(tls_cert=pki.leaf, route_to=target.port) as tls_proxy:
+            yield {"proxy": httpx.Proxy(tls_proxy.url, ssl_context=trusting(pki))}
+
+
+@pytest.mark.parametrize("route", ["connect", "https-proxy"])
+@pytest.mark.parametrize("mode", MODES)
+def test_sni_hostname_through_a_tunnelling_proxy_is_not_looked_up(
+    pki: PKI, good: TLSServer, rogue: TLSServer, mode: str, route: str
+) -> None:
+    # Directly (and through SOCKS5) the same request is refused: httpcore
+    # starts TLS with sni_hostname, and the pins of "localhost" apply. Through
+    # an HTTP CONNECT or HTTPS proxy, httpcore starts the origin's TLS with the
+    # URL's host instead (it passes the extension to the CONNECT request, where
+    # it names the *proxy's* session), so no name the check sees has pins.
+    if route == "https-proxy" and mode != "sync" and httpx.__version__.startswith("0.27"):
+        pytest.skip("httpx 0.27 ignores an async transport's Proxy(ssl_context=...)")
+    pins = {"localhost": [pki.intermediate_pin]}
+    steps: list[Step] = [("https://127.0.0.1:443/secret", {"sni_hostname": "localhost"})]
+    with tunnel(route, pki, rogue) as proxy:
+        [outcome] = run(mode, pins, steps, verify=trusting(pki), **proxy)
+    rogue.wait_idle()
+    assert rogue.requests == []
+    assert rogue.bytes_received == 0
+    assert isinstance(outcome, PinMismatchError), repr(outcome)
+    # The twin: through the same kind of proxy, the genuine server passes.
+    with tunnel(route, pki, good) as proxy:
+        accepted(run(mode, pins, steps, verify=trusting(pki), **proxy)[0])
+
+
+# -- 2. a changed user context vouches for any chain that links ---------------------------
+
+
+class _SharedContextAfterARace(ssl.SSLContext):
+    """A user's context caught mid-race: it handshakes without validation (and so
+    without a hostname check) but reports CERT_REQUIRED when asked afterwards,
+    as a context shared with code that writes verify_mode into it can (urllib3
+    does, per connection, for a verify=False pool). The same emulation as the
+    existing urllib3-face test of this defence (test_public_paths)."""
+
+    @property  # type: ignore[override]
+    def verify_mode(self) -> ssl.VerifyMode:
+        return ssl.CERT_REQUIRED
+
+    @verify_mode.setter
+    def verify_mode(self, value: ssl.VerifyMode) -> None:
+        super(_SharedContextAfterARace, type(self)).verify_mode.__set__(  # type: ignore[attr-defined]
+            self, ssl.CERT_NONE
+        )
+
+
+def raced_context(pki: PKI) -> ssl.SSLContext:
+    context = _SharedContextAfterARace(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # what the handshake really does
+    context.load_verify_locations(pki.bundle)
+    return context
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_changed_user_context_vouches_for_the_pinned_cas_certificate_for_another_name(
+    pki: PKI, good: TLSServer, mode: str
+) -> None:
+    # The impostor holds a certificate that the *pinned* CA issued, honestly,
+    # to someone else ("attacker.example": its own domain). Its signatures
+    # link to the pinned intermediate and on to the root, so links_hold()
+    # accepts it, and the intermediate pin matches: the request for
+    # "localhost" goes to a server that was never authenticated as localhost.
+    pins = {"localhost": [pki.intermediate_pin]}
+    elsewhere = pki.intermediate.issue_cert("attacker.example")
+    with TLSServer(elsewhere) as impostor:
+        steps: list[Step] = [(f"https://localhost:{impostor.port}/secret", {})]
+        [outcome] = run(mode, pins, steps, verify=raced_context(pki))
+        impostor.wait_idle()
+        assert impostor.requests == []
+        assert impostor.bytes_received == 0
+        assert isinstance(outcome, PinMismatchError), repr(outcome)
+    # The twin: the genuine server, for its own name, passes with the same context.
+    accepted(
+        run(mode, pins, [(f"https://localhost:{good.port}/", {})], verify=raced_context(pki))[0]
+    )

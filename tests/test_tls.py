@@ -1,0 +1,108 @@
+"""Reading chains, without servers: when a context's word on validation needs proof.
+
+A context the user passed in (shared, changed by others) or one that
+validates after a ``CERT_NONE`` handshake (truststore's) may call a chain
+verified that OpenSSL never verified. ``vouched`` then makes the chain prove
+itself; each refusal here has its passing twin.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from requests_pinning._tls import may_misreport, vouched
+from requests_pinning._verify import PeerChain
+
+from .conftest import PKI
+
+
+def der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+
+def chain_of(*pems: bytes) -> PeerChain:
+    return PeerChain(checked=tuple(der(pem) for pem in pems), verified=True)
+
+
+class _Subclass(ssl.SSLContext):
+    pass
+
+
+def test_only_contexts_of_another_class_may_misreport() -> None:
+    assert may_misreport(_Subclass(ssl.PROTOCOL_TLS_CLIENT))
+    assert not may_misreport(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    assert not may_misreport(None)
+
+
+def test_a_genuine_chain_for_the_name_holds(pki: PKI) -> None:
+    chain = chain_of(
+        pki.leaf.cert_chain_pems[0].bytes(),
+        pki.intermediate.cert_pem.bytes(),
+        pki.root.cert_pem.bytes(),
+    )
+    assert vouched(chain, ["localhost"]) is chain
+    assert vouched(chain, ["127.0.0.1"]) is chain
+    assert vouched(chain, []) is chain  # no name check asked for
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("a rogue leaf with the genuine intermediate appended", "signatures do not link"),
+        ("the genuine CA's certificate for another name", "the leaf is not for the name"),
+        ("a leaf that signed another leaf", "an issuer is not a CA"),
+    ],
+)
+def test_a_chain_that_does_not_hold_fails_closed(pki: PKI, case: str, problem: str) -> None:
+    names = ["localhost"]
+    if case.startswith("a rogue leaf"):
+        chain = chain_of(
+            pki.rogue_leaf.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes()
+        )
+    elif case.startswith("the genuine CA's"):
+        other = pki.intermediate.issue_cert("attacker.example")
+        chain = chain_of(other.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes())
+    else:
+        ca = trustme.CA()
+        leaf = ca.issue_cert("signer.example")
+        # A certificate for localhost signed with the key of a leaf: made by hand.
+        forged = _signed_by_leaf(leaf, "localhost")
+        chain = chain_of(forged, leaf.cert_chain_pems[0].bytes())
+        names = ["localhost"]
+    result = vouched(chain, names)
+    assert result.checked == () and result.problem is not None
+    assert problem in result.problem
+
+
+def _signed_by_leaf(leaf: trustme.LeafCert, name: str) -> bytes:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    issuer = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    issuer_key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=True)
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_an_unverified_or_unreadable_chain_is_left_as_it_is(pki: PKI) -> None:
+    leaf_only = PeerChain(checked=(der(pki.rogue_leaf.cert_chain_pems[0].bytes()),), verified=False)
+    assert vouched(leaf_only, ["localhost"]) is leaf_only
