@@ -45,12 +45,14 @@ from .server import child_environment
 
 __all__ = [
     "CHAIN_READERS",
+    "TYPE_CACHE_MISS",
     "Count",
     "Job",
     "available",
     "chain_reads",
     "count_per_request",
     "total_instructions",
+    "type_cache_misses",
 ]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +64,15 @@ _NAMED = re.compile(rb"^c?fn=\((\d+)\)(?: (.*))?$")
 CHAIN_READERS = frozenset(
     {"SSL_get0_verified_chain", "SSL_get_peer_cert_chain", "i2d_X509", "i2d_X509_bio"}
 )
+
+#: CPython's walk of a type's MRO when its type-attribute cache misses. In a
+#: steady state (keep-alive) nearly every miss is two hot (type, name) pairs
+#: evicting each other from the 4096-slot cache, whose slots depend on type
+#: version tags and string addresses: on how many types and objects earlier,
+#: unrelated code made. Changing nothing but the first connection's code moves
+#: these by thousands of instructions per request, in either direction; the
+#: A/A control, an identical process, cannot show that, so it is counted apart.
+TYPE_CACHE_MISS = "find_name_in_mro"
 
 _VARIANT_WIDTH = max(len(name) for name in VARIANTS)
 _HTTPX_VARIANT_WIDTH = max(len(name) for name in HTTPX_VARIANTS)
@@ -93,10 +104,18 @@ class Count:
     long_total: int
     short_chain_reads: int
     long_chain_reads: int
+    short_type_misses: int = 0
+    long_type_misses: int = 0
 
     @property
     def per_request(self) -> float:
         return (self.long_total - self.short_total) / (self.long_requests - self.short_requests)
+
+    @property
+    def type_misses_per_request(self) -> float:
+        """Instructions per request in CPython's type-attribute cache misses (TYPE_CACHE_MISS)."""
+        extra = self.long_type_misses - self.short_type_misses
+        return extra / (self.long_requests - self.short_requests)
 
     @property
     def chain_reads_per_request(self) -> float:
@@ -119,13 +138,32 @@ def total_instructions(out_file: Path) -> int:
 
 def chain_reads(out_file: Path) -> int:
     """Calls into :data:`CHAIN_READERS` recorded in a callgrind output file."""
+    return _scan(out_file)[0]
+
+
+def type_cache_misses(out_file: Path) -> int:
+    """Instructions spent in calls into :data:`TYPE_CACHE_MISS` (inclusive) in a callgrind file."""
+    return _scan(out_file)[1]
+
+
+def _scan(out_file: Path) -> tuple[int, int]:
+    """(calls into CHAIN_READERS, inclusive instructions of calls into TYPE_CACHE_MISS)."""
     names: dict[bytes, bytes] = {}
     wanted = {name.encode() for name in CHAIN_READERS}
+    miss = TYPE_CACHE_MISS.encode()
     callee = b""
     calls = 0
+    missed = 0
+    cost_follows = False
     with out_file.open("rb") as lines:
         for line in lines:
-            if line.startswith((b"fn=", b"cfn=")):
+            if cost_follows:
+                # The line after "calls=" is the call's position and inclusive cost.
+                cost_follows = False
+                fields = line.split()
+                if len(fields) > 1:
+                    missed += int(fields[1])
+            elif line.startswith((b"fn=", b"cfn=")):
                 match = _NAMED.match(line.rstrip(b"\n"))
                 if match is None:
                     continue
@@ -134,9 +172,11 @@ def chain_reads(out_file: Path) -> int:
                     names[ident] = name
                 if line.startswith(b"cfn="):
                     callee = names.get(ident, b"")
-            elif line.startswith(b"calls=") and callee in wanted:
-                calls += int(line[6:].split()[0])
-    return calls
+            elif line.startswith(b"calls="):
+                if callee in wanted:
+                    calls += int(line[6:].split()[0])
+                cost_follows = callee == miss
+    return calls, missed
 
 
 def _client_command(target: Target, job: Job, requests: int) -> list[str]:
@@ -181,7 +221,7 @@ def _counted_env(overlay: Path) -> dict[str, str]:
 
 def _run(
     valgrind: str, folder: Path, target: Target, overlay: Path, job: Job, requests: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     name = f"{job.variant}.{job.workload}.{job.verify}.{job.chain}.{requests}"
     out_file = folder / f"callgrind.{name}.out"
     command = [
@@ -196,7 +236,7 @@ def _run(
     if result.returncode != 0:
         tail = result.stderr.decode(errors="replace")[-2000:]
         raise RuntimeError(f"callgrind run {name} failed:\n{tail}")
-    totals = total_instructions(out_file), chain_reads(out_file)
+    totals = (total_instructions(out_file), *_scan(out_file))
     out_file.unlink()
     return totals
 
@@ -256,6 +296,8 @@ def count_per_request(
                 long_total=by_run[(job, long)][0],
                 short_chain_reads=by_run[(job, short)][1],
                 long_chain_reads=by_run[(job, long)][1],
+                short_type_misses=by_run[(job, short)][2],
+                long_type_misses=by_run[(job, long)][2],
             )
         )
     return counts

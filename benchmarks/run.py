@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import callgrind
-from .callgrind import CHAIN_READERS, Job
+from .callgrind import CHAIN_READERS, TYPE_CACHE_MISS, Job
 from .client import (
     AA_CONTROLS,
     HTTPX_VARIANTS,
@@ -276,6 +276,7 @@ def _instructions(
             **asdict(count),
             "per_request": count.per_request,
             "chain_reads_per_request": count.chain_reads_per_request,
+            "type_misses_per_request": count.type_misses_per_request,
         }
     for figures in result.values():
         for name, variant in figures.items():
@@ -329,10 +330,24 @@ def _count_table(figures: dict[str, dict[str, Any]]) -> str:
                 "-" if delta is None else f"{delta:+,.0f}",
                 "-" if ratio is None else f"{ratio:.4f}",
                 f"{count['chain_reads_per_request']:g}",
+                _fmt_misses(count),
             ]
         )
-    headers = ["variant", "instructions/request", "minus plain", "/ plain", "chain reads"]
+    headers = [
+        "variant",
+        "instructions/request",
+        "minus plain",
+        "/ plain",
+        "chain reads",
+        "type-cache misses",
+    ]
     return table(headers, rows)
+
+
+def _fmt_misses(count: dict[str, Any]) -> str:
+    # Figures written before the column existed have no such key.
+    misses = count.get("type_misses_per_request")
+    return "-" if misses is None else f"{misses:,.0f}"
 
 
 def _aa_line(figures: dict[str, dict[str, Any]]) -> str:
@@ -551,6 +566,10 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
         "(long - short run) / (long - short requests)); chain reads = calls into "
         + ", ".join(sorted(CHAIN_READERS))
         + ("; httpx-* rows: minus and / httpx-plain" if "httpx" in _faces_setup(s) else "")
+        + f"; type-cache misses = instructions per request in CPython's {TYPE_CACHE_MISS} "
+        "(its type-attribute cache missing: they move with the layout of types and "
+        "strings, by thousands per request, whatever the code per request; the A/A "
+        "control, an identical process, does not show that)"
     )
     for raw in s["comparisons"]:
         comparison = Comparison(

@@ -8,8 +8,7 @@ from typing import Any
 import requests.exceptions
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
-from requests.utils import get_auth_from_url
-from urllib3 import HTTPSConnectionPool
+from requests.utils import get_auth_from_url, prepend_scheme_if_needed, select_proxy
 
 from ._contexts import TLSContexts
 from ._mismatch import PinMismatchError
@@ -18,7 +17,7 @@ from ._report import OnFailure, ReportStats
 from ._urllib3 import (
     PinningPoolManager,
     PinningProxyManager,
-    _PinningPoolMixin,
+    _PinningManagerMixin,
     socks_proxy_manager,
 )
 from ._verify import PinningPolicy, make_policy
@@ -109,6 +108,36 @@ class PinningAdapter(HTTPAdapter):
         self._mounts_audited = (adapters, len(adapters)) if isinstance(adapters, dict) else ({}, 0)
         audit_mounts(self, session)
 
+    # The pool manager last found to be a pinning one (see _vet_manager).
+    _vetted_manager: object = None
+
+    def _vet_manager(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> None:
+        """Refuse, before anything is sent, a pool manager whose pools would check nothing.
+
+        A subclass (or a mixin such as requests-toolbelt's SourceAddressAdapter)
+        may build its own urllib3 PoolManager in ``init_poolmanager`` or
+        ``proxy_manager_for``. Only a pinning manager makes pinning pools (it
+        refuses to make any other HTTPS pool), so the manager that will serve
+        the request is checked: on every request through a proxy, otherwise
+        once per pool manager, so that a kept-alive request pays one identity
+        test here and no method call.
+        """
+        url = request.url or ""
+        proxy = select_proxy(url, proxies) if proxies else None
+        if proxy:
+            # As requests finds it (HTTPAdapter.get_connection_with_tls_context).
+            manager = self.proxy_manager_for(prepend_scheme_if_needed(proxy, "http"))  # type: ignore[no-untyped-call]
+        else:
+            manager = self.poolmanager
+        if isinstance(manager, _PinningManagerMixin):
+            if not proxy:
+                self._vetted_manager = manager
+        elif url.lower().startswith("https:"):  # without TLS there is nothing to pin
+            raise TypeError(
+                f"{type(self).__name__} got a {type(manager).__name__}, which does not check "
+                "pins: a subclass replaced the pinning pool manager; refusing to use it"
+            )
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._policy = state["policy"]
         self._contexts = TLSContexts() if state.get("share_tls_context", True) else None
@@ -176,24 +205,6 @@ class PinningAdapter(HTTPAdapter):
         self.proxy_manager[proxy] = manager
         return manager
 
-    def get_connection_with_tls_context(
-        self,
-        request: PreparedRequest,
-        verify: bool | str | None,
-        proxies: Mapping[str, str] | None = None,
-        cert: Any = None,
-    ) -> Any:
-        pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
-        # Fail closed: a subclass (or a mixin such as requests-toolbelt's
-        # SourceAddressAdapter) may build its own urllib3 PoolManager in
-        # init_poolmanager, whose pools check nothing.
-        if not isinstance(pool, _PinningPoolMixin) and isinstance(pool, HTTPSConnectionPool):
-            raise TypeError(
-                f"{type(self).__name__} got a {type(pool).__name__}, which does not check "
-                "pins: a subclass replaced the pinning pool manager; refusing to use it"
-            )
-        return pool
-
     def send(
         self,
         request: PreparedRequest,
@@ -208,6 +219,8 @@ class PinningAdapter(HTTPAdapter):
         audited = self._mounts_audited
         if audited is None or len(audited[0]) != audited[1]:
             self._audit_mounts()
+        if proxies or self.poolmanager is not self._vetted_manager:
+            self._vet_manager(request, proxies)
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)
         except requests.exceptions.ConnectionError as wrapped:

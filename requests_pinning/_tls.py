@@ -22,9 +22,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
+import operator
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -44,7 +46,7 @@ def peer_chain(tls: object) -> PeerChain:
     The served chain is read only when needed. Raises ``ValueError`` when
     nothing can be read; :func:`read_chain` is the form that never raises.
     """
-    if isinstance(tls, ssl.SSLSocket | ssl.SSLObject):
+    if isinstance(tls, (ssl.SSLSocket, ssl.SSLObject)):
         return _stdlib_chain(tls)
     inner = getattr(tls, "sslobj", None)
     if isinstance(inner, ssl.SSLObject):  # urllib3's SSLTransport
@@ -202,17 +204,32 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     verified = tls.context.verify_mode != ssl.CERT_NONE
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
-    # and SSLObject from Python 3.13; on 3.10 to 3.12 only the _ssl object
-    # underneath (_sslobj) has them.
+    # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
+    # the _ssl object underneath (_sslobj) has them, returning certificates
+    # that are converted to DER one by one as the check reaches them.
     native = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
+
+    def served() -> tuple[bytes, ...] | None:
+        return _call(native, "get_unverified_chain")
+
+    # With validation off, get_verified_chain() returns the *unverified*
+    # chain: only the leaf proves anything, so it is not even read.
+    get_verified_chain = getattr(native, "get_verified_chain", None) if verified else None
+    if get_verified_chain is not None:
+        certs = get_verified_chain()
+        if certs:
+            # Converted to DER one by one as the check reaches them.
+            return PeerChain(checked=certs, verified=True, load_served=served, to_der=_der)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
-        served=lambda: _call(native, "get_unverified_chain"),
-        # With validation off, get_verified_chain() returns the *unverified*
-        # chain: only the leaf proves anything, so it is not even read.
-        verified_chain=_call(native, "get_verified_chain") if verified else None,
+        served=served,
+        verified_chain=None,
         verified=verified,
     )
+
+
+#: One certificate of the _ssl object's chains (an _ssl.Certificate) as DER.
+_der: Callable[[Any], bytes] = operator.methodcaller("public_bytes", _ENCODING_DER)
 
 
 def _assemble(

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
-from ._certs import describe_name, sha256_pin
+from ._certs import cert_digest, describe_name, sha256_pin, spki_digest
 from ._pins import Pin
 from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host
 from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, ReportStats, log_gate, pins_of
@@ -40,24 +40,63 @@ class PeerChain:
     to a rogue chain (CVE-2016-2402). It is read on first use (a passing check
     never needs it), so read it while the socket is open. ``problem`` says why
     nothing could be checked at all.
+
+    ``checked`` is given as DER, or as the TLS library's own certificate
+    objects with ``to_der`` to convert them: then each is converted when a
+    check first reaches it (:meth:`der`), because converting costs
+    more than matching and a pin usually matches before the root.
     """
 
-    __slots__ = ("_load_served", "_served", "checked", "problem", "verified")
+    __slots__ = (
+        "_certs",
+        "_checked",
+        "_load_served",
+        "_served",
+        "_to_der",
+        "problem",
+        "size",
+        "verified",
+    )
 
     def __init__(
         self,
         *,
-        checked: tuple[bytes, ...],
+        checked: Sequence[object],
         verified: bool,
         served: tuple[bytes, ...] | None = None,
         load_served: Callable[[], tuple[bytes, ...] | None] | None = None,
         problem: str | None = None,
+        to_der: Callable[[Any], bytes] | None = None,
     ) -> None:
-        self.checked = checked
+        # DER, or certificates still to be converted, replaced by their DER as
+        # they are converted (in the list given, which is the TLS library's
+        # fresh one; anything else is copied first)
+        self._certs = checked if type(checked) is list else list(checked)
+        self._to_der = to_der
+        self._checked: tuple[bytes, ...] | None = None
+        #: How many certificates are checked (none is converted to count them).
+        self.size = len(self._certs)
         self.verified = verified
         self.problem = problem
         self._served = served
         self._load_served = load_served
+
+    @property
+    def checked(self) -> tuple[bytes, ...]:
+        """Every checked certificate, leaf first, as DER (converting those not converted yet)."""
+        if self._checked is None:
+            self._checked = tuple([self.der(index) for index in range(self.size)])
+        return self._checked
+
+    def der(self, index: int) -> bytes:
+        """The checked certificate at ``index`` (0 is the leaf) as DER, converted on first use."""
+        cert = self._certs[index]
+        if isinstance(cert, bytes):
+            return cert
+        if self._to_der is None:
+            raise TypeError(f"a checked certificate is a {type(cert).__name__}, not DER")
+        der = self._certs[index] = self._to_der(cert)
+        return der
 
     @property
     def served(self) -> tuple[bytes, ...]:
@@ -68,8 +107,22 @@ class PeerChain:
                     loaded = self._load_served()
                 except Exception:  # only for messages and reports: the leaf will do
                     log.debug("could not read the served chain", exc_info=True)
-            self._served = loaded or self.checked[:1]
+            self._served = loaded or _readable(self)[:1]
         return self._served
+
+
+def _readable(chain: PeerChain) -> tuple[bytes, ...]:
+    """``chain.checked`` for messages and reports, which must be built whatever happened.
+
+    A certificate that could not be converted has already failed the check
+    (the decision reads the same certificates and turns the error into a
+    failure): the record then goes without them.
+    """
+    try:
+        return chain.checked
+    except Exception:
+        log.debug("could not convert the checked chain", exc_info=True)
+        return ()
 
 
 Status = Literal["matched", "unpinned", "expired", "failed"]
@@ -116,32 +169,34 @@ def evaluate(
             "no pins are configured for this host and unpinned hosts are refused "
             "(allow_unpinned=False)",
         )
-    if entry.is_expired(now) and not ignore_expiry:
+    if entry.expires is not None and not ignore_expiry and entry.is_expired(now):
         # An expired entry is not enforced, and there is no fall-back to a
         # broader entry: the user's pins for this host said "until then".
         return Verdict("expired", f"the entry expired at {entry.expires}")
     if chain.problem is not None:
         return Verdict("failed", chain.problem)
-    if not chain.checked:
+    if not chain.size:
         return Verdict("failed", "the server presented no certificate")
     # Deny pins first: a denied certificate fails the connection even when an
     # accepted pin matches too. With CA validation off, every certificate the
     # server presented is looked at: for a deny-list, stricter is safe.
     if entry.deny:
+        denied = _lookup(entry.deny)
         for der in chain.checked if chain.verified else chain.served:
-            for pin in entry.deny:
-                if pin.matches(der):
-                    return Verdict(
-                        "failed",
-                        f"the certificate {describe_name(der)} ({sha256_pin(der)}) "
-                        f"is denied by {pin}",
-                    )
+            hit = denied.find(der)
+            if hit is not None:
+                return Verdict(
+                    "failed",
+                    f"the certificate {describe_name(der)} ({sha256_pin(der)}) "
+                    f"is denied by {hit.matched}",
+                )
         if not entry.pins:
             return Verdict("matched", "no deny pin matched (the entry has deny pins only)")
-    for der in chain.checked:
-        for pin in entry.pins:
-            if pin.matches(der):
-                return Verdict("matched", matched=pin)
+    # No further than the first match: the rest of the chain is then never
+    # converted or hashed.
+    hit = _lookup(entry.pins).first_match(chain)
+    if hit is not None:
+        return hit
     if chain.verified:
         return Verdict("failed", "no certificate of the verified chain matches a pin")
     return Verdict(
@@ -149,6 +204,73 @@ def evaluate(
         "the leaf certificate matches no pin (CA validation is off, so only the "
         "leaf is checked: intermediate and root pins cannot match)",
     )
+
+
+class _PinLookup:
+    """The pins of one list, by what has to be computed to test them.
+
+    ``groups`` holds, for each (kind, algorithm) the list uses, its digests,
+    each with the verdict its match gives: "is this certificate pinned" is one
+    digest and one dictionary look-up per algorithm, however long the list,
+    and a match builds nothing. ``last`` is where in the checked chain a pin
+    matched last time: a server presents the same chain on every connection,
+    so that certificate is tried first, and a pass usually converts and
+    hashes only that one (the others in leaf-first order if it does not match).
+    """
+
+    __slots__ = ("groups", "last", "pins")
+
+    def __init__(self, pins: tuple[Pin, ...]) -> None:
+        groups: dict[tuple[str, str], dict[bytes, Verdict]] = {}
+        for pin in pins:
+            # setdefault: of equal pins, the first is the one named
+            groups.setdefault((pin.kind, pin.algorithm), {}).setdefault(
+                pin.digest, Verdict("matched", matched=pin)
+            )
+        self.groups = tuple((kind, alg, digests) for (kind, alg), digests in groups.items())
+        self.pins = pins
+        self.last = 0
+
+    def find(self, der: bytes) -> Verdict | None:
+        """The verdict of the pin that matches the DER certificate ``der``, if any."""
+        for kind, algorithm, digests in self.groups:
+            digest = spki_digest(der, algorithm) if kind == "spki" else cert_digest(der, algorithm)
+            hit = digests.get(digest)
+            if hit is not None:
+                return hit
+        return None
+
+    def first_match(self, chain: PeerChain) -> Verdict | None:
+        """The verdict of a pin that matches a checked certificate of ``chain``, if any."""
+        last = self.last
+        if last < chain.size:
+            hit = self.find(chain.der(last))
+            if hit is not None:
+                return hit
+        for index in range(chain.size):
+            if index != last:
+                hit = self.find(chain.der(index))
+                if hit is not None:
+                    self.last = index
+                    return hit
+        return None
+
+
+# One lookup per list of pins. Keyed by the tuple's identity (hashing a tuple
+# of pins hashes every pin, in Python, on every connection); each lookup holds
+# its tuple, so no other tuple can take that identity while it is cached.
+# Pin sets share one tuple between the entries that list the same pins.
+_LOOKUPS: dict[int, _PinLookup] = {}
+_MAX_LOOKUPS = 4096
+
+
+def _lookup(pins: tuple[Pin, ...]) -> _PinLookup:
+    lookup = _LOOKUPS.get(id(pins))
+    if lookup is None or lookup.pins is not pins:
+        if len(_LOOKUPS) >= _MAX_LOOKUPS:
+            _LOOKUPS.clear()  # many pin sets come and go: start again rather than grow
+        lookup = _LOOKUPS[id(pins)] = _PinLookup(pins)
+    return lookup
 
 
 class PinningPolicy:
@@ -305,7 +427,8 @@ class PinningPolicy:
         hosts: dict[str, None] = {}
         found: dict[int, tuple[str, HostPins]] = {}
         try:
-            for name in names:
+            # Mostly one spelling several times over: each is normalised once.
+            for name in dict.fromkeys(names):
                 if name:
                     hosts[normalize_host(name)] = None
             for host in hosts:
@@ -323,7 +446,7 @@ class PinningPolicy:
                 log.debug("no pins configured for %s:%s; connection allowed", first, port)
                 return None
             return self._decide(first, port, None, _read(chain))
-        checked = _read(chain)
+        checked = chain if isinstance(chain, PeerChain) else chain()
         for host, entry in found.values():
             failure = self._decide(host, port, entry, checked)
             if failure is not None:
@@ -421,6 +544,7 @@ def _failure(
     now: datetime,
     report_uri: str | None,
 ) -> PinFailure:
+    checked = _readable(chain)
     return PinFailure(
         host=host,
         port=port,
@@ -428,13 +552,13 @@ def _failure(
         pinned=tuple(str(pin) for pin in entry.pins) if entry else (),
         denied=tuple(str(pin) for pin in entry.deny) if entry else (),
         served=pins_of(chain.served),
-        checked=pins_of(chain.checked),
+        checked=pins_of(checked),
         verified=chain.verified,
         report_only=report_only,
         date_time=now,
         reason=verdict.reason,
         served_chain=chain.served,
-        checked_chain=chain.checked,
+        checked_chain=checked,
         include_subdomains=entry.include_subdomains if entry else False,
         expires=entry.expires if entry else None,
         report_uri=report_uri,
