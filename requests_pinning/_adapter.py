@@ -132,7 +132,9 @@ class PinningAdapter(HTTPAdapter):
         if isinstance(manager, _PinningManagerMixin):
             if not proxy:
                 self._vetted_manager = manager
-        elif url.lower().startswith("https:"):  # without TLS there is nothing to pin
+        elif url.lower().startswith("https:") or str(proxy or "").lower().startswith("https:"):
+            # Without TLS there is nothing to pin; but an https:// proxy is a
+            # TLS peer of its own, for http:// URLs too.
             raise TypeError(
                 f"{type(self).__name__} got a {type(manager).__name__}, which does not check "
                 "pins: a subclass replaced the pinning pool manager; refusing to use it"

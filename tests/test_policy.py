@@ -260,3 +260,28 @@ def test_an_adapter_whose_pool_manager_was_replaced_fails_closed(pki: PKI) -> No
     with pytest.raises(TypeError, match="does not check pins"):
         session.get("https://127.0.0.1:1/", timeout=1)
     session.close()
+
+
+def test_a_replaced_proxy_manager_fails_closed_for_an_https_proxy_even_for_http_urls(
+    pki: PKI,
+) -> None:
+    class Plain(PinningAdapter):
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: object) -> object:
+            return urllib3.ProxyManager(proxy)
+
+    session = requests.Session()
+    adapter = Plain({HOST: [pki.intermediate_pin]})
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    for proxy in ("https://127.0.0.1:1", "http://127.0.0.1:1"):
+        proxies = {"http": proxy}
+        if proxy.startswith("https"):
+            with pytest.raises(TypeError, match="does not check pins"):
+                session.get("http://127.0.0.1:1/", proxies=proxies, timeout=1)
+        else:
+            # The twin: through a cleartext proxy to a cleartext URL there is
+            # no TLS session to pin, and the request goes on (and fails to
+            # connect, as nothing listens there).
+            with pytest.raises(requests.exceptions.ConnectionError):
+                session.get("http://127.0.0.1:1/", proxies=proxies, timeout=1)
+    session.close()
