@@ -9,16 +9,25 @@ keyed by the host alone, so that a probe is one dictionary look-up: the rare
 host that has an entry for a particular port maps to that pair, or to a small
 dict by port.
 
-Large pin files repeat the same few CA pins across many hosts: a load parses
-each distinct list of pins once and shares the resulting tuple (and its pins)
-between the entries that spell it alike. Keys and pins already in their
-canonical spelling (``api.example.com``, ``*.example.com``, ``sha256/<base64>``),
-which is how large files are written, are read directly; everything else takes
-the general reading, which gives the same result (property tests compare them).
+Large pin files are read close to the speed of ``json.loads`` and kept small:
+
+- Entries written as large files write them, with keys and pins in canonical
+  spelling (``api.example.com``, ``*.example.com:8443``, ``sha256/<base64>``),
+  are read directly (``_read_plain``); everything else takes the general
+  reading, which gives the same result (property tests compare the two).
+- Such an entry for any port, without an expiry, is kept *packed*: its table
+  holds only the pins' digests, end to end in one ``bytes``, and its
+  :class:`HostPins` is made when a lookup or a listing first reaches it, then
+  kept in its place. Everything was validated at load; unpacking cannot fail.
+- Large files repeat the same few CA pins across many hosts: each distinct
+  list of pins is read once and shared by the entries that spell it alike.
+- A JSON file is read without handing every object to Python to catch a
+  repeated key, when the keys can be proved not to repeat (``_loads_unique``).
 """
 
 from __future__ import annotations
 
+import binascii
 import functools
 import ipaddress
 import json
@@ -28,12 +37,12 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import Any, Literal, NamedTuple, TypeAlias, TypedDict, cast
+from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, TypedDict, cast
 
 import idna
 
 from ._errors import PinConfigError, safe_repr
-from ._pins import Pin
+from ._pins import _CANONICAL_SHA256, Pin
 
 __all__ = [
     "HostOptions",
@@ -144,30 +153,42 @@ class _AtPort(NamedTuple):
     entry: HostPins
 
 
-class _ByPort(dict[int | None, HostPins]):
+# A packed entry: the SHA-256 SPKI digests of an entry read by _read_plain, 32
+# bytes each, for any port and without options other than its kind (which
+# says include_subdomains). Its HostPins is made when it is first matched.
+_Packed: TypeAlias = bytes
+
+
+class _ByPort(dict[int | None, HostPins | _Packed]):
     """The entries of one host and kind that differ by port (``None``: any port)."""
 
     __slots__ = ()
 
 
-# A table maps a host to its entry for any port (the common case), to its only
-# entry when that one is for a port (a pair, not a dict: pin files with many
-# ports stay small), or to its entries by port.
-_Table: TypeAlias = dict[str, HostPins | _AtPort | _ByPort]
+# A table maps a host to its entry for any port (the common case, often
+# packed), to its only entry when that one is for a port (a pair, not a dict:
+# pin files with many ports stay small), or to its entries by port.
+_Table: TypeAlias = dict[str, HostPins | _Packed | _AtPort | _ByPort]
 
 
-def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> HostPins | None:
+def _add(
+    table: _Table, host: str, port: int | None, entry: HostPins | _Packed
+) -> HostPins | _Packed | None:
     """Add ``entry``; if the table has one for that host and port already, return that one."""
     current = table.get(host)
     if current is None:
-        table[host] = entry if port is None else _AtPort(port, entry)
+        if port is None:
+            table[host] = entry
+        else:
+            assert isinstance(entry, HostPins)  # only entries for any port are packed
+            table[host] = _AtPort(port, entry)
         return None
-    if isinstance(current, HostPins):
-        by_port = _ByPort({None: current})
-    elif isinstance(current, _AtPort):
+    if isinstance(current, _AtPort):
         by_port = _ByPort({current.port: current.entry})
-    else:
+    elif isinstance(current, _ByPort):
         by_port = current
+    else:
+        by_port = _ByPort({None: current})
     if port in by_port:
         return by_port[port]
     by_port[port] = entry
@@ -175,13 +196,16 @@ def _add(table: _Table, host: str, port: int | None, entry: HostPins) -> HostPin
     return None
 
 
-def _at_port(found: HostPins | _AtPort | _ByPort, port: int) -> HostPins | None:
+def _at_port(found: HostPins | _Packed | _AtPort | _ByPort, port: int) -> HostPins | _Packed | None:
     # An entry for the port beats one for any port.
-    if isinstance(found, HostPins):
-        return found
     if isinstance(found, _AtPort):
         return found.entry if found.port == port else None
-    return found.get(port) or found.get(None)
+    if isinstance(found, _ByPort):
+        return found.get(port) or found.get(None)
+    return found
+
+
+_KIND_CODES: tuple[_Kind, ...] = ("exact", "one", "tree")
 
 
 class PinSet:
@@ -193,12 +217,19 @@ class PinSet:
     nothing is ever loaded partially.
     """
 
-    __slots__ = ("_entries", "_exact", "_one", "_tree")
+    __slots__ = ("_exact", "_kinds", "_one", "_order", "_pin_lists", "_tree")
 
-    _entries: tuple[HostPins, ...]
+    # The entries in the order of the configuration: a HostPins, or the host of
+    # a packed entry, whose table is named by the code at the same index of
+    # _kinds (an index into _KIND_CODES).
+    _order: tuple[HostPins | str, ...]
+    _kinds: bytes
     _exact: _Table
     _one: _Table
     _tree: _Table
+    # The pins of unpacked entries, by their packed digests: entries that pin
+    # the same list share one tuple.
+    _pin_lists: dict[_Packed, tuple[Pin, ...]]
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         if config is None:
@@ -209,9 +240,10 @@ class PinSet:
                 f"such as {_EXAMPLE}, not a {type(config).__name__}"
             )
         tables: dict[_Kind, _Table] = {"exact": {}, "one": {}, "tree": {}}
+        codes = {kind: code for code, kind in enumerate(_KIND_CODES)}
         shared = _Shared()
-        entries: list[HostPins] = []
-        raw_keys: list[str] = []
+        order: list[HostPins | str] = []
+        kinds = bytearray()
         for raw_key, value in config.items():
             if raw_key == _SCHEMA_KEY:
                 if not isinstance(value, str):
@@ -219,22 +251,22 @@ class PinSet:
                         f"'$schema' must be a string (a URL), not {_describe(value)}"
                     )
                 continue
-            entry, (kind, host, port) = _parse_entry(raw_key, value, shared)
-            first = _add(tables[kind], host, port, entry)
-            if first is not None:
-                first_key = next(
-                    key for key, e in zip(raw_keys, entries, strict=True) if e is first
-                )
-                raise PinConfigError(
-                    f"host patterns {first_key!r} and {raw_key!r} are the same "
-                    f"pattern ({entry.pattern!r}): merge their pins into one entry"
-                )
-            entries.append(entry)
-            raw_keys.append(raw_key)
-        object.__setattr__(self, "_entries", tuple(entries))
+            entry, (kind, host, port) = _read_plain(raw_key, value, shared) or _parse_entry(
+                raw_key, value, shared
+            )
+            table = tables[kind]
+            if port is None and host not in table:  # the common case, without a call
+                table[host] = entry
+            elif _add(table, host, port, entry) is not None:
+                _same_pattern(config, raw_key, (kind, host, port))
+            order.append(host if isinstance(entry, bytes) else entry)
+            kinds.append(codes[kind])
+        object.__setattr__(self, "_order", tuple(order))
+        object.__setattr__(self, "_kinds", bytes(kinds))
         object.__setattr__(self, "_exact", tables["exact"])
         object.__setattr__(self, "_one", tables["one"])
         object.__setattr__(self, "_tree", tables["tree"])
+        object.__setattr__(self, "_pin_lists", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PinSet is immutable")
@@ -258,12 +290,16 @@ class PinSet:
         except UnicodeDecodeError as exc:
             raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
         try:
-            data = json.loads(
-                text,
-                object_pairs_hook=_no_duplicate_keys,
-                parse_int=_parse_int,
-                parse_constant=_no_constant,
-            )
+            data = _loads_unique(text)
+            if data is _UNPROVEN:
+                # The exact reading: every object's pairs pass through Python,
+                # and a repeated key is an error, named.
+                data = json.loads(
+                    text,
+                    object_pairs_hook=_no_duplicate_keys,
+                    parse_int=_parse_int,
+                    parse_constant=_no_constant,
+                )
         except json.JSONDecodeError as exc:
             raise PinConfigError(
                 f"pin file {name!r} is not valid JSON: {exc.msg} "
@@ -324,6 +360,8 @@ class PinSet:
         found = self._exact.get(name)
         if found is not None:
             found = _at_port(found, port)
+            if isinstance(found, bytes):
+                return self._unpack(self._exact, "exact", name, found)
         if found is not None or is_ip:
             return found
         parent = name.partition(".")[2]
@@ -331,6 +369,8 @@ class PinSet:
             found = self._one.get(parent)
             if found is not None:
                 found = _at_port(found, port)
+                if isinstance(found, bytes):
+                    return self._unpack(self._one, "one", parent, found)
                 if found is not None:
                     return found
         tree = self._tree
@@ -339,34 +379,89 @@ class PinSet:
             found = tree.get(suffix)
             if found is not None:
                 found = _at_port(found, port)
+                if isinstance(found, bytes):
+                    return self._unpack(tree, "tree", suffix, found)
                 if found is not None:
                     return found
             suffix = suffix.partition(".")[2]
         return None
 
+    def _unpack(self, table: _Table, kind: _Kind, host: str, packed: _Packed) -> HostPins:
+        """The HostPins of a packed entry, kept in its place for the lookups to come."""
+        entry = _unpacked(kind, host, packed, self._pin_lists)
+        # Only the packed form is ever replaced, by the entry it stands for:
+        # two threads that unpack one entry at once each keep an equal entry.
+        slot = table.get(host)
+        if slot is packed:
+            table[host] = entry
+        elif isinstance(slot, _ByPort) and slot.get(None) is packed:
+            slot[None] = entry
+        return entry
+
     def to_dict(self) -> dict[str, Any]:
         """A mapping that :meth:`from_dict` accepts and that describes the same policy."""
-        return {entry.pattern: entry.to_dict() for entry in self._entries}
+        return {entry.pattern: entry.to_dict() for entry in self}
 
     def __iter__(self) -> Iterator[HostPins]:
-        return iter(self._entries)
+        tables = (self._exact, self._one, self._tree)
+        for item, code in zip(self._order, self._kinds, strict=True):
+            if isinstance(item, HostPins):
+                yield item
+                continue
+            # A packed entry (in a _ByPort when the host also has entries for
+            # ports), or what a lookup unpacked in its place: unpacked and
+            # kept, so that each entry is always the same object.
+            table = tables[code]
+            slot = table[item]
+            if isinstance(slot, _ByPort):
+                slot = slot[None]
+            assert not isinstance(slot, _AtPort)  # a packed entry is for any port
+            yield (
+                slot
+                if isinstance(slot, HostPins)
+                else self._unpack(table, _KIND_CODES[code], item, slot)
+            )
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._order)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PinSet):
             return NotImplemented
-        return set(self._entries) == set(other._entries)
+        return set(self) == set(other)
 
     def __hash__(self) -> int:
-        return hash(frozenset(self._entries))
+        return hash(frozenset(self))
 
     def __repr__(self) -> str:
-        return f"PinSet({len(self._entries)} entries)"
+        return f"PinSet({len(self)} entries)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PinSet, (self.to_dict(),))
+
+
+def _unpacked(
+    kind: _Kind, host: str, packed: _Packed, lists: dict[_Packed, tuple[Pin, ...]]
+) -> HostPins:
+    """The HostPins a packed entry stands for; its pins are shared through ``lists``."""
+    return HostPins(_format_pattern(kind, host, None), _pins_of(packed, lists), kind == "tree")
+
+
+def _same_pattern(
+    config: Mapping[str, Any], raw_key: str, key: tuple[_Kind, str, int | None]
+) -> NoReturn:
+    """Refuse ``raw_key``, whose pattern is that of a key before it in ``config``."""
+    # Every key before raw_key was read without error: read them again to find
+    # the first with that pattern (an error path, so time does not matter).
+    shared = _Shared()
+    first_key: object = None
+    for first_key, value in config.items():
+        if first_key != _SCHEMA_KEY and _parse_entry(first_key, value, shared)[1] == key:
+            break
+    raise PinConfigError(
+        f"host patterns {first_key!r} and {raw_key!r} are the same "
+        f"pattern ({_format_pattern(*key)!r}): merge their pins into one entry"
+    )
 
 
 #: What ``pins`` may be wherever pins are given: a :class:`PinSet`, a mapping
@@ -412,6 +507,43 @@ def check_policy(
         )
     if report_uri is not None:
         check_report_uri(report_uri, "the adapter")
+
+
+# What _loads_unique returns when it cannot prove that no key repeats.
+_UNPROVEN: Any = object()
+# The end of a key: a string's closing quote, JSON white space, and ":".
+_KEY_END = re.compile(r'"[ \t\n\r]*:')
+
+
+def _loads_unique(text: str) -> Any:
+    """``json.loads(text)``, when it can prove that no object repeats a key; else _UNPROVEN.
+
+    json.loads keeps the last of two equal keys, and handing every object's
+    pairs to Python to catch that doubles the time a large pin file takes to
+    read. So the file is read as it is, and then the pairs are counted in the
+    text and in what was read; if the two counts agree, no key repeated. The
+    proof: in a text without backslashes (so without escapes), every '"' opens
+    or closes a string, and ``_KEY_END`` matches at the end of every key, and
+    elsewhere only where a string's content starts with ":" (after white
+    space): it counts every pair of every object in the text, and perhaps
+    more. The objects read hold each pair once, less one for every repeated
+    key (and less the pairs of any object a repeat threw away); the count
+    below takes only the top two levels, so it can only be smaller. Equal
+    counts therefore mean no pair was lost. Anything else, including any
+    error, takes the exact reading, which also says what is wrong as ever.
+    """
+    if "\\" in text:
+        return _UNPROVEN
+    try:
+        data = json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
+    except (ValueError, RecursionError, PinConfigError):
+        return _UNPROVEN
+    if type(data) is not dict:
+        return _UNPROVEN
+    read = len(data) + sum([len(value) for value in data.values() if type(value) is dict])
+    if len(_KEY_END.findall(text)) != read:
+        return _UNPROVEN
+    return data
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -497,6 +629,105 @@ def _parse_entry(
     return entry, (kind, host, port)
 
 
+# The options an entry may have and still be read by _read_plain.
+_PLAIN_OPTIONS = frozenset({"pins", "include_subdomains", "expires"})
+
+
+def _read_plain(
+    raw_key: object, value: object, shared: _Shared
+) -> tuple[HostPins | _Packed, tuple[_Kind, str, int | None]] | None:
+    """An entry as large pin files write it, read directly; None leaves it to _parse_entry.
+
+    That is a host pattern in canonical spelling (a name), and a list of
+    canonical SHA-256 SPKI pins (or such a list as "pins", with
+    "include_subdomains" and "expires" or not). The result is the one
+    _parse_entry gives (a hypothesis test compares the two on arbitrary
+    entries): this reading skips only steps that change nothing and checks
+    that cannot fail. It never refuses anything itself: whatever is unusual
+    or wrong returns None, so that every error comes from the general reading
+    and says the same as ever (the one exception, an unreadable "expires", is
+    the general reading's last check, raised by the same function).
+    """
+    expires = None
+    include: object = None  # not given
+    if type(value) is list:
+        texts: object = value
+        options = None
+    elif type(value) is dict and "pins" in value and value.keys() <= _PLAIN_OPTIONS:
+        options = value
+        texts = value["pins"]
+        if "include_subdomains" in value:
+            include = value["include_subdomains"]
+            if type(include) is not bool:
+                return None
+    else:
+        return None
+    if type(raw_key) is not str or type(texts) is not list or not texts or len(raw_key) > 256:
+        return None
+    name, port = raw_key, None
+    if ":" in raw_key:
+        name, _, digits = raw_key.rpartition(":")
+        # Only a port as str(port) spells it (the pattern stays the key).
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 5) or digits[0] == "0":
+            return None
+        port = int(digits)
+        if port > 65535:
+            return None
+    canonical = _CANONICAL_PATTERN.fullmatch(name)
+    if canonical is None:
+        return None
+    prefix, host = canonical.groups()
+    if len(host) > 253:
+        return None
+    kind = _KIND_OF_PREFIX[prefix]
+    pattern = raw_key
+    if include is True:
+        if kind == "one":
+            return None  # a contradiction, for the general reading to say
+        if kind == "exact":
+            kind = "tree"
+            pattern = _format_pattern(kind, host, port)
+    elif include is False and kind == "tree":
+        return None
+    packed = _packed_pins(texts, shared)
+    if packed is None:
+        return None
+    if options is not None and "expires" in options:
+        expires = _parse_expires(raw_key, options["expires"])
+    elif port is None:
+        return packed, (kind, host, None)
+    pins = _pins_of(packed, shared.unpacked)
+    return HostPins(pattern, pins, kind == "tree", expires), (kind, host, port)
+
+
+def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
+    """Distinct canonical SHA-256 SPKI pins as their digests end to end, or None."""
+    key: tuple[str, ...] = tuple(texts)  # (unchecked: any JSON value, until below)
+    try:
+        packed = shared.packed.get(key)
+    except TypeError:  # an unhashable item (a list or an object): not a pin
+        return None
+    if packed is None:
+        digests = []
+        for text in key:
+            if type(text) is not str or not _CANONICAL_SHA256.fullmatch(text):
+                return None
+            digests.append(binascii.a2b_base64(text[7:]))
+        if len(set(digests)) < len(digests):
+            return None  # two spellings of one pin, for the general reading to merge
+        packed = shared.packed[key] = b"".join(digests)
+    return packed
+
+
+def _pins_of(packed: _Packed, lists: dict[_Packed, tuple[Pin, ...]]) -> tuple[Pin, ...]:
+    """The pins of packed digests; lists that were unpacked before are shared."""
+    pins = lists.get(packed)
+    if pins is None:
+        made = tuple(Pin("spki", "sha256", packed[i : i + 32]) for i in range(0, len(packed), 32))
+        pins = lists.setdefault(packed, made)
+    return pins
+
+
 def _describe(value: object) -> str:
     text = safe_repr(value)
     if len(text) > 60:
@@ -519,6 +750,8 @@ class _Shared:
 
     lists: dict[tuple[str, ...], tuple[Pin, ...]] = field(default_factory=dict)
     pins: dict[str, Pin] = field(default_factory=dict)
+    packed: dict[tuple[str, ...], _Packed] = field(default_factory=dict)
+    unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
 
     def pin(self, text: str) -> Pin:
         pin = self.pins.get(text)

@@ -1,0 +1,261 @@
+"""The direct readings of large pin files agree with the general ones.
+
+A pin file of 100,000 entries is read without the general, step-by-step
+reading where it can be: keys and pins in canonical spelling are read
+directly and their pins kept packed (``_read_plain``), and a JSON text is
+read without handing every object to Python when its keys can be proved
+not to repeat (``_loads_unique``). Each shortcut must give what the general
+reading gives, or step aside; these properties compare them on arbitrary
+input, and the twins below show the shortcuts are taken at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from requests_pinning import PinConfigError, PinSet, _pinset
+
+
+def spki(n: int) -> str:
+    return "sha256/" + base64.b64encode(bytes([n]) * 32).decode("ascii")
+
+
+P1, P2, P3 = spki(1), spki(2), spki(3)
+# The same digest as P1 with non-zero padding bits: read as P1 by both readings.
+P1_ODD_BITS = P1[:-2] + "F="
+assert P1_ODD_BITS != P1
+
+_PIN_ITEMS = st.sampled_from(
+    [
+        P1,
+        P2,
+        P3,
+        P1_ODD_BITS,
+        P1[:-1],  # no padding
+        "sha256//" + P1[7:],  # curl's spelling
+        P1.upper(),
+        " " + P2,
+        "sha384/" + base64.b64encode(bytes(48)).decode(),
+        ":".join(["AB"] * 32),
+        "",
+        1,
+        None,
+        [P1],
+        {"pins": [P1]},
+    ]
+)
+_PIN_LISTS = st.one_of(
+    st.lists(st.sampled_from([P1, P2, P3, P1_ODD_BITS]), min_size=1, max_size=3),
+    st.lists(_PIN_ITEMS, max_size=3),
+)
+_OPTIONS = st.fixed_dictionaries(
+    {"pins": st.one_of(_PIN_LISTS, st.sampled_from([P1, None, (P1,)]))},
+    optional={
+        "include_subdomains": st.sampled_from([True, False, None, 1, "true"]),
+        "expires": st.sampled_from(["2099-12-31", "2099-12-31T10:00:00Z", "1999-01-01", "soon", 5]),
+        "comment": st.sampled_from(["x", 1]),
+        "deny": st.just([P3]),
+        "report_only": st.just(True),
+    },
+)
+# The options the direct reading takes, without the rest.
+_PLAIN_OPTIONS = st.fixed_dictionaries(
+    {"pins": _PIN_LISTS},
+    optional={
+        "include_subdomains": st.sampled_from([True, False, None]),
+        "expires": st.sampled_from(["2099-12-31", "soon"]),
+    },
+)
+_SAMPLE_KEYS = [
+    "a.example",
+    "*.a.example",
+    "**.a.example",
+    "a.example:8443",
+    "**.a.example:8443",
+    "*.a.example:08443",
+    "a.example:0",
+    "a.example:65536",
+    "A.example",
+    "a.example.",
+    "-a.example",
+    "a.1b",
+    "1.2.3.4",
+    "a..example",
+]
+_KEYS = st.one_of(
+    st.sampled_from(_SAMPLE_KEYS),
+    st.from_regex(
+        r"(\*\*?\.)?([a-z0-9_-]{1,4}\.){0,3}[a-z0-9_-]{1,4}(:[0-9]{1,6})?", fullmatch=True
+    ),
+    st.text(alphabet="*.abxzAZ019_-:[]/ \n\uff0e\u00fc", max_size=24),
+    st.builds(lambda n: "a" * n + ".example", st.integers(58, 70)),
+    st.builds(lambda n: "*." + ".".join(["a" * 60] * 5)[:n], st.integers(248, 258)),
+    st.sampled_from([1, None, "$schema", "[::1]:443", "127.0.0.1"]),
+)
+
+
+def _general(key: object, value: object) -> object:
+    try:
+        return _pinset._parse_entry(key, value, _pinset._Shared())
+    except PinConfigError as error:
+        return str(error)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(key=_KEYS, value=st.one_of(_PIN_LISTS, _PLAIN_OPTIONS, _OPTIONS, st.integers(), st.none()))
+def test_the_direct_entry_reading_agrees_with_the_general_reading(key: Any, value: Any) -> None:
+    _agrees(key, value)
+
+
+def _agrees(key: Any, value: Any) -> None:
+    try:
+        plain = _pinset._read_plain(key, value, _pinset._Shared())
+    except PinConfigError as error:
+        # Only ever the general reading's own error (an unreadable "expires").
+        assert _general(key, value) == str(error)
+        return
+    if plain is None:
+        return  # left to the general reading
+    entry, table_key = plain
+    if isinstance(entry, bytes):  # packed: what it unpacks to
+        entry = _pinset._unpacked(table_key[0], table_key[1], entry, {})
+    assert (entry, table_key) == _general(key, value), (key, value)
+
+
+def test_the_direct_entry_reading_agrees_on_every_combination_of_its_options() -> None:
+    # The grid the property above samples thinly: every key of _SAMPLE_KEYS
+    # with every combination of the options the direct reading takes.
+    for key in _SAMPLE_KEYS:
+        for pins in ([P1, P2], [P1_ODD_BITS], [P1, P1_ODD_BITS], [P1[:-1]], []):
+            _agrees(key, pins)
+            for include in (None, True, False, "absent"):
+                for expires in ("2099-12-31", "soon", "absent"):
+                    value: dict[str, Any] = {"pins": pins}
+                    if include != "absent":
+                        value["include_subdomains"] = include
+                    if expires != "absent":
+                        value["expires"] = expires
+                    _agrees(key, value)
+
+
+def test_canonical_entries_are_read_directly_and_packed() -> None:
+    # The twin of the property above: the direct reading is taken, and packs
+    # what it can (an entry for a port, or with an expiry, is made at once).
+    shared = _pinset._Shared()
+    for key, value in [
+        ("api.example.com", [P1, P2]),
+        ("*.example.net", {"pins": [P1]}),
+        ("example.org", {"pins": [P2, P3], "include_subdomains": True}),
+    ]:
+        plain = _pinset._read_plain(key, value, shared)
+        assert plain is not None and isinstance(plain[0], bytes), key
+    for key, value in [
+        ("api.example.com:8443", [P1]),
+        ("api.example.com", {"pins": [P1], "expires": "2099-12-31"}),
+    ]:
+        plain = _pinset._read_plain(key, value, shared)
+        assert plain is not None and not isinstance(plain[0], bytes), key
+
+
+def test_a_packed_set_behaves_as_the_general_reading_built_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks.pinset_scale import make_config, mix_queries
+
+    config = make_config(400)
+    config.update({"edge2.example.net": [P1], "zone3.example.org:8443": [P2]})
+    packed = PinSet(config)
+    queries = [*mix_queries(400, 600), ("edge2.example.net", 443), ("zone3.example.org", 8443)]
+    answers = [packed.match(host, port) for host, port in queries]  # before anything unpacks
+    monkeypatch.setattr(_pinset, "_read_plain", lambda *args: None)
+    general = PinSet(config)
+    assert answers == [general.match(host, port) for host, port in queries]
+    assert sum(answer is not None for answer in answers) > 300
+    assert list(packed) == list(general)  # the same entries, in the same order
+    assert packed == general and hash(packed) == hash(general)
+    assert packed.to_dict() == general.to_dict()
+    # Each entry is one object, however it is reached.
+    for host in ("api4.svc4.example.com", "x.edge2.example.net", "a.b.zone3.example.org"):
+        entry = packed.match(host)
+        assert entry is not None and entry is packed.match(host.upper() + ".")
+        assert any(listed is entry for listed in packed)
+
+
+# -- JSON without the pairs hook ---------------------------------------------------------
+
+_WHITE = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+# Strings without quotes or backslashes (the text the proof is about), and
+# with them (escaped: such texts always take the exact reading).
+_STRINGS = st.one_of(
+    st.text(alphabet="a: \t{}[],$", max_size=5), st.text(alphabet='a:"\\ ', max_size=4)
+).map(json.dumps)
+_JSON_KEYS = st.one_of(st.sampled_from(["a", "b", ":", " :", "$schema"]), st.text(max_size=2)).map(
+    json.dumps
+)
+
+
+def _objects(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    pairs = st.lists(st.tuples(_JSON_KEYS, _WHITE, _WHITE, children), max_size=4)
+    return pairs.map(lambda items: "{" + ",".join(f"{k}{a}:{b}{v}" for k, a, b, v in items) + "}")
+
+
+_VALUES = st.recursive(
+    st.one_of(_STRINGS, st.sampled_from(["1", "true", "null", "[]", "{}"])),
+    lambda children: st.one_of(
+        _objects(children), st.lists(children, max_size=3).map(lambda xs: "[" + ",".join(xs) + "]")
+    ),
+    max_leaves=12,
+)
+
+
+def _exact(text: str) -> object:
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_pinset._no_duplicate_keys,
+            parse_int=_pinset._parse_int,
+            parse_constant=_pinset._no_constant,
+        )
+    except (ValueError, PinConfigError) as error:
+        return error
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=st.one_of(_objects(_VALUES), _VALUES))
+def test_json_is_read_without_the_hook_only_when_no_key_repeats(text: str) -> None:
+    read = _pinset._loads_unique(text)
+    if read is not _pinset._UNPROVEN:
+        assert _exact(text) == read
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [], "a": []}',
+        '{"a" : [], "a": []}',  # white space before ":" is counted too
+        '{"a": ":", "a": 1}',  # a string that starts with ":" only adds to the count
+        '{"a": {"b": 1, "b": 2}}',
+        '{"x": [{"b": 1, "b": 2}]}',  # deeper than the levels counted
+    ],
+)
+def test_a_repeated_key_is_never_read_past(text: str, tmp_path: Path) -> None:
+    assert _pinset._loads_unique(text) is _pinset._UNPROVEN
+    path = tmp_path / "pins.json"
+    path.write_text(text)
+    with pytest.raises(PinConfigError, match="appears twice in one object"):
+        PinSet.from_json(path)
+
+
+def test_a_large_file_is_read_without_the_hook() -> None:
+    # The twin: the usual file is proved, so the shortcut is taken at all.
+    from benchmarks.pinset_scale import make_config
+
+    for text in (json.dumps(make_config(300), indent=1), json.dumps(make_config(300))):
+        assert _pinset._loads_unique(text) == json.loads(text)
