@@ -168,7 +168,8 @@ class _ByPort(dict[int | None, HostPins | _Packed]):
 # A table maps a host to its entry for any port (the common case, often
 # packed), to its only entry when that one is for a port (a pair, not a dict:
 # pin files with many ports stay small), or to its entries by port.
-_Table: TypeAlias = dict[str, HostPins | _Packed | _AtPort | _ByPort]
+_Slot: TypeAlias = HostPins | _Packed | _AtPort | _ByPort
+_Table: TypeAlias = dict[str, _Slot]
 
 
 def _add(
@@ -196,7 +197,7 @@ def _add(
     return None
 
 
-def _at_port(found: HostPins | _Packed | _AtPort | _ByPort, port: int) -> HostPins | _Packed | None:
+def _at_port(found: _Slot, port: int) -> HostPins | _Packed | None:
     # An entry for the port beats one for any port.
     if isinstance(found, _AtPort):
         return found.entry if found.port == port else None
@@ -217,7 +218,17 @@ class PinSet:
     nothing is ever loaded partially.
     """
 
-    __slots__ = ("_exact", "_kinds", "_one", "_order", "_pin_lists", "_tree")
+    __slots__ = (
+        "_exact",
+        "_kinds",
+        "_one",
+        "_one_labels",
+        "_order",
+        "_pin_lists",
+        "_tables",
+        "_tree",
+        "_tree_labels",
+    )
 
     # The entries in the order of the configuration: a HostPins, or the host of
     # a packed entry, whose table is named by the code at the same index of
@@ -227,6 +238,10 @@ class PinSet:
     _exact: _Table
     _one: _Table
     _tree: _Table
+    _tables: dict[_Kind, _Table]
+    # The fewest and the most labels of the keys of _one and of _tree.
+    _one_labels: tuple[int, int]
+    _tree_labels: tuple[int, int]
     # The pins of unpacked entries, by their packed digests: entries that pin
     # the same list share one tuple.
     _pin_lists: dict[_Packed, tuple[Pin, ...]]
@@ -267,6 +282,9 @@ class PinSet:
         object.__setattr__(self, "_one", tables["one"])
         object.__setattr__(self, "_tree", tables["tree"])
         object.__setattr__(self, "_pin_lists", {})
+        object.__setattr__(self, "_tables", tables)
+        object.__setattr__(self, "_one_labels", _label_range(tables["one"]))
+        object.__setattr__(self, "_tree_labels", _label_range(tables["tree"]))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PinSet is immutable")
@@ -357,34 +375,49 @@ class PinSet:
         if port is None:
             port = 443
         name, is_ip = _lookup_form(host)
+        # Each probe takes the common slot, one HostPins for any port, without
+        # a call; _at answers the rest.
         found = self._exact.get(name)
         if found is not None:
-            found = _at_port(found, port)
-            if isinstance(found, bytes):
-                return self._unpack(self._exact, "exact", name, found)
-        if found is not None or is_ip:
-            return found
-        parent = name.partition(".")[2]
-        if parent:
+            entry = found if type(found) is HostPins else self._at("exact", name, found, port)
+            if entry is not None:
+                return entry
+        if is_ip:
+            return None
+        # Only names with as many labels as some key of a table are looked up
+        # in it (the wildcards' and subtrees' tables are rarely deep).
+        labels = name.count(".") + 1
+        fewest, most = self._one_labels
+        if fewest < labels <= most + 1:
+            parent = name.partition(".")[2]
             found = self._one.get(parent)
             if found is not None:
-                found = _at_port(found, port)
-                if isinstance(found, bytes):
-                    return self._unpack(self._one, "one", parent, found)
-                if found is not None:
-                    return found
+                entry = found if type(found) is HostPins else self._at("one", parent, found, port)
+                if entry is not None:
+                    return entry
+        # Subtrees, longest suffix first.
+        fewest, most = self._tree_labels
         tree = self._tree
         suffix = name
-        while suffix:
-            found = tree.get(suffix)
-            if found is not None:
-                found = _at_port(found, port)
-                if isinstance(found, bytes):
-                    return self._unpack(tree, "tree", suffix, found)
+        while labels >= fewest:
+            if labels <= most:
+                found = tree.get(suffix)
                 if found is not None:
-                    return found
+                    entry = (
+                        found if type(found) is HostPins else self._at("tree", suffix, found, port)
+                    )
+                    if entry is not None:
+                        return entry
             suffix = suffix.partition(".")[2]
+            labels -= 1
         return None
+
+    def _at(self, kind: _Kind, host: str, found: _Slot, port: int) -> HostPins | None:
+        """The entry of a table's slot for ``port``, unpacked if it is packed."""
+        entry = _at_port(found, port)
+        if isinstance(entry, bytes):
+            return self._unpack(self._tables[kind], kind, host, entry)
+        return entry
 
     def _unpack(self, table: _Table, kind: _Kind, host: str, packed: _Packed) -> HostPins:
         """The HostPins of a packed entry, kept in its place for the lookups to come."""
@@ -438,6 +471,12 @@ class PinSet:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PinSet, (self.to_dict(),))
+
+
+def _label_range(table: _Table) -> tuple[int, int]:
+    """The fewest and the most labels of the table's keys; (1, 0) for no key."""
+    labels = [host.count(".") + 1 for host in table]
+    return (min(labels), max(labels)) if labels else (1, 0)
 
 
 def _unpacked(
@@ -713,8 +752,13 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
             if type(text) is not str or not _CANONICAL_SHA256.fullmatch(text):
                 return None
             digests.append(binascii.a2b_base64(text[7:]))
-        if len(set(digests)) < len(digests):
-            return None  # two spellings of one pin, for the general reading to merge
+        # Two spellings of one pin are for the general reading to merge. (Two
+        # pins, the usual list, are compared without making a set.)
+        if len(digests) == 2:
+            if digests[0] == digests[1]:
+                return None
+        elif len(set(digests)) < len(digests):
+            return None
         packed = shared.packed[key] = b"".join(digests)
     return packed
 
