@@ -101,6 +101,7 @@ class Settings:
     check_number: int
     match_sizes: tuple[int, ...]
     match_number: int
+    mix_queries: int  # distinct hosts of the lookup mix
     load_entries: int
     load_repeat: int
     threads: int
@@ -129,6 +130,7 @@ FULL = Settings(
     check_number=2000,
     match_sizes=(10, 1_000, 100_000),
     match_number=300,
+    mix_queries=50_000,
     load_entries=100_000,
     load_repeat=5,
     threads=8,
@@ -162,6 +164,7 @@ QUICK = Settings(
     check_number=50,
     match_sizes=(10, 100, 1_000),
     match_number=5,
+    mix_queries=2_000,
     load_entries=2_000,
     load_repeat=2,
     threads=8,
@@ -390,11 +393,17 @@ def _pinset_lines(pinset: dict[str, Any], s: dict[str, Any]) -> list[str]:
     """The pin-set figures as :mod:`benchmarks.pinset_scale` returns them, whatever their
     shape: the known ones as a table, every other figure as a line."""
     out: list[str] = []
-    match = pinset.get("match")
-    if isinstance(match, dict) and "sizes" in match and "median_us" in match:
+    for key, title in (
+        ("match", "the same {queries} queries, {number} times"),
+        ("match_mix", "a mix of {queries:,} distinct hosts, each once"),
+    ):
+        match = pinset.get(key)
+        if not (isinstance(match, dict) and "sizes" in match and "median_us" in match):
+            continue
+        what = title.format(queries=match.get("queries", 0), number=match.get("number", "?"))
         out.append(
             f"  PinSet.match, us per lookup (median of {match.get('rounds', s['rounds'])} rounds "
-            f"x {match.get('number', '?')} x {match.get('queries', '?')} lookups)"
+            f"of {what})"
         )
         sizes = match["sizes"]
         base = match["median_us"][str(sizes[0])]
@@ -407,7 +416,11 @@ def _pinset_lines(pinset: dict[str, Any], s: dict[str, Any]) -> list[str]:
             for size in sizes
         ]
         out.append(table(["entries", "us/match", "ratio"], rows))
-    shown = {"match.sizes", "match.median_us", "match.rounds_us", "match.number", "match.rounds"}
+    shown = {
+        f"{key}.{name}"
+        for key in ("match", "match_mix")
+        for name in ("sizes", "median_us", "rounds_us", "number", "rounds")
+    }
     for key, value in _flat(pinset):
         if key in shown or any(key.startswith(f"{name}.") for name in shown):
             continue
@@ -484,32 +497,41 @@ def _targets(results: dict[str, Any]) -> list[Target]:
         )
     )
     pinset = results.get("pinset") or {}
-    load = pinset.get("load")
-    entries = _number(load, "entries")
-    retained = _number(load, "tracemalloc_retained_bytes")
+    for key, label in (("load", "unique pins"), ("load_shared", "shared CA pins")):
+        load = pinset.get(key)
+        entries = _number(load, "entries")
+        retained = _number(load, "tracemalloc_retained_bytes")
+        targets.append(
+            Target(
+                f"load a {entries or 0:,.0f}-entry pin file ({label})",
+                _number(load, "median_s"),
+                0.5,
+                "lower",
+                " s",
+            )
+        )
+        targets.append(
+            Target(
+                f"pin file ({label}): bytes kept per entry (tracemalloc)",
+                None if not entries or retained is None else retained / entries,
+                300,
+                "lower",
+                " B",
+            )
+        )
+    mix = pinset.get("match_mix")
+    largest = None
+    if isinstance(mix, dict) and mix.get("sizes") and "median_us" in mix:
+        largest = float(mix["median_us"][str(mix["sizes"][-1])])
     targets.append(
         Target(
-            f"load a {entries or 0:,.0f}-entry pin file",
-            _number(load, "median_s"),
+            "PinSet.match, a mix of distinct hosts, largest set: us per lookup",
+            largest,
             0.5,
             "lower",
-            " s",
+            " us",
         )
     )
-    targets.append(
-        Target(
-            "pin file: bytes kept per entry (tracemalloc)",
-            None if not entries or retained is None else retained / entries,
-            300,
-            "lower",
-            " B",
-        )
-    )
-    match = pinset.get("match")
-    largest = None
-    if isinstance(match, dict) and match.get("sizes") and "median_us" in match:
-        largest = float(match["median_us"][str(match["sizes"][-1])])
-    targets.append(Target("PinSet.match, largest set: us per lookup", largest, 0.5, "lower", " us"))
     for workload, figures in results.get("concurrency", {}).items():
         targets.append(
             Target(
@@ -669,13 +691,19 @@ def _measure_check(
 def _measure_pinset(folder: Path, settings: Settings, notes: list[str]) -> dict[str, Any] | None:
     # pinset_scale.py has its own owner; its figures are shown as they come.
     try:
-        from .pinset_scale import measure_load, measure_match
+        from .pinset_scale import measure_load, measure_match, measure_match_mix
 
         return {
             "match": measure_match(
                 settings.match_sizes, number=settings.match_number, rounds=settings.rounds
             ),
+            "match_mix": measure_match_mix(
+                settings.match_sizes, count=settings.mix_queries, rounds=settings.rounds
+            ),
             "load": measure_load(folder, settings.load_entries, repeat=settings.load_repeat),
+            "load_shared": measure_load(
+                folder, settings.load_entries, repeat=settings.load_repeat, shared=True
+            ),
         }
     except Exception as error:  # reported in the notes; the rest still runs
         notes.append(f"pin set scale not measured: {type(error).__name__}: {error}")
