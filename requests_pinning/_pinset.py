@@ -239,7 +239,8 @@ class PinSet:
     _one: _Table
     _tree: _Table
     _tables: dict[_Kind, _Table]
-    # The fewest and the most labels of the keys of _one and of _tree.
+    # The fewest and the most labels of the keys of _one and of _tree
+    # (_label_range).
     _one_labels: tuple[int, int]
     _tree_labels: tuple[int, int]
     # The pins of unpacked entries, by their packed digests: entries that pin
@@ -474,9 +475,13 @@ class PinSet:
 
 
 def _label_range(table: _Table) -> tuple[int, int]:
-    """The fewest and the most labels of the table's keys; (1, 0) for no key."""
+    """The fewest and the most labels of the table's keys (for no key, a range no name has).
+
+    A suffix with another number of labels (dots, plus one) than every key
+    cannot be a key, so it is not looked up.
+    """
     labels = [host.count(".") + 1 for host in table]
-    return (min(labels), max(labels)) if labels else (1, 0)
+    return (min(labels), max(labels)) if labels else (256, 0)
 
 
 def _unpacked(

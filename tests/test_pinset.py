@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import itertools
 import json
 import pickle
 import re
@@ -1387,6 +1388,24 @@ MODEL_ENTRIES = st.lists(
 )
 
 
+def test_matching_agrees_with_the_scanning_model_at_every_depth() -> None:
+    # Lookups skip tables whose keys have another number of labels than the
+    # host (or its parent): every pair of these entries, at every depth of
+    # host up to four labels, so that each boundary of those ranges is met.
+    keys = [("one", "a"), ("one", "b.a"), ("tree", "a"), ("tree", "c.b.a"), ("exact", "b.a")]
+    models = [ModelEntry(kind, suffix, None) for kind, suffix in keys]
+    hosts = [
+        ".".join(labels)
+        for depth in range(1, 5)
+        for labels in itertools.product("abc", repeat=depth)
+    ]
+    for pair in itertools.combinations(models, 2):
+        entries = list(pair)
+        pins = PinSet({entry.pattern: [P1] for entry in entries})
+        for host in hosts:
+            assert pattern(pins, host) == model_match(entries, host, 443), (entries, host)
+
+
 @PROPERTY
 @given(
     entries=MODEL_ENTRIES,
@@ -1413,11 +1432,12 @@ def test_matching_agrees_with_a_scanning_model(
         else:
             config[entry.pattern] = [P1]
     pins = PinSet(config)
-    assert {entry.pattern for entry in pins} == {entry.pattern for entry in entries}
+    # Looked up before anything lists the entries (which unpacks them all).
     for host, port, spelling in lookups:
         expected = model_match(entries, host, 443 if port is None else port)
         looked_up = {"lower": host, "upper": host.upper(), "dot": host + "."}[spelling]
         assert pattern(pins, looked_up, port) == expected, (looked_up, port)
+    assert {entry.pattern for entry in pins} == {entry.pattern for entry in entries}
 
 
 HOSTISH = st.one_of(
