@@ -202,7 +202,20 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
-    verified = tls.context.verify_mode != ssl.CERT_NONE
+    context = tls.context
+    # ssl keeps check_hostname True only with a verify_mode that validates:
+    # it refuses verify_mode = CERT_NONE while check_hostname is on, and
+    # turning check_hostname on makes CERT_NONE into CERT_REQUIRED (3.7 and
+    # later). So check_hostname alone answers whenever it is on, as in
+    # requests' and httpx's default connections; verify_mode is read when it
+    # is off, because ssl.SSLContext.verify_mode wraps its int in the
+    # VerifyMode enum on every read (some 6,500 instructions on 3.11).
+    # A context of another class (truststore's, a subclass) is asked for its
+    # verify_mode alone, as its properties may say anything: see
+    # may_misreport for what is done about what it says.
+    verified = (
+        type(context) is ssl.SSLContext and context.check_hostname is True
+    ) or context.verify_mode != ssl.CERT_NONE
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
     # the _ssl object underneath (_sslobj) has them, returning certificates
