@@ -231,8 +231,16 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     if get_verified_chain is not None:
         certs = get_verified_chain()
         if certs:
-            # Converted to DER one by one as the check reaches them.
-            return PeerChain(checked=certs, verified=True, load_served=served, to_der=_der)
+            # Converted to DER one by one as the check reaches them. Either
+            # DER (3.13) or _ssl.Certificate (3.10 to 3.12), whose == is
+            # OpenSSL's X509_cmp: equal SHA-1 digests of the whole
+            # certificates and byte-equal TBSCertificates (Modules/_ssl/cert.c,
+            # certificate_richcompare, the same in 3.10 to 3.13). So an equal
+            # certificate has the same key (the SPKI is in the TBSCertificate),
+            # and the check may compare instead of converting (comparable).
+            return PeerChain(
+                checked=certs, verified=True, load_served=served, to_der=_der, comparable=True
+            )
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
         served=served,

@@ -15,11 +15,20 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
 import ssl
+from collections.abc import Iterator
 from typing import Any
 
-from requests_pinning import PinningPolicy, PinSet
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from requests_pinning import PinMismatchError, PinningPolicy, PinningPoolManager, PinSet
 from requests_pinning._tls import peer_chain
 
 from .conftest import PKI
@@ -98,3 +107,105 @@ def test_a_context_of_another_class_is_asked_for_its_verify_mode(
     with _connect(context, untrusted) as sock:
         chain = peer_chain(sock)
     assert not chain.verified and chain.size == 1
+
+
+def _same_subject_intermediate(pki: PKI) -> trustme.LeafCert:
+    """A leaf under a second intermediate with the genuine one's subject, signed by the root.
+
+    Its subject hash (``_ssl.Certificate.__hash__``) is the genuine intermediate's;
+    its key is not.
+    """
+    root_cert = x509.load_pem_x509_certificate(pki.root.cert_pem.bytes())
+    root_key = serialization.load_pem_private_key(pki.root.private_key_pem.bytes(), None)
+    genuine = x509.load_pem_x509_certificate(pki.intermediate.cert_pem.bytes())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    twin = (
+        x509.CertificateBuilder()
+        .subject_name(genuine.subject)
+        .issuer_name(root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "twin leaf")]))
+        .issuer_name(twin.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return trustme.LeafCert(
+        leaf_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        leaf.public_bytes(pem),
+        [twin.public_bytes(pem)],
+    )
+
+
+@pytest.fixture
+def twin(pki: PKI) -> Iterator[TLSServer]:
+    """A server whose chain validates, under an intermediate that only shares the subject."""
+    with TLSServer(_same_subject_intermediate(pki)) as server:
+        yield server
+
+
+def test_the_remembered_certificate_passes_only_for_itself(
+    pki: PKI, good: TLSServer, twin: TLSServer, rogue: TLSServer, appended: TLSServer
+) -> None:
+    context = _client(pki)
+    policy = _policy(pki)
+    for server, passes in ((good, True), (twin, False), (good, True), (rogue, False)):
+        with _connect(context, server) as sock:
+            chain = peer_chain(sock)
+            assert chain.verified and chain.comparable
+            failure = policy.check(["127.0.0.1"], server.port, chain)
+        assert (failure is None) is passes, server
+    # The twin's intermediate is a different certificate with the same hash.
+    with _connect(context, good) as first, _connect(context, twin) as second:
+        genuine, other = peer_chain(first).raw(1), peer_chain(second).raw(1)
+        again = peer_chain(first).raw(1)
+    assert hash(genuine) == hash(other) and genuine != other
+    assert genuine == again
+
+
+def test_twin_a_connection_without_validation_cannot_borrow_the_remembered_match(
+    pki: PKI, good: TLSServer
+) -> None:
+    policy = _policy(pki)
+    url = f"https://127.0.0.1:{good.port}/"
+    with PinningPoolManager(policy, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle) as manager:
+        assert manager.request("GET", url).status == 200  # the intermediate is remembered
+    with (
+        PinningPoolManager(policy, cert_reqs="CERT_NONE", retries=False) as manager,
+        pytest.raises(PinMismatchError, match="only the leaf is checked"),
+    ):
+        manager.request("GET", url)
