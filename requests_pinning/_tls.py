@@ -220,10 +220,7 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
     # the _ssl object underneath (_sslobj) has them, returning certificates
     # that are converted to DER one by one as the check reaches them.
-    native = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
-
-    def served() -> tuple[bytes, ...] | None:
-        return _call(native, "get_unverified_chain")
+    native: Any = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
 
     # With validation off, get_verified_chain() returns the *unverified*
     # chain: only the leaf proves anything, so it is not even read.
@@ -238,12 +235,13 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
             # certificate_richcompare, the same in 3.10 to 3.13). So an equal
             # certificate has the same key (the SPKI is in the TBSCertificate),
             # and the check may compare instead of converting (comparable).
-            return PeerChain(
-                checked=certs, verified=True, load_served=served, to_der=_der, comparable=True
-            )
+            # The served chain comes as the verified one does, converted alike.
+            # Positional: (checked, verified, served, load_served, problem,
+            # to_der, comparable). Keywords to a class cost a dictionary.
+            return PeerChain(certs, True, None, native.get_unverified_chain, None, _der, True)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
-        served=served,
+        served=lambda: _call(native, "get_unverified_chain"),
         verified_chain=None,
         verified=verified,
     )

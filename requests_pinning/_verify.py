@@ -38,7 +38,8 @@ class PeerChain:
     deny pins without validation only: it is never what an accepted pin is
     matched against, because an attacker can append the genuine intermediate
     to a rogue chain (CVE-2016-2402). It is read on first use (a passing check
-    never needs it), so read it while the socket is open. ``problem`` says why
+    never needs it), so read it while the socket is open: ``load_served``
+    returns it, as DER or as certificates for ``to_der``. ``problem`` says why
     nothing could be checked at all.
 
     ``checked`` is given as DER, or as the TLS library's own certificate
@@ -69,11 +70,10 @@ class PeerChain:
 
     def __init__(
         self,
-        *,
         checked: Sequence[object],
         verified: bool,
         served: tuple[bytes, ...] | None = None,
-        load_served: Callable[[], tuple[bytes, ...] | None] | None = None,
+        load_served: Callable[[], Sequence[object] | None] | None = None,
         problem: str | None = None,
         to_der: Callable[[Any], bytes] | None = None,
         comparable: bool = False,
@@ -114,13 +114,20 @@ class PeerChain:
         der = self._certs[index] = self._to_der(cert)
         return der
 
+    def _served_der(self, cert: object) -> bytes:
+        if isinstance(cert, bytes):
+            return cert
+        if self._to_der is None:
+            raise TypeError(f"a served certificate is a {type(cert).__name__}, not DER")
+        return self._to_der(cert)
+
     @property
     def served(self) -> tuple[bytes, ...]:
         if self._served is None:
-            loaded = None
+            loaded: tuple[bytes, ...] = ()
             if self._load_served is not None:
                 try:
-                    loaded = self._load_served()
+                    loaded = tuple(map(self._served_der, self._load_served() or ()))
                 except Exception:  # only for messages and reports: the leaf will do
                     log.debug("could not read the served chain", exc_info=True)
             self._served = loaded or _readable(self)[:1]
