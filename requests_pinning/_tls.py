@@ -38,6 +38,8 @@ __all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouc
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+# Whether SSLSocket and SSLObject have get_verified_chain() (3.13 and later).
+_PUBLIC_CHAINS = hasattr(ssl.SSLSocket, "get_verified_chain")
 
 
 def peer_chain(tls: object) -> PeerChain:
@@ -220,7 +222,7 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
     # the _ssl object underneath (_sslobj) has them, returning certificates
     # that are converted to DER one by one as the check reaches them.
-    native: Any = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
+    native: Any = tls if _PUBLIC_CHAINS else getattr(tls, "_sslobj", None)
 
     # With validation off, get_verified_chain() returns the *unverified*
     # chain: only the leaf proves anything, so it is not even read.

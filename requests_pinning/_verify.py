@@ -278,7 +278,7 @@ class _PinLookup:
         if last < chain.size:
             memo = self.memo
             if memo is not None and chain.comparable:
-                cert = chain.raw(last)
+                cert = chain._given[last]
                 if type(cert) is type(memo[0]) and cert == memo[0]:
                     return memo[1]
             hit = self.find(chain.der(last))
