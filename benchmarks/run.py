@@ -609,13 +609,18 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
         out.append("  not run")
 
     out.append("")
-    out.append(
-        f"2. Wall clock, EC chain, {_VERIFY_LABEL['bundle']} (medians of {s['rounds']} rounds, "
-        "variants interleaved; ratio = time per request / plain's, with the range over rounds)"
-    )
+    if "new" not in results:
+        out.append("2. Wall clock: not measured (--only)")
+    else:
+        out.append(
+            f"2. Wall clock, EC chain, {_VERIFY_LABEL['bundle']} (medians of {s['rounds']} "
+            "rounds, variants interleaved; ratio = time per request / plain's, with the range "
+            "over rounds)"
+        )
     for workload, per_round in (("new", s["new_requests"]), ("keepalive", s["keepalive_requests"])):
-        out.append(f"  {_WORKLOAD_LABEL[workload]}, {per_round} requests per variant and round")
-        out.append(_wall_table(results[workload]))
+        if workload in results:
+            out.append(f"  {_WORKLOAD_LABEL[workload]}, {per_round} requests per variant and round")
+            out.append(_wall_table(results[workload]))
 
     check = results.get("check")
     out.append("")
@@ -641,7 +646,22 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
     out.extend(_pinset_lines(pinset, s) if pinset else ["  not measured (see the notes)"])
 
     out.append("")
-    conc = results["concurrency"]
+    conc = results.get("concurrency")
+    if not conc:
+        out.append("5. Concurrency: not measured (--only)")
+    else:
+        _concurrency_lines(out, conc, s)
+
+    out.append("")
+    out.append("Targets" + (" (quick pass: not judged)" if results["quick"] else ""))
+    rows = [[t.status, t.name, t.describe()] for t in targets]
+    out.append(table(["status", "target", "value  target  noise"], rows, align="lll"))
+    out.append("")
+    out.append(f"total time: {results['duration_s']:.0f} s")
+    return "\n".join(out)
+
+
+def _concurrency_lines(out: list[str], conc: dict[str, Any], s: dict[str, Any]) -> None:
     first = next(iter(conc.values()))
     out.append(
         f"5. Concurrency: {first['threads']} threads sharing one session (medians of "
@@ -660,14 +680,6 @@ def _render(results: dict[str, Any], targets: list[Target]) -> str:
                 ]
             )
     out.append(table(["workload", "variant", "req/s", "ratio (round range)", "errors"], rows))
-
-    out.append("")
-    out.append("Targets" + (" (quick pass: not judged)" if results["quick"] else ""))
-    rows = [[t.status, t.name, t.describe()] for t in targets]
-    out.append(table(["status", "target", "value  target  noise"], rows, align="lll"))
-    out.append("")
-    out.append(f"total time: {results['duration_s']:.0f} s")
-    return "\n".join(out)
 
 
 def _measure_check(
@@ -711,6 +723,29 @@ def _measure_pinset(folder: Path, settings: Settings, notes: list[str]) -> dict[
         return None
 
 
+def _selected(
+    settings: Settings,
+    only: Sequence[str],
+    variants: Sequence[str] | None,
+    parser: argparse.ArgumentParser,
+) -> Settings:
+    """``settings`` with the comparisons whose key starts with one of ``only``, and
+    (if given) only ``variants`` in them, all counted: ``--only`` and ``--variant``."""
+    comparisons = []
+    for comparison in settings.comparisons:
+        if not any(comparison.key.startswith(prefix.strip("/")) for prefix in only):
+            continue
+        kept = tuple(v for v in comparison.variants if not variants or v in variants)
+        if kept:
+            comparisons.append(
+                Comparison(comparison.workload, comparison.verify, comparison.chain, kept)
+            )
+    if not comparisons:
+        keys = ", ".join(comparison.key for comparison in settings.comparisons)
+        parser.error(f"--only {' '.join(only)} selects no comparison (there are: {keys})")
+    return Settings(**{**asdict(settings), "comparisons": tuple(comparisons), "counted": None})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke pass: tiny counts, < 60 s")
@@ -727,9 +762,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json",
         type=Path,
         help="where to write the figures "
-        "(default benchmarks/results/latest.json; quick.json with --quick)",
+        "(default benchmarks/results/latest.json; quick.json with --quick, only.json with --only)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY",
+        help="count only the comparisons whose key (workload/verify/chain, e.g. new/bundle/ec) "
+        "starts with KEY (repeatable), and measure nothing else: no wall clock, check parts, "
+        "concurrency or pin set figures",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME",
+        help="with --only: count only these variants (repeatable; e.g. pinned, unpinned)",
     )
     args = parser.parse_args(argv)
+    if args.variant and not args.only:
+        parser.error("--variant needs --only")
     if args.render:
         saved: dict[str, Any] = json.loads(args.render.read_text())
         print(_render(saved, _targets(saved)))
@@ -737,8 +788,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = QUICK if args.quick else FULL
     if args.rounds:
         settings = Settings(**{**asdict(settings), "rounds": args.rounds})
+    if args.only:
+        settings = _selected(settings, args.only, args.variant, parser)
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
-    json_path = args.json or _RESULTS / ("quick.json" if args.quick else "latest.json")
+    default = "only.json" if args.only else "quick.json" if args.quick else "latest.json"
+    json_path = args.json or _RESULTS / default
     started = time.monotonic()
     notes: list[str] = []
     variants = [*_ALL, *_HTTPX]
@@ -767,6 +821,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick: callgrind only for "
             + ", ".join("/".join(asdict(job).values()) for job in counted)
             + "; every other configuration runs once natively"
+        )
+    if args.only:
+        notes.append(
+            "--only: instruction counts of "
+            + ", ".join(f"{c.key} ({', '.join(c.variants)})" for c in settings.comparisons)
+            + " alone; nothing else measured"
         )
     for note in notes:
         _progress(f"note: {note}")
@@ -797,34 +857,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             target = targets["ec"]
             _progress(f"server: pid {server.pid}, ports {server.ports}")
-            if counted != jobs:
+            if counted != jobs and not args.only:
                 _progress("0. every configuration once, natively")
                 for job in jobs:
                     if job not in counted:
                         callgrind.run_natively(targets[job.chain], overlay, job, 2)
-            _progress("2. wall clock: new connections")
-            results["new"] = _http_wall(
-                target,
-                wall_variants,
-                workload="new",
-                rounds=settings.rounds,
-                count=settings.new_requests,
-            )
-            _progress("2. wall clock: keep-alive")
-            results["keepalive"] = _http_wall(
-                target,
-                wall_variants,
-                workload="keepalive",
-                rounds=settings.rounds,
-                count=settings.keepalive_requests,
-            )
-            _progress("3. the pin check's parts, in process")
-            results["check"] = _measure_check(chains, server.ports, settings, notes)
-            _progress("5. concurrency")
-            results["concurrency"] = {
-                workload: _concurrency(target, settings, workload)
-                for workload in ("new", "keepalive")
-            }
+            if not args.only:
+                _measure_rest(results, target, wall_variants, chains, server.ports, settings, notes)
             if counted:
                 _progress(
                     f"1. instruction counts: {len(counted) * 2} callgrind runs "
@@ -833,8 +872,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["instructions"] = _instructions(
                     targets, overlay, settings, counted, args.parallel
                 )
-        _progress("4. pin set scale")
-        results["pinset"] = _measure_pinset(folder, settings, notes)
+        if not args.only:
+            _progress("4. pin set scale")
+            results["pinset"] = _measure_pinset(folder, settings, notes)
     results["duration_s"] = time.monotonic() - started
     verdicts = _targets(results)
     results["targets"] = [verdict.to_json() for verdict in verdicts]
@@ -843,3 +883,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"figures written to {json_path}")
     return 0
+
+
+def _measure_rest(
+    results: dict[str, Any],
+    target: HttpTarget,
+    wall_variants: Sequence[str],
+    chains: dict[str, Chain],
+    ports: dict[str, int],
+    settings: Settings,
+    notes: list[str],
+) -> None:
+    """Sections 2, 3 and 5: wall clock, the check's parts, concurrency (not with --only)."""
+    _progress("2. wall clock: new connections")
+    results["new"] = _http_wall(
+        target,
+        wall_variants,
+        workload="new",
+        rounds=settings.rounds,
+        count=settings.new_requests,
+    )
+    _progress("2. wall clock: keep-alive")
+    results["keepalive"] = _http_wall(
+        target,
+        wall_variants,
+        workload="keepalive",
+        rounds=settings.rounds,
+        count=settings.keepalive_requests,
+    )
+    _progress("3. the pin check's parts, in process")
+    results["check"] = _measure_check(chains, ports, settings, notes)
+    _progress("5. concurrency")
+    results["concurrency"] = {
+        workload: _concurrency(target, settings, workload) for workload in ("new", "keepalive")
+    }

@@ -38,6 +38,8 @@ __all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouc
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+# Whether SSLSocket and SSLObject have get_verified_chain() (3.13 and later).
+_PUBLIC_CHAINS = hasattr(ssl.SSLSocket, "get_verified_chain")
 
 
 def peer_chain(tls: object) -> PeerChain:
@@ -202,15 +204,25 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
-    verified = tls.context.verify_mode != ssl.CERT_NONE
+    context = tls.context
+    # ssl keeps check_hostname True only with a verify_mode that validates:
+    # it refuses verify_mode = CERT_NONE while check_hostname is on, and
+    # turning check_hostname on makes CERT_NONE into CERT_REQUIRED (3.7 and
+    # later). So check_hostname alone answers whenever it is on, as in
+    # requests' and httpx's default connections; verify_mode is read when it
+    # is off, because ssl.SSLContext.verify_mode wraps its int in the
+    # VerifyMode enum on every read (some 6,500 instructions on 3.11).
+    # A context of another class (truststore's, a subclass) is asked for its
+    # verify_mode alone, as its properties may say anything: see
+    # may_misreport for what is done about what it says.
+    verified = (
+        type(context) is ssl.SSLContext and context.check_hostname is True
+    ) or context.verify_mode != ssl.CERT_NONE
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
     # the _ssl object underneath (_sslobj) has them, returning certificates
     # that are converted to DER one by one as the check reaches them.
-    native = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
-
-    def served() -> tuple[bytes, ...] | None:
-        return _call(native, "get_unverified_chain")
+    native: Any = tls if _PUBLIC_CHAINS else getattr(tls, "_sslobj", None)
 
     # With validation off, get_verified_chain() returns the *unverified*
     # chain: only the leaf proves anything, so it is not even read.
@@ -218,11 +230,20 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     if get_verified_chain is not None:
         certs = get_verified_chain()
         if certs:
-            # Converted to DER one by one as the check reaches them.
-            return PeerChain(checked=certs, verified=True, load_served=served, to_der=_der)
+            # Converted to DER one by one as the check reaches them. Either
+            # DER (3.13) or _ssl.Certificate (3.10 to 3.12), whose == is
+            # OpenSSL's X509_cmp: equal SHA-1 digests of the whole
+            # certificates and byte-equal TBSCertificates (Modules/_ssl/cert.c,
+            # certificate_richcompare, the same in 3.10 to 3.13). So an equal
+            # certificate has the same key (the SPKI is in the TBSCertificate),
+            # and the check may compare instead of converting (comparable).
+            # The served chain comes as the verified one does, converted alike.
+            # Positional: (checked, verified, served, load_served, problem,
+            # to_der, comparable). Keywords to a class cost a dictionary.
+            return PeerChain(certs, True, None, native.get_unverified_chain, None, _der, True)
     return _assemble(
         leaf=lambda: tls.getpeercert(binary_form=True),
-        served=served,
+        served=lambda: _call(native, "get_unverified_chain"),
         verified_chain=None,
         verified=verified,
     )

@@ -235,7 +235,8 @@ def check_connection(conn: Any, policies: Sequence[PinningPolicy], origin: tuple
 
 
 def _connection_chain(conn: Any) -> PeerChain:
-    chain = read_chain(conn.sock, "the TLS connection")
+    sock = conn.sock
+    chain = read_chain(sock, "the TLS connection")
     if not chain.verified or chain.problem is not None:
         return chain
     if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
@@ -244,7 +245,7 @@ def _connection_chain(conn: Any) -> PeerChain:
         return PeerChain(
             checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
         )
-    tls = getattr(conn.sock, "sslobj", conn.sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
+    tls = getattr(sock, "sslobj", sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
     if getattr(conn, "_pin_user_context", True) or may_misreport(getattr(tls, "context", None)):
         # A context the user passed may be shared with pools that want no
         # validation, and urllib3 writes verify_mode into it on every

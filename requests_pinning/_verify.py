@@ -38,21 +38,31 @@ class PeerChain:
     deny pins without validation only: it is never what an accepted pin is
     matched against, because an attacker can append the genuine intermediate
     to a rogue chain (CVE-2016-2402). It is read on first use (a passing check
-    never needs it), so read it while the socket is open. ``problem`` says why
+    never needs it), so read it while the socket is open: ``load_served``
+    returns it, as DER or as certificates for ``to_der``. ``problem`` says why
     nothing could be checked at all.
 
     ``checked`` is given as DER, or as the TLS library's own certificate
     objects with ``to_der`` to convert them: then each is converted when a
     check first reaches it (:meth:`der`), because converting costs
     more than matching and a pin usually matches before the root.
+
+    ``comparable`` says that ``==`` between two of these certificates (of one
+    type) is true only for the same certificate, at least the same
+    TBSCertificate, and so the same key: DER bytes, and ``_ssl.Certificate``,
+    whose ``==`` is OpenSSL's ``X509_cmp`` (see ``_tls``). A pass may then
+    compare a certificate with the one that matched last time instead of
+    converting and hashing it (:meth:`_PinLookup.first_match`).
     """
 
     __slots__ = (
         "_certs",
         "_checked",
+        "_given",
         "_load_served",
         "_served",
         "_to_der",
+        "comparable",
         "problem",
         "size",
         "verified",
@@ -60,19 +70,21 @@ class PeerChain:
 
     def __init__(
         self,
-        *,
         checked: Sequence[object],
         verified: bool,
         served: tuple[bytes, ...] | None = None,
-        load_served: Callable[[], tuple[bytes, ...] | None] | None = None,
+        load_served: Callable[[], Sequence[object] | None] | None = None,
         problem: str | None = None,
         to_der: Callable[[Any], bytes] | None = None,
+        comparable: bool = False,
     ) -> None:
         # DER, or certificates still to be converted, replaced by their DER as
-        # they are converted (in the list given, which is the TLS library's
-        # fresh one; anything else is copied first)
-        self._certs = checked if type(checked) is list else list(checked)
+        # they are converted (in a copy: the certificates as given stay in
+        # _given, for raw())
+        self._given = checked
+        self._certs = list(checked)
         self._to_der = to_der
+        self.comparable = comparable
         self._checked: tuple[bytes, ...] | None = None
         #: How many certificates are checked (none is converted to count them).
         self.size = len(self._certs)
@@ -88,6 +100,10 @@ class PeerChain:
             self._checked = tuple([self.der(index) for index in range(self.size)])
         return self._checked
 
+    def raw(self, index: int) -> object:
+        """The checked certificate at ``index`` as given (not converted)."""
+        return self._given[index]
+
     def der(self, index: int) -> bytes:
         """The checked certificate at ``index`` (0 is the leaf) as DER, converted on first use."""
         cert = self._certs[index]
@@ -98,13 +114,20 @@ class PeerChain:
         der = self._certs[index] = self._to_der(cert)
         return der
 
+    def _served_der(self, cert: object) -> bytes:
+        if isinstance(cert, bytes):
+            return cert
+        if self._to_der is None:
+            raise TypeError(f"a served certificate is a {type(cert).__name__}, not DER")
+        return self._to_der(cert)
+
     @property
     def served(self) -> tuple[bytes, ...]:
         if self._served is None:
-            loaded = None
+            loaded: tuple[bytes, ...] = ()
             if self._load_served is not None:
                 try:
-                    loaded = self._load_served()
+                    loaded = tuple(map(self._served_der, self._load_served() or ()))
                 except Exception:  # only for messages and reports: the leaf will do
                     log.debug("could not read the served chain", exc_info=True)
             self._served = loaded or _readable(self)[:1]
@@ -216,9 +239,17 @@ class _PinLookup:
     matched last time: a server presents the same chain on every connection,
     so that certificate is tried first, and a pass usually converts and
     hashes only that one (the others in leaf-first order if it does not match).
+
+    ``memo`` is that certificate, as the TLS library gave it, with its
+    verdict, when an SPKI pin matched it in a ``comparable`` chain: the next
+    chain's certificate at ``last`` is compared with it (``==``, no
+    conversion, no hash), and if it is the same, so is its key, and the
+    verdict stands. Only SPKI pins: a comparable ``==`` vouches for the
+    TBSCertificate, which holds the key, but need not cover the signature
+    that a certificate fingerprint also hashes.
     """
 
-    __slots__ = ("groups", "last", "pins")
+    __slots__ = ("groups", "last", "memo", "pins")
 
     def __init__(self, pins: tuple[Pin, ...]) -> None:
         groups: dict[tuple[str, str], dict[bytes, Verdict]] = {}
@@ -230,6 +261,7 @@ class _PinLookup:
         self.groups = tuple((kind, alg, digests) for (kind, alg), digests in groups.items())
         self.pins = pins
         self.last = 0
+        self.memo: tuple[object, Verdict] | None = None
 
     def find(self, der: bytes) -> Verdict | None:
         """The verdict of the pin that matches the DER certificate ``der``, if any."""
@@ -244,16 +276,28 @@ class _PinLookup:
         """The verdict of a pin that matches a checked certificate of ``chain``, if any."""
         last = self.last
         if last < chain.size:
+            memo = self.memo
+            if memo is not None and chain.comparable:
+                cert = chain._given[last]
+                if type(cert) is type(memo[0]) and cert == memo[0]:
+                    return memo[1]
             hit = self.find(chain.der(last))
             if hit is not None:
+                self._remember(chain, last, hit)
                 return hit
         for index in range(chain.size):
             if index != last:
                 hit = self.find(chain.der(index))
                 if hit is not None:
                     self.last = index
+                    self._remember(chain, index, hit)
                     return hit
         return None
+
+    def _remember(self, chain: PeerChain, index: int, hit: Verdict) -> None:
+        if chain.comparable and hit.matched is not None and hit.matched.kind == "spki":
+            # One tuple, assigned at once: another thread sees the old memo or this one.
+            self.memo = (chain.raw(index), hit)
 
 
 # One lookup per list of pins. Keyed by the tuple's identity (hashing a tuple
