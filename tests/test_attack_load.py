@@ -1,0 +1,63 @@
+"""Attacks on the packed reading of pin files (commits c168b3b..main)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import threading
+
+from requests_pinning import PinSet
+
+
+def spki(digest: bytes) -> str:
+    return "sha256/" + base64.b64encode(digest).decode("ascii")
+
+
+P = spki(bytes(32))
+CA1, CA2 = spki(b"\x01" * 32), spki(b"\x02" * 32)
+
+
+def test_concurrent_first_lookups_return_the_listed_entry() -> None:
+    # Before the change, match() returned the one HostPins that iteration
+    # lists. Now two threads that unpack one packed entry at once each make
+    # a HostPins; only one is stored, and the other thread gets an equal but
+    # distinct object, never listed (the PinningPolicy dedups found entries
+    # by id(), and "each entry is always the same object" is documented).
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            pins = PinSet({f"h{i}.example": [P] for i in range(50)})
+            got: list[list[object]] = [[None] * 50 for _ in range(8)]
+            barrier = threading.Barrier(8)
+
+            def work(k: int, pins: PinSet = pins, got: list[list[object]] = got,
+                     barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                for i in range(50):
+                    got[k][i] = pins.match(f"h{i}.example")
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            listed = list(pins)
+            for i in range(50):
+                for row in got:
+                    assert row[i] is listed[i], (i, row[i], listed[i])
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_unpacked_entries_share_the_ca_pins_they_repeat() -> None:
+    # The assertion c168b3b's test_entries_that_spell_the_same_pins_share_them
+    # made (weakened to == by the change): a CA pin repeated across entries
+    # with different lists is one Pin object. Packed entries now each unpack
+    # their own Pin objects (and digests), so a 100,000-entry file of
+    # [leaf, CA1, CA2] takes ~74 MB once listed/compared/pickled/matched
+    # throughout, against ~32 MB before.
+    pins = PinSet({"a.example": [spki(b"\x0a" * 32), CA1, CA2], "b.example": [spki(b"\x0b" * 32), CA1, CA2]})
+    a, b = pins.match("a.example"), pins.match("b.example")
+    assert a is not None and b is not None
+    assert a.pins[1] is b.pins[1] and a.pins[2] is b.pins[2]
