@@ -34,7 +34,8 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, TypedDict, cast
@@ -224,10 +225,10 @@ class PinSet:
         "_one",
         "_one_labels",
         "_order",
-        "_pin_lists",
         "_tables",
         "_tree",
         "_tree_labels",
+        "_unpacker",
     )
 
     # The entries in the order of the configuration: a HostPins, or the host of
@@ -243,9 +244,7 @@ class PinSet:
     # (_label_range).
     _one_labels: tuple[int, int]
     _tree_labels: tuple[int, int]
-    # The pins of unpacked entries, by their packed digests: entries that pin
-    # the same list share one tuple.
-    _pin_lists: dict[_Packed, tuple[Pin, ...]]
+    _unpacker: _Unpacker
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         if config is None:
@@ -282,7 +281,7 @@ class PinSet:
         object.__setattr__(self, "_exact", tables["exact"])
         object.__setattr__(self, "_one", tables["one"])
         object.__setattr__(self, "_tree", tables["tree"])
-        object.__setattr__(self, "_pin_lists", {})
+        object.__setattr__(self, "_unpacker", shared.unpacker())
         object.__setattr__(self, "_tables", tables)
         object.__setattr__(self, "_one_labels", _label_range(tables["one"]))
         object.__setattr__(self, "_tree_labels", _label_range(tables["tree"]))
@@ -421,16 +420,20 @@ class PinSet:
         return entry
 
     def _unpack(self, table: _Table, kind: _Kind, host: str, packed: _Packed) -> HostPins:
-        """The HostPins of a packed entry, kept in its place for the lookups to come."""
-        entry = _unpacked(kind, host, packed, self._pin_lists)
-        # Only the packed form is ever replaced, by the entry it stands for:
-        # two threads that unpack one entry at once each keep an equal entry.
-        slot = table.get(host)
-        if slot is packed:
-            table[host] = entry
-        elif isinstance(slot, _ByPort) and slot.get(None) is packed:
-            slot[None] = entry
-        return entry
+        """The HostPins of a packed entry, made once and kept in its place."""
+        with self._unpacker.lock:
+            # Under the lock, so that every lookup and listing of the entry
+            # gets the one object kept: a thread that waited finds it made.
+            slot = table[host]
+            current = slot.get(None) if isinstance(slot, _ByPort) else slot
+            if isinstance(current, HostPins):
+                return current
+            entry = self._unpacker.entry(kind, host, packed)
+            if isinstance(slot, _ByPort):
+                slot[None] = entry
+            else:
+                table[host] = entry
+            return entry
 
     def to_dict(self) -> dict[str, Any]:
         """A mapping that :meth:`from_dict` accepts and that describes the same policy."""
@@ -484,11 +487,40 @@ def _label_range(table: _Table) -> tuple[int, int]:
     return (min(labels), max(labels)) if labels else (256, 0)
 
 
-def _unpacked(
-    kind: _Kind, host: str, packed: _Packed, lists: dict[_Packed, tuple[Pin, ...]]
-) -> HostPins:
-    """The HostPins a packed entry stands for; its pins are shared through ``lists``."""
-    return HostPins(_format_pattern(kind, host, None), _pins_of(packed, lists), kind == "tree")
+class _Unpacker:
+    """Makes the HostPins of packed entries, sharing what the file repeats.
+
+    A load notes which lists of pins more than one entry has (``lists``) and
+    which pins more than one list has (``pins``); those are made once, when
+    first unpacked, and shared, as the entries of a file read at once share
+    them. Everything else is made for its entry alone: a set whose entries
+    all differ keeps nothing more for them than the entries themselves.
+    Unpacking takes ``lock``.
+    """
+
+    __slots__ = ("lists", "lock", "pins")
+
+    def __init__(self, lists: Iterable[_Packed], pins: Iterable[bytes]) -> None:
+        self.lists: dict[_Packed, tuple[Pin, ...] | None] = dict.fromkeys(lists)
+        self.pins: dict[bytes, Pin | None] = dict.fromkeys(pins)
+        self.lock = threading.Lock()
+
+    def entry(self, kind: _Kind, host: str, packed: _Packed) -> HostPins:
+        """The HostPins that a packed entry of the table ``kind`` for ``host`` stands for."""
+        pins = self.lists.get(packed)
+        if pins is None:
+            pins = tuple([self._pin(packed[i : i + 32]) for i in range(0, len(packed), 32)])
+            if packed in self.lists:
+                self.lists[packed] = pins
+        return HostPins(_format_pattern(kind, host, None), pins, kind == "tree")
+
+    def _pin(self, digest: bytes) -> Pin:
+        if digest not in self.pins:
+            return Pin("spki", "sha256", digest)
+        pin = self.pins[digest]
+        if pin is None:
+            pin = self.pins[digest] = Pin("spki", "sha256", digest)
+        return pin
 
 
 def _same_pattern(
@@ -751,7 +783,9 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
         packed = shared.packed.get(key)
     except TypeError:  # an unhashable item (a list or an object): not a pin
         return None
-    if packed is None:
+    if packed is not None:
+        shared.reused.add(packed)
+    else:
         digests = []
         for text in key:
             if type(text) is not str or not _CANONICAL_SHA256.fullmatch(text):
@@ -765,6 +799,9 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
         elif len(set(digests)) < len(digests):
             return None
         packed = shared.packed[key] = b"".join(digests)
+        lists = shared.lists_with
+        for digest in digests:
+            lists[digest] = lists.get(digest, 0) + 1
     return packed
 
 
@@ -801,6 +838,15 @@ class _Shared:
     pins: dict[str, Pin] = field(default_factory=dict)
     packed: dict[tuple[str, ...], _Packed] = field(default_factory=dict)
     unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
+    # For the unpacker: the packed lists that more than one entry has, and in
+    # how many distinct packed lists each digest is.
+    reused: set[_Packed] = field(default_factory=set)
+    lists_with: dict[bytes, int] = field(default_factory=dict)
+
+    def unpacker(self) -> _Unpacker:
+        """What unpacks the entries of this load, sharing what they repeat."""
+        repeated = [digest for digest, count in self.lists_with.items() if count > 1]
+        return _Unpacker(self.reused, repeated)
 
     def pin(self, text: str) -> Pin:
         pin = self.pins.get(text)

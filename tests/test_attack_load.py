@@ -31,8 +31,12 @@ def test_concurrent_first_lookups_return_the_listed_entry() -> None:
             got: list[list[object]] = [[None] * 50 for _ in range(8)]
             barrier = threading.Barrier(8)
 
-            def work(k: int, pins: PinSet = pins, got: list[list[object]] = got,
-                     barrier: threading.Barrier = barrier) -> None:
+            def work(
+                k: int,
+                pins: PinSet = pins,
+                got: list[list[object]] = got,
+                barrier: threading.Barrier = barrier,
+            ) -> None:
                 barrier.wait()
                 for i in range(50):
                     got[k][i] = pins.match(f"h{i}.example")
@@ -57,7 +61,9 @@ def test_unpacked_entries_share_the_ca_pins_they_repeat() -> None:
     # their own Pin objects (and digests), so a 100,000-entry file of
     # [leaf, CA1, CA2] takes ~74 MB once listed/compared/pickled/matched
     # throughout, against ~32 MB before.
-    pins = PinSet({"a.example": [spki(b"\x0a" * 32), CA1, CA2], "b.example": [spki(b"\x0b" * 32), CA1, CA2]})
+    pins = PinSet(
+        {"a.example": [spki(b"\x0a" * 32), CA1, CA2], "b.example": [spki(b"\x0b" * 32), CA1, CA2]}
+    )
     a, b = pins.match("a.example"), pins.match("b.example")
     assert a is not None and b is not None
     assert a.pins[1] is b.pins[1] and a.pins[2] is b.pins[2]

@@ -1483,5 +1483,5 @@ def test_entries_that_spell_the_same_pins_share_them() -> None:
     a, b, c, d = (pins.match(f"{name}.example.com") for name in "abcd")
     assert a is not None and b is not None and c is not None and d is not None
     assert a.pins is b.pins
-    assert c.pins[1] == a.pins[1]
+    assert c.pins[1] is a.pins[1]
     assert d.pins == a.pins and d.pins is not a.pins  # equal, parsed from its own spelling

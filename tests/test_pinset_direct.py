@@ -125,7 +125,7 @@ def _agrees(key: Any, value: Any) -> None:
         return  # left to the general reading
     entry, table_key = plain
     if isinstance(entry, bytes):  # packed: what it unpacks to
-        entry = _pinset._unpacked(table_key[0], table_key[1], entry, {})
+        entry = _pinset._Unpacker((), ()).entry(table_key[0], table_key[1], entry)
     assert (entry, table_key) == _general(key, value), (key, value)
 
 
