@@ -35,6 +35,7 @@ import os
 import re
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
@@ -589,6 +590,9 @@ def check_policy(
 _UNPROVEN: Any = object()
 # The end of a key: a string's closing quote, JSON white space, and ":".
 _KEY_END = re.compile(r'"[ \t\n\r]*:')
+# A key end with white space before its ":" (rare: when the text has none,
+# every key end is '":', and str.count counts them faster than a regex).
+_SPACED_KEY_END = re.compile(r'"[ \t\n\r]+:')
 
 
 def _loads_unique(text: str) -> Any:
@@ -617,7 +621,11 @@ def _loads_unique(text: str) -> Any:
     if type(data) is not dict:
         return _UNPROVEN
     read = len(data) + sum([len(value) for value in data.values() if type(value) is dict])
-    if len(_KEY_END.findall(text)) != read:
+    if _SPACED_KEY_END.search(text) is None:
+        key_ends = text.count('":')
+    else:
+        key_ends = len(_KEY_END.findall(text))
+    if key_ends != read:
         return _UNPROVEN
     return data
 
@@ -729,7 +737,11 @@ def _read_plain(
     if type(value) is list:
         texts: object = value
         options = None
-    elif type(value) is dict and "pins" in value and value.keys() <= _PLAIN_OPTIONS:
+    elif (
+        type(value) is dict
+        and "pins" in value
+        and (len(value) == 1 or value.keys() <= _PLAIN_OPTIONS)
+    ):
         options = value
         texts = value["pins"]
         if "include_subdomains" in value:
@@ -776,32 +788,38 @@ def _read_plain(
     return HostPins(pattern, pins, kind == "tree", expires), (kind, host, port)
 
 
+# A list of pins in canonical spelling, joined with line breaks (a pin has none).
+_PIN_LINES = re.compile(rf"{_CANONICAL_SHA256.pattern}(?:\n{_CANONICAL_SHA256.pattern})*")
+
+
 def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     """Distinct canonical SHA-256 SPKI pins as their digests end to end, or None."""
-    key: tuple[str, ...] = tuple(texts)  # (unchecked: any JSON value, until below)
+    # The list as one string: the key under which a file's repeats of it are
+    # found, and, checked once, the text its digests are decoded from.
     try:
-        packed = shared.packed.get(key)
-    except TypeError:  # an unhashable item (a list or an object): not a pin
+        lines = "\n".join(texts)
+    except TypeError:  # an item that is not a string: not a pin
         return None
+    packed = shared.packed.get(lines)
     if packed is not None:
         shared.reused.add(packed)
-    else:
-        digests = []
-        for text in key:
-            if type(text) is not str or not _CANONICAL_SHA256.fullmatch(text):
-                return None
-            digests.append(binascii.a2b_base64(text[7:]))
-        # Two spellings of one pin are for the general reading to merge. (Two
-        # pins, the usual list, are compared without making a set.)
-        if len(digests) == 2:
-            if digests[0] == digests[1]:
-                return None
-        elif len(set(digests)) < len(digests):
+        return packed
+    # Every canonical pin has 51 characters (and the join adds a line break
+    # after each but the last: 52 a pin) and no line break, so a text of n
+    # items that is n such pins on n lines, and is as long as they are, has
+    # its line breaks exactly where the join put them: each item is one pin.
+    if len(lines) != 52 * len(texts) - 1 or _PIN_LINES.fullmatch(lines) is None:
+        return None
+    digests = [binascii.a2b_base64(lines[at + 7 : at + 51]) for at in range(0, len(lines), 52)]
+    # Two spellings of one pin are for the general reading to merge. (Two
+    # pins, the usual list, are compared without making a set.)
+    if len(digests) == 2:
+        if digests[0] == digests[1]:
             return None
-        packed = shared.packed[key] = b"".join(digests)
-        lists = shared.lists_with
-        for digest in digests:
-            lists[digest] = lists.get(digest, 0) + 1
+    elif len(set(digests)) < len(digests):
+        return None
+    packed = shared.packed[lines] = b"".join(digests)
+    shared.digests += digests
     return packed
 
 
@@ -836,16 +854,22 @@ class _Shared:
 
     lists: dict[tuple[str, ...], tuple[Pin, ...]] = field(default_factory=dict)
     pins: dict[str, Pin] = field(default_factory=dict)
-    packed: dict[tuple[str, ...], _Packed] = field(default_factory=dict)
+    # Packed lists by their pins' text, one per line (_packed_pins).
+    packed: dict[str, _Packed] = field(default_factory=dict)
     unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
-    # For the unpacker: the packed lists that more than one entry has, and in
-    # how many distinct packed lists each digest is.
+    # For the unpacker: the packed lists that more than one entry has, and the
+    # digests of every distinct packed list, end to end.
     reused: set[_Packed] = field(default_factory=set)
-    lists_with: dict[bytes, int] = field(default_factory=dict)
+    digests: list[bytes] = field(default_factory=list)
 
     def unpacker(self) -> _Unpacker:
         """What unpacks the entries of this load, sharing what they repeat."""
-        repeated = [digest for digest, count in self.lists_with.items() if count > 1]
+        # A list holds a pin once, so a digest seen twice is in two lists.
+        # (Counted only when one is: in a file of unique pins, set() says so.)
+        digests = self.digests
+        repeated: list[bytes] = []
+        if len(set(digests)) < len(digests):
+            repeated = [digest for digest, count in Counter(digests).items() if count > 1]
         return _Unpacker(self.reused, repeated)
 
     def pin(self, text: str) -> Pin:

@@ -44,6 +44,12 @@ _PIN_ITEMS = st.sampled_from(
         " " + P2,
         "sha384/" + base64.b64encode(bytes(48)).decode(),
         ":".join(["AB"] * 32),
+        # Line breaks: the direct reading checks a list as its items joined
+        # by line breaks, so items that hold one must never pass for pins.
+        P1 + "\n" + P2,
+        P1 + "\n",
+        "\n" + P2,
+        P1[:20] + "\n" + P1[21:],
         "",
         1,
         None,
@@ -133,7 +139,17 @@ def test_the_direct_entry_reading_agrees_on_every_combination_of_its_options() -
     # The grid the property above samples thinly: every key of _SAMPLE_KEYS
     # with every combination of the options the direct reading takes.
     for key in _SAMPLE_KEYS:
-        for pins in ([P1, P2], [P1_ODD_BITS], [P1, P1_ODD_BITS], [P1[:-1]], []):
+        for pins in (
+            [P1, P2],
+            [P1_ODD_BITS],
+            [P1, P1_ODD_BITS],
+            [P1[:-1]],
+            [],
+            [P1 + "\n" + P2],  # two pins' lines in one item
+            [P1 + "\n" + P2[:20], P2[20:]],  # a line break moved into an item
+            [P1, P2[:-1], "=" + P3],  # a character moved between items
+            [P1, P2, 3],
+        ):
             _agrees(key, pins)
             for include in (None, True, False, "absent"):
                 for expires in ("2099-12-31", "soon", "absent"):
