@@ -390,28 +390,31 @@ class PinSet:
         labels = name.count(".") + 1
         fewest, most = self._one_labels
         if fewest < labels <= most + 1:
-            parent = name.partition(".")[2]
+            parent = name[name.find(".") + 1 :]
             found = self._one.get(parent)
             if found is not None:
                 entry = found if type(found) is HostPins else self._at("one", parent, found, port)
                 if entry is not None:
                     return entry
-        # Subtrees, longest suffix first.
+        # Subtrees, longest suffix first, from the longest that a key has.
         fewest, most = self._tree_labels
-        tree = self._tree
+        if labels < fewest:
+            return None
         suffix = name
-        while labels >= fewest:
-            if labels <= most:
-                found = tree.get(suffix)
-                if found is not None:
-                    entry = (
-                        found if type(found) is HostPins else self._at("tree", suffix, found, port)
-                    )
-                    if entry is not None:
-                        return entry
-            suffix = suffix.partition(".")[2]
+        if labels > most:
+            suffix = name.split(".", labels - most)[-1]
+            labels = most
+        tree = self._tree
+        while True:
+            found = tree.get(suffix)
+            if found is not None:
+                entry = found if type(found) is HostPins else self._at("tree", suffix, found, port)
+                if entry is not None:
+                    return entry
+            if labels == fewest:
+                return None
+            suffix = suffix[suffix.find(".") + 1 :]
             labels -= 1
-        return None
 
     def _at(self, kind: _Kind, host: str, found: _Slot, port: int) -> HostPins | None:
         """The entry of a table's slot for ``port``, unpacked if it is packed."""
@@ -1171,7 +1174,7 @@ def _lookup_form(host: str) -> tuple[str, bool]:
     # with a digit); ASCII, so IDNA (UTS 46) maps it by lower-casing alone.
     if (
         host.isascii()
-        and not host.endswith(".")
+        and host[-1:] != "."
         and not host[:1].isdigit()
         and ":" not in host
         and "[" not in host
