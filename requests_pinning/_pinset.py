@@ -793,25 +793,28 @@ def _read_plain(
 
 # A list of pins in canonical spelling, joined with line breaks (a pin has none).
 _PIN_LINES = re.compile(rf"{_CANONICAL_SHA256.pattern}(?:\n{_CANONICAL_SHA256.pattern})*")
+_STR_ONLY: set[type] = {str}
 
 
 def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     """Distinct canonical SHA-256 SPKI pins as their digests end to end, or None."""
+    # Items of exactly str (a subclass may read otherwise in the general
+    # reading), 51 characters in all for each: checked before they are joined,
+    # so that a list repeating one long string is never copied into one text.
+    if set(map(type, texts)) != _STR_ONLY or sum(map(len, texts)) != 51 * len(texts):
+        return None
     # The list as one string: the key under which a file's repeats of it are
     # found, and, checked once, the text its digests are decoded from.
-    try:
-        lines = "\n".join(texts)
-    except TypeError:  # an item that is not a string: not a pin
-        return None
+    lines = "\n".join(texts)
+    # Only then is the text looked up: a text read before is n canonical pins,
+    # one a line, and these n items of 51 characters join to it only if its
+    # n - 1 line breaks are all the join's, that is, if each item is one pin.
     packed = shared.packed.get(lines)
     if packed is not None:
         shared.reused.add(packed)
         return packed
-    # Every canonical pin has 51 characters (and the join adds a line break
-    # after each but the last: 52 a pin) and no line break, so a text of n
-    # items that is n such pins on n lines, and is as long as they are, has
-    # its line breaks exactly where the join put them: each item is one pin.
-    if len(lines) != 52 * len(texts) - 1 or _PIN_LINES.fullmatch(lines) is None:
+    # A new text is read only if it is such pins, one a line.
+    if _PIN_LINES.fullmatch(lines) is None:
         return None
     digests = [binascii.a2b_base64(lines[at + 7 : at + 51]) for at in range(0, len(lines), 52)]
     # Two spellings of one pin are for the general reading to merge. (Two

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import pathlib
 import sys
 import threading
+import tracemalloc
 
-from requests_pinning import PinSet
+import pytest
+
+from requests_pinning import PinConfigError, PinSet
 
 
 def spki(digest: bytes) -> str:
@@ -67,3 +72,49 @@ def test_unpacked_entries_share_the_ca_pins_they_repeat() -> None:
     a, b = pins.match("a.example"), pins.match("b.example")
     assert a is not None and b is not None
     assert a.pins[1] is b.pins[1] and a.pins[2] is b.pins[2]
+
+
+# Attacks on 2aafc72 (a list of pins found and checked as its lines).
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        [CA1 + "\n" + CA2],  # two pins' lines in one item
+        [P, CA1 + "\n" + CA2],  # the last two of [P, CA1, CA2] in one item
+        [P + "\n" + CA1, CA2],
+    ],
+)
+def test_an_item_of_two_pins_lines_is_refused_after_a_list_that_joins_the_same(
+    later: list[str],
+) -> None:
+    # _packed_pins looks the joined list up in shared.packed before it checks
+    # the length and the lines: a list whose items hold line breaks, and that
+    # joins to the text of a valid list read before it, is taken for that list.
+    # The old reading (and _parse_entry) refuses the item: it is not a pin.
+    first = [CA1, CA2] if len(later) == 1 else [P, CA1, CA2]
+    config = {"a.example": first, "b.example": later}
+    with pytest.raises(PinConfigError, match="is not base64"):
+        PinSet(config)
+
+
+def test_a_pin_file_item_of_two_pins_lines_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "pins.json"
+    path.write_text(json.dumps({"a.example": [CA1, CA2], "b.example": [CA1 + "\n" + CA2]}))
+    with pytest.raises(PinConfigError, match="not base64"):
+        PinSet.from_json(path)
+
+
+def test_a_list_repeating_one_long_string_is_refused_without_joining_it() -> None:
+    # The old reading refused at the first item (~2 MB traced here); the join
+    # copies the item once per reference before any check: 64 MB here, and a
+    # config such as {"h": ["A" * 10**7] * 1000} asks for 10 GB.
+    config = {"a.example": ["A" * 10**6] * 64}
+    tracemalloc.start()
+    try:
+        with pytest.raises(PinConfigError):
+            PinSet(config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 10**6, peak
