@@ -793,22 +793,22 @@ def _read_plain(
 
 # A list of pins in canonical spelling, joined with line breaks (a pin has none).
 _PIN_LINES = re.compile(rf"{_CANONICAL_SHA256.pattern}(?:\n{_CANONICAL_SHA256.pattern})*")
-_STR_ONLY: set[type] = {str}
 
 
 def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     """Distinct canonical SHA-256 SPKI pins as their digests end to end, or None."""
     # Items of exactly str (a subclass may read otherwise in the general
-    # reading), 51 characters in all for each: checked before they are joined,
-    # so that a list repeating one long string is never copied into one text.
-    if set(map(type, texts)) != _STR_ONLY or sum(map(len, texts)) != 51 * len(texts):
-        return None
+    # reading) and 51 characters: checked before they are joined, so that a
+    # list repeating one long string is never copied into one text.
+    for text in texts:
+        if type(text) is not str or len(text) != 51:
+            return None
     # The list as one string: the key under which a file's repeats of it are
     # found, and, checked once, the text its digests are decoded from.
     lines = "\n".join(texts)
     # Only then is the text looked up: a text read before is n canonical pins,
-    # one a line, and these n items of 51 characters join to it only if its
-    # n - 1 line breaks are all the join's, that is, if each item is one pin.
+    # one a line, and n items of 51 characters join to it only if its n - 1
+    # line breaks are all the join's, that is, if each item is one pin.
     packed = shared.packed.get(lines)
     if packed is not None:
         shared.reused.add(packed)
