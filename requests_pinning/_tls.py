@@ -26,7 +26,7 @@ import operator
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -40,6 +40,25 @@ __all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouc
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
 # Whether SSLSocket and SSLObject have get_verified_chain() (3.13 and later).
 _PUBLIC_CHAINS = hasattr(ssl.SSLSocket, "get_verified_chain")
+
+
+def _stdlib_context_class() -> type[ssl.SSLContext]:
+    """The class that module ``ssl`` defines, whatever the name ``ssl.SSLContext`` holds now.
+
+    ``truststore.inject_into_ssl()`` (and gevent) bind ``ssl.SSLContext`` to
+    their own class, perhaps before this module is imported. What ssl
+    defined is still the one subclass of ``_ssl._SSLContext`` that module
+    ``ssl`` names ``SSLContext``.
+    """
+    base = getattr(getattr(ssl, "_ssl", None), "_SSLContext", None)
+    subclasses: list[type] = base.__subclasses__() if isinstance(base, type) else []
+    for cls in subclasses:
+        if cls.__module__ == "ssl" and cls.__qualname__ == "SSLContext":
+            return cast("type[ssl.SSLContext]", cls)
+    return ssl.SSLContext
+
+
+_STDLIB_CONTEXT = _stdlib_context_class()
 
 
 def peer_chain(tls: object) -> PeerChain:
@@ -104,14 +123,26 @@ def tls_server_name(tls: object) -> str | None:
 def may_misreport(context: object) -> bool:
     """Whether a context's word on validation may not be what its handshake did.
 
-    A context of another class than ``ssl.SSLContext``: truststore's (also
-    what ``truststore.inject_into_ssl()`` makes every context) handshakes with
-    ``CERT_NONE`` on macOS and Windows and validates with the platform
-    afterwards, so OpenSSL's "verified" chain is then the one the peer sent,
-    which may carry a genuine intermediate appended to a rogue leaf. Such a
+    Only a context of ssl's own class, with ssl's own socket and object
+    classes, handshakes as OpenSSL validates. Any other may not:
+    truststore's handshakes with ``CERT_NONE`` on macOS and Windows and
+    validates with the platform afterwards, so OpenSSL's "verified" chain
+    is then built from whatever the peer sent, and may carry a genuine
+    intermediate after a leaf it never signed. With
+    ``truststore.inject_into_ssl()``, every context urllib3 and httpx make
+    is truststore's, and the TLS object's own context is truststore's inner
+    one: of ssl's class, but with truststore's socket and object classes
+    (which validate after the handshake). The name ``ssl.SSLContext`` is
+    truststore's class then, so it is not what this compares with. Such a
     chain must prove itself (:func:`vouched`).
     """
-    return isinstance(context, ssl.SSLContext) and type(context) is not ssl.SSLContext
+    if not isinstance(context, _STDLIB_CONTEXT):
+        return False  # not an ssl context: pyOpenSSL's are read otherwise
+    return not (
+        type(context) is _STDLIB_CONTEXT
+        and context.sslsocket_class is _STDLIB_CONTEXT.sslsocket_class
+        and context.sslobject_class is _STDLIB_CONTEXT.sslobject_class
+    )
 
 
 def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
@@ -216,7 +247,7 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     # verify_mode alone, as its properties may say anything: see
     # may_misreport for what is done about what it says.
     verified = (
-        type(context) is ssl.SSLContext and context.check_hostname is True
+        type(context) is _STDLIB_CONTEXT and context.check_hostname is True
     ) or context.verify_mode != ssl.CERT_NONE
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
