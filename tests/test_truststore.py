@@ -115,6 +115,10 @@ def _certificate(cert: trustme.CA | trustme.LeafCert) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.bytes())
 
 
+def _leaf(cert: trustme.LeafCert) -> bytes:
+    return _certificate(cert).public_bytes(serialization.Encoding.DER)
+
+
 def _mis_issued(pki: PKI) -> tuple[x509.Certificate, trustme.LeafCert]:
     """A CA the platform trusts, named as the genuine intermediate, and a leaf it issued.
 
@@ -214,13 +218,13 @@ def platform(
     mis_issued: tuple[x509.Certificate, trustme.LeafCert],
     injected: None,
     monkeypatch: pytest.MonkeyPatch,
-) -> list[str]:
-    """truststore as on macOS, whose platform trusts the mis-issuing CA: the names it validated."""
+) -> list[bytes]:
+    """truststore as on macOS, whose platform trusts the mis-issuing CA: the leaves it passed."""
     from OpenSSL import crypto
 
     roots = [crypto.X509.from_cryptography(_certificate(pki.root))]
     roots.append(crypto.X509.from_cryptography(mis_issued[0]))
-    validated: list[str] = []
+    validated: list[bytes] = []
 
     def validate(context: Any, chain: list[bytes], server_hostname: str | None = None) -> None:
         # The platform's path building, signatures checked, by OpenSSL
@@ -236,7 +240,7 @@ def platform(
                 crypto.X509StoreContext(store, certs[0], certs[1:]).verify_certificate()
             except crypto.X509StoreContextError:
                 continue
-            validated.append(server_hostname or "")
+            validated.append(chain[0])
             return
         raise ssl.SSLCertVerificationError("the platform trusts no path for this chain")
 
@@ -246,24 +250,27 @@ def platform(
 
 
 def test_a_chain_validated_after_a_cert_none_handshake_must_hold_on_its_own(
-    pki: PKI, impostor: TLSServer, platform: list[str]
+    pki: PKI,
+    mis_issued: tuple[x509.Certificate, trustme.LeafCert],
+    impostor: TLSServer,
+    platform: list[bytes],
 ) -> None:
     # The platform accepts the impostor (its CA is trusted), and OpenSSL's
     # chain holds the pinned intermediate; but that intermediate never
     # signed the leaf, so the pin vouches for nothing.
     with pytest.raises(PinMismatchError) as info:
         _get(_session(pki), impostor, pki)
-    assert set(platform) == {"127.0.0.1"}  # the platform did validate it
+    assert set(platform) == {_leaf(mis_issued[1])}  # the platform passed it
     assert "does not hold on its own" in str(info.value)
     impostor.wait_idle()
     assert impostor.handshakes == 1 and impostor.bytes_received == 0
 
 
 def test_twin_the_genuine_chain_passes_the_same_way(
-    pki: PKI, good: TLSServer, platform: list[str]
+    pki: PKI, good: TLSServer, platform: list[bytes]
 ) -> None:
     response = _get(_session(pki), good, pki)
-    assert response.status_code == 200 and set(platform) == {"127.0.0.1"}
+    assert response.status_code == 200 and set(platform) == {_leaf(pki.leaf)}
 
 
 def _httpx_get(server: TLSServer, pki: PKI) -> int:
@@ -274,16 +281,19 @@ def _httpx_get(server: TLSServer, pki: PKI) -> int:
 
 
 def test_httpx_a_chain_validated_after_a_cert_none_handshake_must_hold_on_its_own(
-    pki: PKI, impostor: TLSServer, platform: list[str]
+    pki: PKI,
+    mis_issued: tuple[x509.Certificate, trustme.LeafCert],
+    impostor: TLSServer,
+    platform: list[bytes],
 ) -> None:
     with pytest.raises(HttpxPinMismatchError, match="does not hold on its own"):
         _httpx_get(impostor, pki)
     impostor.wait_idle()
-    assert set(platform) == {"127.0.0.1"}
+    assert set(platform) == {_leaf(mis_issued[1])}
     assert impostor.handshakes == 1 and impostor.bytes_received == 0
 
 
 def test_twin_httpx_the_genuine_chain_passes_the_same_way(
-    pki: PKI, good: TLSServer, platform: list[str]
+    pki: PKI, good: TLSServer, platform: list[bytes]
 ) -> None:
-    assert _httpx_get(good, pki) == 200 and set(platform) == {"127.0.0.1"}
+    assert _httpx_get(good, pki) == 200 and set(platform) == {_leaf(pki.leaf)}
