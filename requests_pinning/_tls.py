@@ -34,7 +34,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ._verify import PeerChain
 
-__all__ = ["may_misreport", "peer_chain", "read_chain", "tls_server_name", "vouched"]
+__all__ = [
+    "STDLIB_CONTEXT",
+    "may_misreport",
+    "peer_chain",
+    "read_chain",
+    "tls_server_name",
+    "vouched",
+]
 
 # _ssl.Certificate.public_bytes() takes _ssl's own constants (DER is 2).
 _ENCODING_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
@@ -58,20 +65,29 @@ def _stdlib_context_class() -> type[ssl.SSLContext]:
     return ssl.SSLContext
 
 
-_STDLIB_CONTEXT = _stdlib_context_class()
+#: ssl's own SSLContext class (``ssl.SSLContext`` may name another: see above).
+STDLIB_CONTEXT = _stdlib_context_class()
 
 
-def peer_chain(tls: object) -> PeerChain:
+def peer_chain(tls: object, *, asked: bool = False) -> PeerChain:
     """Read the verified chain (or the leaf) and the verify mode off a TLS object.
 
     The served chain is read only when needed. Raises ``ValueError`` when
     nothing can be read; :func:`read_chain` is the form that never raises.
+
+    ``asked``: the connection asked for validation, and its context is one
+    that may misreport (:func:`may_misreport`), so what the context says now
+    is not asked: OpenSSL's verified chain is read as such, and the caller
+    must have it vouched for (:func:`vouched`). truststore, for one, sets its
+    shared context to ``CERT_NONE`` during every handshake on macOS and
+    Windows, so a connection that validated could read "off" while another
+    thread's handshake runs.
     """
     if isinstance(tls, (ssl.SSLSocket, ssl.SSLObject)):
-        return _stdlib_chain(tls)
+        return _stdlib_chain(tls, asked)
     inner = getattr(tls, "sslobj", None)
     if isinstance(inner, ssl.SSLObject):  # urllib3's SSLTransport
-        return _stdlib_chain(inner)
+        return _stdlib_chain(inner, asked)
     connection = getattr(tls, "connection", None)
     if connection is not None and hasattr(connection, "get_verified_chain"):  # pyOpenSSL
         verified = connection.get_context().get_verify_mode() != 0
@@ -85,14 +101,14 @@ def peer_chain(tls: object) -> PeerChain:
     raise ValueError(f"cannot read certificates from a {type(tls).__name__}")
 
 
-def read_chain(tls: object, what: str) -> PeerChain:
-    """``peer_chain(tls)``, or a chain whose ``problem`` says why it could not be read.
+def read_chain(tls: object, what: str, *, asked: bool = False) -> PeerChain:
+    """``peer_chain(tls, asked=asked)``, or a chain whose ``problem`` says why it could not be read.
 
     ``what`` names the session in that message ("the TLS connection", "the
     proxy's TLS session"). A chain that cannot be read fails closed.
     """
     try:
-        return peer_chain(tls)
+        return peer_chain(tls, asked=asked)
     except Exception as exc:  # e.g. pyOpenSSL on a certificate it cannot convert
         problem = f"{what} could not be read ({type(exc).__name__}: {exc})"
         return PeerChain(checked=(), verified=False, problem=problem)
@@ -136,12 +152,12 @@ def may_misreport(context: object) -> bool:
     truststore's class then, so it is not what this compares with. Such a
     chain must prove itself (:func:`vouched`).
     """
-    if not isinstance(context, _STDLIB_CONTEXT):
+    if not isinstance(context, STDLIB_CONTEXT):
         return False  # not an ssl context: pyOpenSSL's are read otherwise
     return not (
-        type(context) is _STDLIB_CONTEXT
-        and context.sslsocket_class is _STDLIB_CONTEXT.sslsocket_class
-        and context.sslobject_class is _STDLIB_CONTEXT.sslobject_class
+        type(context) is STDLIB_CONTEXT
+        and context.sslsocket_class is STDLIB_CONTEXT.sslsocket_class
+        and context.sslobject_class is STDLIB_CONTEXT.sslobject_class
     )
 
 
@@ -234,7 +250,7 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
     return False
 
 
-def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
+def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, asked: bool = False) -> PeerChain:
     context = tls.context
     # ssl keeps check_hostname True only with a verify_mode that validates:
     # it refuses verify_mode = CERT_NONE while check_hostname is on, and
@@ -247,8 +263,10 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject) -> PeerChain:
     # verify_mode alone, as its properties may say anything: see
     # may_misreport for what is done about what it says.
     verified = (
-        type(context) is _STDLIB_CONTEXT and context.check_hostname is True
-    ) or context.verify_mode != ssl.CERT_NONE
+        asked
+        or (type(context) is STDLIB_CONTEXT and context.check_hostname is True)
+        or context.verify_mode != ssl.CERT_NONE
+    )
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket
     # and SSLObject from Python 3.13 (returning DER); on 3.10 to 3.12 only
     # the _ssl object underneath (_sslobj) has them, returning certificates

@@ -234,9 +234,21 @@ def check_connection(conn: Any, policies: Sequence[PinningPolicy], origin: tuple
     enforce(policies, names, port, functools.partial(_connection_chain, conn))
 
 
+def _asked(conn: Any, tls: Any) -> bool:
+    """Whether ``conn`` asked for validation and its TLS object's context may misreport it.
+
+    Then the chain is read as validated whatever the context says now, and
+    must hold on its own (see ``_tls.peer_chain``).
+    """
+    return ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE and may_misreport(
+        getattr(tls, "context", None)
+    )
+
+
 def _connection_chain(conn: Any) -> PeerChain:
     sock = conn.sock
-    chain = read_chain(sock, "the TLS connection")
+    tls = getattr(sock, "sslobj", sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
+    chain = read_chain(sock, "the TLS connection", asked=_asked(conn, tls))
     if not chain.verified or chain.problem is not None:
         return chain
     if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
@@ -245,7 +257,6 @@ def _connection_chain(conn: Any) -> PeerChain:
         return PeerChain(
             checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
         )
-    tls = getattr(sock, "sslobj", sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
     if getattr(conn, "_pin_user_context", True) or may_misreport(getattr(tls, "context", None)):
         # A context the user passed may be shared with pools that want no
         # validation, and urllib3 writes verify_mode into it on every
@@ -287,8 +298,8 @@ def check_proxy_session(
         tls_server_name(sock),
         *extra,
     ]
-    chain = read_chain(sock, "the proxy's TLS session")
     tls = getattr(sock, "sslobj", sock)
+    chain = read_chain(sock, "the proxy's TLS session", asked=_asked(conn, tls))
     if (
         getattr(proxy_config, "ssl_context", None) is not None
         or getattr(conn, "_pin_user_context", False)

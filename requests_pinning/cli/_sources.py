@@ -37,7 +37,7 @@ from .._certs import (
 )
 from .._errors import PinConfigError
 from .._pinset import _parse_pattern
-from .._tls import peer_chain
+from .._tls import may_misreport, peer_chain, vouched
 from .._verify import PeerChain
 from ._errors import EXIT_FAILED, PROG, UserError
 
@@ -186,9 +186,12 @@ def tls_context(net: Network) -> ssl.SSLContext:
     return context
 
 
-def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> PeerChain:
+def handshake(
+    endpoint: Endpoint, context: ssl.SSLContext, timeout: float, *, validating: bool = True
+) -> PeerChain:
     """Connect, handshake, and read the chains as the library reads them; then close.
 
+    ``validating``: whether ``context`` was made to validate (not --insecure).
     Raises :class:`Unreachable` when there is no usable handshake.
     """
     label = endpoint.label
@@ -202,7 +205,7 @@ def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> Pe
             ) as tls,
         ):
             tls.do_handshake()
-            return _read_chain(tls)
+            return _read_chain(tls, endpoint.host, validating)
     except ssl.SSLCertVerificationError as exc:
         why = exc.verify_message or exc.reason or str(exc)
         raise Unreachable(
@@ -228,15 +231,23 @@ def handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> Pe
         ) from None
 
 
-def _read_chain(tls: ssl.SSLSocket) -> PeerChain:
+def _read_chain(tls: ssl.SSLSocket, host: str, validating: bool) -> PeerChain:
+    # As the library reads it: a context that may misreport whether its
+    # handshake validated (truststore's, also what the name ssl.SSLContext
+    # makes once truststore.inject_into_ssl() ran) is not asked, and its
+    # chain must hold on its own before a pin on it counts.
+    doubt = may_misreport(tls.context)
     try:
-        chain = peer_chain(tls)
-        chain.served  # noqa: B018 - read now: the library reads it lazily, and the socket closes
-        return chain
+        chain = peer_chain(tls, asked=validating and doubt)
+        served = chain.served  # read now: the library reads it lazily, and the socket closes
     except ValueError as exc:
         # As in the library: a connection whose chain cannot be read fails.
-        verified = tls.context.verify_mode != ssl.CERT_NONE
-        return PeerChain(served=(), checked=(), verified=verified, problem=str(exc))
+        return PeerChain(served=(), checked=(), verified=validating, problem=str(exc))
+    if doubt:
+        proven = vouched(chain, [host])
+        if proven is not chain:
+            return PeerChain(checked=(), verified=False, served=served, problem=proven.problem)
+    return chain
 
 
 # -- what a target yielded --------------------------------------------------------------
@@ -270,7 +281,7 @@ def gather(source: Endpoint | str, net: Network, context: ssl.SSLContext | None)
         return Chain(source, tuple(_read_items(source)))
     assert context is not None
     try:
-        chain = handshake(source, context, net.timeout)
+        chain = handshake(source, context, net.timeout, validating=not net.insecure)
     except Unreachable as exc:
         raise UserError(str(exc), EXIT_FAILED) from None
     if chain.problem is not None:

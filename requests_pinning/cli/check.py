@@ -33,12 +33,21 @@ __all__ = ["add_parser", "check_all", "check_one", "print_check", "print_summary
 
 
 def check_one(
-    pinset: PinSet, endpoint: Endpoint, context: ssl.SSLContext, timeout: float, now: datetime
+    pinset: PinSet,
+    endpoint: Endpoint,
+    context: ssl.SSLContext,
+    timeout: float,
+    now: datetime,
+    *,
+    validating: bool = True,
 ) -> dict[str, Any]:
-    """Check one target as if its entry were enforced; the result as a JSON-able record."""
+    """Check one target as if its entry were enforced; the result as a JSON-able record.
+
+    ``validating``: whether ``context`` was made to validate (not --insecure).
+    """
     entry = pinset.match(endpoint.host, endpoint.port)
     try:
-        chain = handshake(endpoint, context, timeout)
+        chain = handshake(endpoint, context, timeout, validating=validating)
     except Unreachable as exc:
         reason = exc.detail  # the output names the target already
         if entry is None:
@@ -114,6 +123,7 @@ def check_all(
     *,
     jobs: int,
     on_result: Callable[[dict[str, Any]], None],
+    validating: bool = True,
 ) -> list[dict[str, Any]]:
     """Check every target, ``jobs`` at a time; the records in the order of ``endpoints``.
 
@@ -125,7 +135,9 @@ def check_all(
     records: list[dict[str, Any] | None] = [None] * len(endpoints)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="check") as pool:
         futures = {
-            pool.submit(check_one, pinset, endpoint, context, timeout, now): index
+            pool.submit(
+                check_one, pinset, endpoint, context, timeout, now, validating=validating
+            ): index
             for index, endpoint in enumerate(endpoints)
         }
         try:
@@ -245,7 +257,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     # order the targets were given, so that the output is stable.
     on_result = (lambda record: None) if args.json else print_check
     records = check_all(
-        pinset, endpoints, context, net.timeout, now, jobs=jobs, on_result=on_result
+        pinset,
+        endpoints,
+        context,
+        net.timeout,
+        now,
+        jobs=jobs,
+        on_result=on_result,
+        validating=not net.insecure,
     )
     if args.json:
         print(json.dumps(records, indent=2))
