@@ -159,6 +159,7 @@ def _enforce(
     user_context: bool,
     validated_as: list[str | None],
     request: httpx.Request | None,
+    asked: bool = False,
 ) -> None:
     """Check one new TLS session; raise :class:`PinMismatchError` unless it may be used.
 
@@ -169,12 +170,14 @@ def _enforce(
     authenticated name"). ``tls`` is the ``ssl.SSLSocket`` or ``ssl.SSLObject``
     of the session, or ``None`` when it could not be found, which fails closed.
     ``validated_as``: the names the certificate must be for, when a context
-    of the user's vouches for it.
+    of the user's vouches for it. ``asked``: the session's context was made
+    to validate, and may misreport whether it did (see ``_tls.peer_chain``);
+    ``user_context`` is then true too, so the chain must hold on its own.
     """
 
     def chain() -> PeerChain:
         # Fails closed: a chain that cannot be read comes back with a problem.
-        read = read_chain(tls, what)
+        read = read_chain(tls, what, asked=asked)
         if user_context:
             # A context the user passed may be shared and changed by others
             # (verify_mode written between the handshake and now): what it
@@ -221,6 +224,23 @@ class _Pinning:
         self.policy = policy
         self.https_proxy = https_proxy
         self.user_contexts = user_contexts
+        # The transport's contexts, and whether each was made to validate,
+        # read when the transport is made (note_contexts), not at each check:
+        # truststore's says CERT_NONE while any handshake of it runs.
+        self.validating: list[tuple[ssl.SSLContext, bool]] = []
+
+    def note_contexts(self, pool: object) -> None:
+        """Note whether each context of ``pool`` (the origin's, the proxy's) validates."""
+        for name in ("_ssl_context", "_proxy_ssl_context"):
+            context = getattr(pool, name, None)
+            if isinstance(context, ssl.SSLContext):
+                self.validating.append((context, context.verify_mode != ssl.CERT_NONE))
+
+    def asked(self, ssl_context: ssl.SSLContext) -> bool:
+        """Whether ``ssl_context`` was made to validate and may misreport whether it did."""
+        if not may_misreport(ssl_context):
+            return False
+        return any(context is ssl_context and made for context, made in self.validating)
 
     def is_users(self, ssl_context: ssl.SSLContext) -> bool:
         """Whether ``ssl_context``'s word on validation needs proof (see ``_tls.vouched``).
@@ -247,6 +267,7 @@ class _Pinning:
         """
         tls = _tls_object(tls_stream)
         user_context = self.is_users(ssl_context)
+        asked = self.asked(ssl_context)
         validated_as: list[str | None] = [server_hostname]  # see check_origin
         origin = _ORIGIN.get()
         request = origin.request if origin is not None else None
@@ -265,6 +286,7 @@ class _Pinning:
                 user_context=user_context,
                 validated_as=validated_as,
                 request=request,
+                asked=asked,
             )
             return None
         if origin is None:
@@ -278,11 +300,19 @@ class _Pinning:
                 port=0,
                 reason="the origin of the TLS session is unknown",
             )
-        self.check_origin(tls, origin, user_context=user_context, server_hostname=server_hostname)
+        self.check_origin(
+            tls, origin, user_context=user_context, server_hostname=server_hostname, asked=asked
+        )
         return origin.names
 
     def check_origin(
-        self, tls: object, origin: _Origin, *, user_context: bool, server_hostname: str | None
+        self,
+        tls: object,
+        origin: _Origin,
+        *,
+        user_context: bool,
+        server_hostname: str | None,
+        asked: bool = False,
     ) -> None:
         """Check the origin's TLS session ``tls`` for the request of ``origin``."""
         _enforce(
@@ -300,6 +330,7 @@ class _Pinning:
             # with code that turns validation off) has it off too.
             validated_as=[server_hostname],
             request=origin.request,
+            asked=asked,
         )
 
     def check_reuse(self, stream: _Checked) -> None:
@@ -319,6 +350,7 @@ class _Pinning:
             origin,
             user_context=stream.user_context,
             server_hostname=stream.server_hostname,
+            asked=stream.asked,
         )
         stream.checked.add(origin.names)
 
@@ -326,7 +358,7 @@ class _Pinning:
 class _Checked:
     """An origin's TLS session that passed its check, and the request names it passed for."""
 
-    __slots__ = ("checked", "server_hostname", "tls", "user_context")
+    __slots__ = ("asked", "checked", "server_hostname", "tls", "user_context")
 
     def __init__(
         self,
@@ -335,11 +367,13 @@ class _Checked:
         *,
         server_hostname: str | None,
         user_context: bool,
+        asked: bool = False,
     ) -> None:
         self.tls = tls
         self.checked = {names}
         self.server_hostname = server_hostname
         self.user_context = user_context
+        self.asked = asked
 
 
 class _Stream(httpcore.NetworkStream):
@@ -395,6 +429,7 @@ class _Stream(httpcore.NetworkStream):
                     names,
                     server_hostname=server_hostname,
                     user_context=self._pinning.is_users(ssl_context),
+                    asked=self._pinning.asked(ssl_context),
                 )
         except BaseException:
             # Never pooled, never written to: the refused session ends here.
@@ -456,6 +491,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
                     names,
                     server_hostname=server_hostname,
                     user_context=self._pinning.is_users(ssl_context),
+                    asked=self._pinning.asked(ssl_context),
                 )
         except BaseException:
             # Never pooled, never written to: the refused session ends here.
@@ -650,6 +686,7 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
             kwargs=kwargs,
         )
         super().__init__(**kwargs)
+        self._pinning.note_contexts(self._pool)
         _install(self._pool, _Backend, self._pinning, httpcore.NetworkBackend)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -707,6 +744,7 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
             kwargs=kwargs,
         )
         super().__init__(**kwargs)
+        self._pinning.note_contexts(self._pool)
         _install(self._pool, _AsyncBackend, self._pinning, httpcore.AsyncNetworkBackend)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -168,3 +168,39 @@ def test_httpx_https_proxy_tls_in_tls_impostor(
     assert "does not hold on its own" in str(info.value)
     impostor.wait_idle()
     assert impostor.handshakes == 1 and impostor.bytes_received == 0
+
+
+def test_httpx_concurrent_handshakes_on_a_shared_truststore_context(
+    pki: PKI, good: TLSServer, platform: list[bytes]
+) -> None:
+    # The same race through httpx: one transport, one (truststore's) context.
+    from requests_pinning.httpx import PinningTransport
+
+    transport = PinningTransport(
+        {"127.0.0.1": [pki.intermediate_pin]}, verify=ssl.create_default_context(cafile=pki.bundle)
+    )
+    errors: list[BaseException] = []
+    ok = [0]
+    url = f"https://127.0.0.1:{good.port}/"
+    with httpx.Client(transport=transport, timeout=10) as client:
+
+        def worker() -> None:
+            for _ in range(100):
+                try:
+                    response = client.get(url, headers={"Connection": "close"})
+                    ok[0] += response.status_code == 200
+                except BaseException as exc:
+                    errors.append(exc)
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads switch often: handshakes overlap
+        try:
+            threads = [threading.Thread(target=worker) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(old)
+    assert not errors, (ok[0], len(errors), errors[:1])
+    assert ok[0] == 8 * 100
