@@ -234,30 +234,24 @@ def check_connection(conn: Any, policies: Sequence[PinningPolicy], origin: tuple
     enforce(policies, names, port, functools.partial(_connection_chain, conn))
 
 
-def _asked(conn: Any, tls: Any) -> bool:
-    """Whether ``conn`` asked for validation and its TLS object's context may misreport it.
-
-    Then the chain is read as validated whatever the context says now, and
-    must hold on its own (see ``_tls.peer_chain``).
-    """
-    return ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE and may_misreport(
-        getattr(tls, "context", None)
-    )
-
-
 def _connection_chain(conn: Any) -> PeerChain:
     sock = conn.sock
     tls = getattr(sock, "sslobj", sock)  # SSLTransport (TLS in TLS) wraps an SSLObject
-    chain = read_chain(sock, "the TLS connection", asked=_asked(conn, tls))
+    validating = ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE
+    misreports = may_misreport(getattr(tls, "context", None))
+    # A context that may misreport is not asked whether this handshake
+    # validated: a connection that asked for validation reads its verified
+    # chain as such, which must then hold on its own (below).
+    chain = read_chain(sock, "the TLS connection", asked=validating and misreports)
     if not chain.verified or chain.problem is not None:
         return chain
-    if ssl_.resolve_cert_reqs(conn.cert_reqs) == ssl.CERT_NONE:
+    if not validating:
         # This connection asked for no validation, whatever its context
         # says now: only the leaf counts.
         return PeerChain(
             checked=chain.checked[:1], verified=False, load_served=lambda: chain.served
         )
-    if getattr(conn, "_pin_user_context", True) or may_misreport(getattr(tls, "context", None)):
+    if getattr(conn, "_pin_user_context", True) or misreports:
         # A context the user passed may be shared with pools that want no
         # validation, and urllib3 writes verify_mode into it on every
         # connect: what it says now need not be what this handshake did.
@@ -299,11 +293,14 @@ def check_proxy_session(
         *extra,
     ]
     tls = getattr(sock, "sslobj", sock)
-    chain = read_chain(sock, "the proxy's TLS session", asked=_asked(conn, tls))
+    misreports = may_misreport(getattr(tls, "context", None))
+    # As for the origin: a context that may misreport is not asked.
+    asked = misreports and ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE
+    chain = read_chain(sock, "the proxy's TLS session", asked=asked)
     if (
         getattr(proxy_config, "ssl_context", None) is not None
         or getattr(conn, "_pin_user_context", False)
-        or may_misreport(getattr(tls, "context", None))
+        or misreports
     ):
         # As for the origin (see _connection_chain): a context of the user's
         # (proxy_ssl_context, or the pool's in forwarding mode) or one that
