@@ -15,6 +15,7 @@ import json
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,39 +101,47 @@ def test_inject_urllib3_impostor(pki: PKI, impostor: TLSServer, platform: list[b
     assert impostor.bytes_received == 0
 
 
-def test_concurrent_handshakes_on_a_shared_truststore_context(
-    pki: PKI, good: TLSServer, platform: list[bytes]
-) -> None:
-    session = requests.Session()
-    session.mount("https://", PinningAdapter({"127.0.0.1": [pki.intermediate_pin]}))
+def _in_threads(get: Callable[[], int], *, threads: int = 8, each: int) -> None:
+    """Call ``get`` (a status code) ``each`` times in each of ``threads`` threads; all 200."""
     errors: list[BaseException] = []
-    ok = [0]
-    url = f"https://127.0.0.1:{good.port}/"
+    statuses: list[int] = []  # list.append is atomic; a shared counter's += is not
 
     def worker() -> None:
-        for _ in range(150):
+        for _ in range(each):
             try:
-                r = session.get(url, verify=pki.bundle, timeout=10, headers={"Connection": "close"})
-                ok[0] += r.status_code == 200
+                statuses.append(get())
             except BaseException as exc:
                 errors.append(exc)
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # threads switch often: handshakes overlap
     try:
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        started = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in started:
+            thread.start()
+        for thread in started:
+            thread.join()
     finally:
         sys.setswitchinterval(old)
+    assert not errors, (len(statuses), len(errors), errors[:1])
+    assert statuses == [200] * (threads * each)
+
+
+def test_concurrent_handshakes_on_a_shared_truststore_context(
+    pki: PKI, good: TLSServer, platform: list[bytes]
+) -> None:
     # On the macOS/Windows path truststore's _configure_context flips the
     # shared inner context to check_hostname=False/CERT_NONE for every
-    # handshake; a thread that reads verify_mode meanwhile sees "CA
-    # validation is off" and refuses the genuine server's intermediate pin.
-    assert not errors, (ok[0], len(errors), errors[:1])
-    assert ok[0] == 8 * 150
+    # handshake; a thread that reads verify_mode meanwhile saw "CA
+    # validation is off" and refused the genuine server's intermediate pin.
+    session = requests.Session()
+    session.mount("https://", PinningAdapter({"127.0.0.1": [pki.intermediate_pin]}))
+    url = f"https://127.0.0.1:{good.port}/"
+    close = {"Connection": "close"}
+    _in_threads(
+        lambda: session.get(url, verify=pki.bundle, timeout=10, headers=close).status_code,
+        each=150,
+    )
 
 
 def test_requests_https_proxy_tls_in_tls_impostor(
@@ -179,28 +188,6 @@ def test_httpx_concurrent_handshakes_on_a_shared_truststore_context(
     transport = PinningTransport(
         {"127.0.0.1": [pki.intermediate_pin]}, verify=ssl.create_default_context(cafile=pki.bundle)
     )
-    errors: list[BaseException] = []
-    ok = [0]
     url = f"https://127.0.0.1:{good.port}/"
     with httpx.Client(transport=transport, timeout=10) as client:
-
-        def worker() -> None:
-            for _ in range(100):
-                try:
-                    response = client.get(url, headers={"Connection": "close"})
-                    ok[0] += response.status_code == 200
-                except BaseException as exc:
-                    errors.append(exc)
-
-        old = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)  # threads switch often: handshakes overlap
-        try:
-            threads = [threading.Thread(target=worker) for _ in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            sys.setswitchinterval(old)
-    assert not errors, (ok[0], len(errors), errors[:1])
-    assert ok[0] == 8 * 100
+        _in_threads(lambda: client.get(url, headers={"Connection": "close"}).status_code, each=100)
