@@ -85,8 +85,16 @@ class Pin:
             name, rest = named.groups()
             return cls._parse_fingerprint(rest, name.lower().replace("-", ""))
         prefix, slash, rest = text.partition("/")
-        if slash and (prefix.lower() in _ALGORITHM_NAMES or _ALGORITHM_LIKE.fullmatch(prefix)):
+        if slash and prefix.lower().replace("-", "") in _ALGORITHM_NAMES:
             return cls._parse_spki(prefix, rest, f"{prefix}/")
+        if slash and _ALGORITHM_LIKE.fullmatch(prefix):
+            # An unknown algorithm ("md5/..."), unless the whole text is bare
+            # base64 of a SHA-256 digest that merely starts like one ("mD/A..."):
+            # no spelling with an algorithm is 44 characters, so that reading
+            # cannot take the place of one.
+            digest = _b64_digest(text) if _BASE64.fullmatch(text) else None
+            if digest is None or len(digest) != ALGORITHMS["sha256"]:
+                return cls._parse_spki(prefix, rest, f"{prefix}/")
         if _BASE64.fullmatch(text) and not _HEX.fullmatch(text):
             pin = cls._parse_bare(text)
             if pin is not None:

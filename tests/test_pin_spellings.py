@@ -192,6 +192,21 @@ def test_a_bare_64_digit_hex_string_is_a_fingerprint_never_base64() -> None:
     assert (pin.kind, pin.algorithm, pin.digest) == ("cert", "sha256", CERT)
 
 
+def test_bare_base64_that_starts_like_an_algorithm_is_still_bare() -> None:
+    # Found by the property below: bare base64 of a digest can begin with what
+    # looks like an algorithm and a "/" ("mD/...", "sha/...", "md5/..."); no
+    # spelling with an algorithm is 44 characters long, so it is read bare.
+    for head in (b"\x98\x3f\xc0", b"\xb2\x16\xbf", b"\x99\xde\x7f"):
+        digest = head + bytes(32 - len(head))
+        text = base64.b64encode(digest).decode("ascii")
+        assert "/" in text[:5], text
+        pin = Pin.parse(text)
+        assert (pin.kind, pin.algorithm, pin.digest) == ("spki", "sha256", digest)
+    # The twin: an unknown algorithm with its own spelling is still refused as one.
+    with pytest.raises(ValueError, match="unknown hash algorithm 'md5'"):
+        Pin.parse("md5/" + base64.b64encode(bytes(16)).decode("ascii"))
+
+
 # -- properties --------------------------------------------------------------------------------
 
 DIGESTS = st.binary(min_size=32, max_size=32)
