@@ -44,7 +44,7 @@ from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, TypedDict, cas
 import idna
 
 from ._errors import PinConfigError, safe_repr
-from ._pins import _CANONICAL_SHA256, Pin
+from ._pins import Pin
 
 __all__ = [
     "HostOptions",
@@ -155,10 +155,13 @@ class _AtPort(NamedTuple):
     entry: HostPins
 
 
-# A packed entry: the SHA-256 SPKI digests of an entry read by _read_plain, 32
-# bytes each, for any port and without options other than its kind (which
-# says include_subdomains). Its HostPins is made when it is first matched.
+# A packed entry: the SHA-256 SPKI digests of an entry read by _read_plain,
+# each but the last followed by one zero byte (_STRIDE: what decoding the
+# list's pins in one call gives, _packed_pins), for any port and without
+# options other than its kind (which says include_subdomains). Its HostPins
+# is made when it is first matched.
 _Packed: TypeAlias = bytes
+_STRIDE = 33
 
 
 class _ByPort(dict[int | None, HostPins | _Packed]):
@@ -513,7 +516,7 @@ class _Unpacker:
         """The HostPins that a packed entry of the table ``kind`` for ``host`` stands for."""
         pins = self.lists.get(packed)
         if pins is None:
-            pins = tuple([self._pin(packed[i : i + 32]) for i in range(0, len(packed), 32)])
+            pins = tuple([self._pin(packed[i : i + 32]) for i in range(0, len(packed), _STRIDE)])
             if packed in self.lists:
                 self.lists[packed] = pins
         return HostPins(_format_pattern(kind, host, None), pins, kind == "tree")
@@ -791,12 +794,17 @@ def _read_plain(
     return HostPins(pattern, pins, kind == "tree", expires), (kind, host, port)
 
 
-# A list of pins in canonical spelling, joined with line breaks (a pin has none).
-_PIN_LINES = re.compile(rf"{_CANONICAL_SHA256.pattern}(?:\n{_CANONICAL_SHA256.pattern})*")
+# A list of pins in canonical spelling, joined with line breaks (a pin has
+# none). Canonical to the last character: the bits of a digest's last base64
+# character that fall outside the digest are zero (a spelling with others is
+# the same pin, for the general reading), so two pins are the same digest
+# exactly when their texts are equal.
+_PIN_LINE = r"sha256/[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]="
+_PIN_LINES = re.compile(rf"{_PIN_LINE}(?:\n{_PIN_LINE})*")
 
 
 def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
-    """Distinct canonical SHA-256 SPKI pins as their digests end to end, or None."""
+    """Distinct canonical SHA-256 SPKI pins as their digests (_STRIDE apart), or None."""
     # Items of exactly str (a subclass may read otherwise in the general
     # reading) and 51 characters: checked before they are joined, so that a
     # list repeating one long string is never copied into one text.
@@ -813,19 +821,22 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     if packed is not None:
         shared.reused.add(packed)
         return packed
-    # A new text is read only if it is such pins, one a line.
+    # A new text is read only if it is such pins, one a line, and distinct:
+    # two spellings of one pin are for the general reading to merge. (Two
+    # pins, the usual list, are compared without making a set.)
     if _PIN_LINES.fullmatch(lines) is None:
         return None
-    digests = [binascii.a2b_base64(lines[at + 7 : at + 51]) for at in range(0, len(lines), 52)]
-    # Two spellings of one pin are for the general reading to merge. (Two
-    # pins, the usual list, are compared without making a set.)
-    if len(digests) == 2:
-        if digests[0] == digests[1]:
+    if len(texts) == 2:
+        if texts[0] == texts[1]:
             return None
-    elif len(set(digests)) < len(digests):
+    elif len(set(texts)) < len(texts):
         return None
-    packed = shared.packed[lines] = b"".join(digests)
-    shared.digests += digests
+    # Decoded in one call: each pin's "=" and the next pin's "sha256/" become
+    # one "A" (six zero bits), which makes the list one base64 text. Each
+    # digest but the last is then followed by a zero byte: its last
+    # character's two spare bits and the "A"'s first six.
+    packed = shared.packed[lines] = binascii.a2b_base64(lines[7:].replace("=\nsha256/", "A"))
+    shared.texts += texts
     return packed
 
 
@@ -833,7 +844,9 @@ def _pins_of(packed: _Packed, lists: dict[_Packed, tuple[Pin, ...]]) -> tuple[Pi
     """The pins of packed digests; lists that were unpacked before are shared."""
     pins = lists.get(packed)
     if pins is None:
-        made = tuple(Pin("spki", "sha256", packed[i : i + 32]) for i in range(0, len(packed), 32))
+        made = tuple(
+            Pin("spki", "sha256", packed[i : i + 32]) for i in range(0, len(packed), _STRIDE)
+        )
         pins = lists.setdefault(packed, made)
     return pins
 
@@ -864,18 +877,21 @@ class _Shared:
     packed: dict[str, _Packed] = field(default_factory=dict)
     unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
     # For the unpacker: the packed lists that more than one entry has, and the
-    # digests of every distinct packed list, end to end.
+    # pins of every distinct packed list.
     reused: set[_Packed] = field(default_factory=set)
-    digests: list[bytes] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
 
     def unpacker(self) -> _Unpacker:
         """What unpacks the entries of this load, sharing what they repeat."""
-        # A list holds a pin once, so a digest seen twice is in two lists.
+        # A list holds a pin once, so a pin seen twice is in two lists; its
+        # text is canonical (_PIN_LINES), so one digest has one text.
         # (Counted only when one is: in a file of unique pins, set() says so.)
-        digests = self.digests
+        texts = self.texts
         repeated: list[bytes] = []
-        if len(set(digests)) < len(digests):
-            repeated = [digest for digest, count in Counter(digests).items() if count > 1]
+        if len(set(texts)) < len(texts):
+            repeated = [
+                binascii.a2b_base64(text[7:]) for text, count in Counter(texts).items() if count > 1
+            ]
         return _Unpacker(self.reused, repeated)
 
     def pin(self, text: str) -> Pin:
