@@ -231,11 +231,36 @@ def _kinds(pinset: PinSet, queries: list[tuple[str, int]]) -> dict[str, int]:
     return kinds
 
 
+def _floors(pinset: PinSet) -> dict[str, Any]:
+    """Bare lookups on the set's own tables, for the floor beside ``PinSet.match``.
+
+    ``one probe``: the host lower-cased and looked up once, in the table of
+    exact hosts: what any lookup through a dictionary costs at least.
+    ``three probes``: the host, its parent and its grandparent looked up in
+    the three tables (exact, ``*.``, ``**.``), the first answer kept: the
+    probes a lookup of the mix makes, with none of the checks that make it
+    right (IP literals, IDNA, ports, label counts).
+    """
+    exact, one, tree = pinset._exact, pinset._one, pinset._tree
+
+    def one_probe(host: str, port: int) -> object:
+        return exact.get(host.lower())
+
+    def three_probes(host: str, port: int) -> object:
+        name = host.lower()
+        parent = name[name.find(".") + 1 :]
+        return exact.get(name) or one.get(parent) or tree.get(parent[parent.find(".") + 1 :])
+
+    return {"one probe": one_probe, "three probes": three_probes}
+
+
 def measure_match_mix(sizes: Sequence[int], *, count: int, rounds: int) -> dict[str, Any]:
     """Microseconds per ``PinSet.match`` over ``count`` distinct hosts, median over rounds.
 
     Each round looks every query up once, so a cache of normalised names
     smaller than ``count`` never answers (least recently used goes first).
+    Beside it, in the same rounds, the floors (:func:`_floors`): bare
+    dictionary probes on the same tables with the same hosts.
     """
     # The queries first, then the sets, and every host a fresh string made in
     # lookup order (as a client's host, just parsed from its URL, is): timed
@@ -247,15 +272,20 @@ def measure_match_mix(sizes: Sequence[int], *, count: int, rounds: int) -> dict[
         size: sum(sets[size].match(host, port) is not None for host, port in queries[size])
         for size in sizes
     }
+    floors = {size: _floors(sets[size]) for size in sizes}
     samples: dict[int, list[float]] = {size: [] for size in sizes}
+    floor_samples: dict[int, dict[str, list[float]]] = {
+        size: {name: [] for name in floors[size]} for size in sizes
+    }
     for _round in range(rounds):
         for size, pinset in sets.items():
-            match = pinset.match
             mix = queries[size]
-            start = time.perf_counter()
-            for host, port in mix:
-                match(host, port)
-            samples[size].append((time.perf_counter() - start) / len(mix) * 1e6)
+            for name, lookup in [("match", pinset.match), *floors[size].items()]:
+                start = time.perf_counter()
+                for host, port in mix:
+                    lookup(host, port)
+                seconds = (time.perf_counter() - start) / len(mix) * 1e6
+                (samples[size] if name == "match" else floor_samples[size][name]).append(seconds)
     medians = {size: statistics.median(values) for size, values in samples.items()}
     return {
         "sizes": list(sizes),
@@ -267,6 +297,10 @@ def measure_match_mix(sizes: Sequence[int], *, count: int, rounds: int) -> dict[
         "median_us": {str(size): medians[size] for size in sizes},
         "rounds_us": {str(size): samples[size] for size in sizes},
         "ratio_largest_to_smallest": medians[sizes[-1]] / medians[sizes[0]],
+        "floor_us": {
+            str(size): {name: statistics.median(values) for name, values in by_name.items()}
+            for size, by_name in floor_samples.items()
+        },
     }
 
 
@@ -379,10 +413,17 @@ def _summary(match: dict[str, Any], mix: dict[str, Any], loads: list[dict[str, A
         lines.append(f"PinSet.match, {title}, us per lookup, median (best) of rounds:")
         for size in figures["sizes"]:
             best = figures.get("best_us", {}).get(str(size))
+            floor = figures.get("floor_us", {}).get(str(size))
             lines.append(
                 f"  {size:>9,} entries: {figures['median_us'][str(size)]:.3f}"
                 + ("" if best is None else f" ({best:.3f})")
                 + f"  ({figures['hits'][str(size)]:,} hits)"
+                + (
+                    ""
+                    if floor is None
+                    else "; floors, bare: "
+                    + ", ".join(f"{name} {value:.3f}" for name, value in floor.items())
+                )
             )
         lines.append(f"  largest/smallest: {figures['ratio_largest_to_smallest']:.2f}")
     for load in loads:
