@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from requests_pinning import PinConfigError, PinSet, _pinset
+from requests_pinning import Pin, PinConfigError, PinSet, _pinset
 
 
 def spki(n: int) -> str:
@@ -202,6 +202,43 @@ def test_a_packed_set_behaves_as_the_general_reading_built_it(
         entry = packed.match(host)
         assert entry is not None and entry is packed.match(host.upper() + ".")
         assert any(listed is entry for listed in packed)
+
+
+def _canonical(digest: bytes) -> str:
+    return "sha256/" + base64.b64encode(digest).decode("ascii")
+
+
+# A digest whose base64 holds "sha256/" itself: the direct reading decodes a
+# list in one call after replacing each "=\n" + "sha256/" between two pins,
+# which must never reach into a pin.
+_SHA256_INSIDE = base64.b64decode("sha256/" + "A" * 35 + "Q=")
+assert "sha256/" in _canonical(_SHA256_INSIDE)[7:]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    digests=st.lists(
+        st.one_of(st.binary(min_size=32, max_size=32), st.just(_SHA256_INSIDE)),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ),
+    include=st.sampled_from([None, True]),
+)
+def test_a_list_decoded_in_one_call_holds_each_pin_s_own_digest(
+    digests: list[bytes], include: bool | None
+) -> None:
+    texts = [_canonical(digest) for digest in digests]
+    value: Any = texts if include is None else {"pins": texts, "include_subdomains": include}
+    shared = _pinset._Shared()
+    plain = _pinset._read_plain("api.example.com", value, shared)
+    assert plain is not None and isinstance(plain[0], bytes)  # taken, and packed
+    entry = _pinset._Unpacker((), ()).entry(plain[1][0], plain[1][1], plain[0])
+    assert [pin.digest for pin in entry.pins] == digests
+    assert entry.pins == tuple(Pin.parse(text) for text in texts)
+    # The same list again: found by its text, the same packed digests.
+    again = _pinset._read_plain("api.example.net", list(texts), shared)
+    assert again is not None and again[0] is plain[0]
 
 
 # -- JSON without the pairs hook ---------------------------------------------------------
