@@ -34,6 +34,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -61,10 +62,20 @@ _PREFIX: dict[_Kind, str] = {"exact": "", "one": "*.", "tree": "**."}
 # A label: 1 to 63 letters, digits, "-" or "_", with no "-" at either end.
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")  # one regex for the whole name: load time
+# Possessive quantifiers (Python 3.11 and later) never give back what they
+# took. Here that changes no match, only its time: a label is followed by "."
+# or by the end of the name, never by a label character, so no shorter run of
+# a label can be followed by either, and every "label." of a name comes before
+# its last label. Without them, every match first tries each run of the last
+# label as a "label." (a test compares the two on arbitrary text).
+_TAKE_ALL = "+" if sys.version_info >= (3, 11) else ""
+_WHOLE_LABEL = rf"(?!-)[a-z0-9_-]{{1,63}}{_TAKE_ALL}(?<!-)"
 # A host pattern as pin files nearly always spell it: canonical already (lower
 # case, no port, no trailing dot) and a name, not an IP literal (the last part
 # of every IPv4 spelling the resolver takes starts with a digit).
-_CANONICAL_PATTERN = re.compile(rf"(\*\*?\.)?((?:{_LABEL}\.)*(?![0-9]){_LABEL})")
+_CANONICAL_PATTERN = re.compile(
+    rf"(\*\*?\.)?((?:{_WHOLE_LABEL}\.)*{_TAKE_ALL}(?![0-9]){_WHOLE_LABEL})"
+)
 _KIND_OF_PREFIX: dict[str | None, _Kind] = {None: "exact", "*.": "one", "**.": "tree"}
 _INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

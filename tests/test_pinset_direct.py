@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,29 @@ _KEYS = st.one_of(
     st.builds(lambda n: "*." + ".".join(["a" * 60] * 5)[:n], st.integers(248, 258)),
     st.sampled_from([1, None, "$schema", "[::1]:443", "127.0.0.1"]),
 )
+
+
+# The host pattern of the direct reading, as it was written before it took
+# possessive quantifiers where Python has them (3.11 and later).
+_CLASSIC_PATTERN = re.compile(rf"(\*\*?\.)?((?:{_pinset._LABEL}\.)*(?![0-9]){_pinset._LABEL})")
+_NEAR_63 = st.integers(60, 66).map(lambda n: "a" * (n - 1) + "b")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet="ab19_-.*:A", max_size=30),
+        st.lists(st.one_of(_NEAR_63, st.sampled_from(["a", "-", "1", "a-", "-a", "1a", ""])))
+        .map(".".join)
+        .flatmap(lambda name: st.sampled_from([name, "*." + name, "**." + name, name + "."])),
+    )
+)
+def test_the_host_pattern_matches_what_it_matched_without_possessive_quantifiers(
+    text: str,
+) -> None:
+    classic = _CLASSIC_PATTERN.fullmatch(text)
+    taken = _pinset._CANONICAL_PATTERN.fullmatch(text)
+    assert (classic and classic.groups()) == (taken and taken.groups())
 
 
 def _general(key: object, value: object) -> object:
