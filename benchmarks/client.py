@@ -201,14 +201,16 @@ def run_requests(session: requests.Session, url: str, count: int, *, new: bool) 
 
 def concurrent_round(
     session: requests.Session, url: str, *, threads: int, per_thread: int, new: bool
-) -> tuple[float, int]:
+) -> tuple[float, list[str]]:
     """``threads`` threads share ``session``, each making ``per_thread`` requests.
 
     Returns (seconds from the common start to the last thread's end, errors).
-    An error is an exception or a response other than ``200 ok``.
+    An error is an exception or a response other than ``200 ok``, each said in
+    a line (the exception's type and message), so that a run that had one says
+    which.
     """
     headers = _CLOSE if new else None
-    errors = [0] * threads
+    errors: list[list[str]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
     def work(index: int) -> None:
@@ -217,9 +219,9 @@ def concurrent_round(
             try:
                 response = session.get(url, headers=headers, timeout=60)
                 if response.status_code != 200 or response.content != b"ok":
-                    errors[index] += 1
-            except Exception:
-                errors[index] += 1
+                    errors[index].append(f"response {response.status_code}")
+            except Exception as error:  # every failure is counted, and named
+                errors[index].append(f"{type(error).__name__}: {error}"[:300])
 
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
@@ -228,7 +230,7 @@ def concurrent_round(
     start = time.perf_counter()
     for worker in workers:
         worker.join()
-    return time.perf_counter() - start, sum(errors)
+    return time.perf_counter() - start, [error for found in errors for error in found]
 
 
 def _unpadded(text: str) -> str:

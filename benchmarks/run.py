@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -228,7 +229,7 @@ def _concurrency(target: HttpTarget, settings: Settings, workload: str) -> dict[
     new = workload == "new"
     per_thread = settings.concurrent_new if new else settings.concurrent_keepalive
     variants = ("plain", "plain-2", "pinned")
-    errors = dict.fromkeys(variants, 0)
+    errors: dict[str, list[str]] = {variant: [] for variant in variants}
 
     def measure(variant: str) -> float:
         with make_session(variant, target, pool_maxsize=settings.threads) as session:
@@ -243,7 +244,10 @@ def _concurrency(target: HttpTarget, settings: Settings, workload: str) -> dict[
 
     summary = _summary(_interleaved(variants, settings.rounds, measure), cost=False)
     for variant, figures in summary.items():
-        figures["errors"] = errors[variant]
+        figures["errors"] = len(errors[variant])
+        # What each error was, by kind: a count alone cannot tell a refusal
+        # from a connection the loaded machine dropped.
+        figures["error_kinds"] = dict(Counter(errors[variant]))
     return {
         "threads": settings.threads,
         "requests_per_thread": per_thread,
@@ -689,6 +693,10 @@ def _concurrency_lines(out: list[str], conc: dict[str, Any], s: dict[str, Any]) 
                 ]
             )
     out.append(table(["workload", "variant", "req/s", "ratio (round range)", "errors"], rows))
+    for workload, figures in conc.items():
+        for variant, values in figures["variants"].items():
+            for kind, count in (values.get("error_kinds") or {}).items():
+                out.append(f"  {workload}, {variant}: {count} x {kind}")
 
 
 def _measure_check(
