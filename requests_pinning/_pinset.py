@@ -801,7 +801,7 @@ def _read_plain(
         expires = _parse_expires(raw_key, options["expires"])
     elif port is None:
         return packed, (kind, host, None)
-    pins = _pins_of(packed, shared.unpacked)
+    pins = _pins_of(packed, shared)
     return HostPins(pattern, pins, kind == "tree", expires), (kind, host, port)
 
 
@@ -851,14 +851,19 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     return packed
 
 
-def _pins_of(packed: _Packed, lists: dict[_Packed, tuple[Pin, ...]]) -> tuple[Pin, ...]:
-    """The pins of packed digests; lists that were unpacked before are shared."""
-    pins = lists.get(packed)
+def _pins_of(packed: _Packed, shared: _Shared) -> tuple[Pin, ...]:
+    """The pins of packed digests, for an entry made at load: the lists and the pins
+    made for such entries before are shared (and, at the end of the load, with
+    the entries unpacked later: _Shared.unpacker)."""
+    pins = shared.unpacked.get(packed)
     if pins is None:
-        made = tuple(
-            Pin("spki", "sha256", packed[i : i + 32]) for i in range(0, len(packed), _STRIDE)
+        made = shared.made
+        pins = shared.unpacked[packed] = tuple(
+            [
+                made.get(digest) or made.setdefault(digest, Pin("spki", "sha256", digest))
+                for digest in [packed[i : i + 32] for i in range(0, len(packed), _STRIDE)]
+            ]
         )
-        pins = lists.setdefault(packed, made)
     return pins
 
 
@@ -886,7 +891,9 @@ class _Shared:
     pins: dict[str, Pin] = field(default_factory=dict)
     # Packed lists by their pins' text, one per line (_packed_pins).
     packed: dict[str, _Packed] = field(default_factory=dict)
+    # The lists and the pins of the entries made at load (_pins_of).
     unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
+    made: dict[bytes, Pin] = field(default_factory=dict)
     # For the unpacker: the packed lists that more than one entry has, and the
     # pins of every distinct packed list.
     reused: set[_Packed] = field(default_factory=set)
@@ -903,7 +910,13 @@ class _Shared:
             repeated = [
                 binascii.a2b_base64(text[7:]) for text, count in Counter(texts).items() if count > 1
             ]
-        return _Unpacker(self.reused, repeated)
+        # What was made at load is what the unpacker shares, when shared.
+        unpacker = _Unpacker(self.reused, repeated)
+        for packed in unpacker.lists:
+            unpacker.lists[packed] = self.unpacked.get(packed)
+        for digest in unpacker.pins:
+            unpacker.pins[digest] = self.made.get(digest)
+        return unpacker
 
     def pin(self, text: str) -> Pin:
         pin = self.pins.get(text)

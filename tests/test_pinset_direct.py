@@ -265,6 +265,29 @@ def test_a_list_decoded_in_one_call_holds_each_pin_s_own_digest(
     assert again is not None and again[0] is plain[0]
 
 
+def test_entries_made_at_load_share_pins_with_every_other_entry() -> None:
+    # An entry for a port or with an expiry is made at load, the others when
+    # first reached; either way, once every entry is made, one digest is one
+    # Pin object and one list of pins one tuple, as in the general reading.
+    leaf1, leaf2, ca = spki(21), spki(22), spki(23)
+    config: dict[str, Any] = {
+        "a.example:8443": [leaf1, ca],
+        "b.example:8443": [leaf2, ca],
+        "c.example": [leaf1, ca],  # a's list, unpacked later
+        "d.example": {"pins": [ca, leaf2], "expires": "2099-12-31"},
+        "e.example": [ca],
+        "f.example": [leaf2, ca],  # b's list
+    }
+    entries = list(PinSet(config))
+    by_digest: dict[bytes, set[int]] = {}
+    for entry in entries:
+        for pin in entry.pins:
+            by_digest.setdefault(pin.digest, set()).add(id(pin))
+    assert len(by_digest) == 3 and all(len(ids) == 1 for ids in by_digest.values())
+    assert entries[0].pins is entries[2].pins and entries[1].pins is entries[5].pins
+    assert [str(pin) for pin in entries[3].pins] == [ca, leaf2]
+
+
 # -- JSON without the pairs hook ---------------------------------------------------------
 
 _WHITE = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
