@@ -20,13 +20,10 @@ and which pins and lists are one object.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +31,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from requests_pinning import HostPins, Pin, PinConfigError, PinSet, _pinset
+from requests_pinning import HostPins, Pin, PinSet, _pinset
 
-_BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_CANONICAL_LAST = "AEIMQUYcgkosw048"
-
-
-def spki(digest: bytes) -> str:
-    return "sha256/" + base64.b64encode(digest).decode("ascii")
-
-
-def body_pin(body: str) -> str:
-    assert len(body) == 43
-    return f"sha256/{body}="
-
+# The pin spellings and the two readings, as the attack on the one-call
+# decoding built them.
+from .test_attack_decode import (
+    _BASE64_ALPHABET,
+    _CANONICAL_LAST,
+    _general_reading,
+    _load,
+    body_pin,
+    spki,
+)
 
 # Digests that differ in one byte only (first, middle, last), that are all
 # zero or hold the zero byte the packing puts between digests, and bodies
@@ -77,27 +72,6 @@ _CANONICAL_PINS = st.one_of(
         st.sampled_from(_CANONICAL_LAST),
     ).map(lambda parts: body_pin(parts[0] + parts[1])),
 )
-
-
-@contextmanager
-def _general_reading() -> Iterator[None]:
-    """The direct reading disabled: every entry takes the step-by-step reading."""
-    original = _pinset._read_plain
-    _pinset._read_plain = lambda *args: None
-    try:
-        yield
-    finally:
-        _pinset._read_plain = original
-
-
-def _load(config: dict[str, Any], direct: bool) -> PinSet | str:
-    try:
-        if direct:
-            return PinSet(config)
-        with _general_reading():
-            return PinSet(config)
-    except PinConfigError as error:
-        return f"PinConfigError: {error}"
 
 
 def _texts(value: Any) -> list[str]:
