@@ -857,13 +857,14 @@ def _pins_of(packed: _Packed, shared: _Shared) -> tuple[Pin, ...]:
     the entries unpacked later: _Shared.unpacker)."""
     pins = shared.unpacked.get(packed)
     if pins is None:
-        made = shared.made
-        pins = shared.unpacked[packed] = tuple(
-            [
-                made.get(digest) or made.setdefault(digest, Pin("spki", "sha256", digest))
-                for digest in [packed[i : i + 32] for i in range(0, len(packed), _STRIDE)]
-            ]
-        )
+        made: list[Pin] = []
+        for at in range(0, len(packed), _STRIDE):
+            digest = packed[at : at + 32]
+            pin = shared.made.get(digest)
+            if pin is None:
+                pin = shared.made[digest] = Pin("spki", "sha256", digest)
+            made.append(pin)
+        pins = shared.unpacked[packed] = tuple(made)
     return pins
 
 
