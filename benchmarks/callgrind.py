@@ -21,8 +21,8 @@ had before the httpx face was added.
 
 Still, how many types, strings and objects the process made before, and
 where, decides which (type, name) pairs collide in CPython's type-attribute
-cache, and that moves a keep-alive request by up to 0.3 % in either direction
-(issue 11): the same commit gave pinned / plain from 0.9990 to 1.0027 with
+cache, and that moves a keep-alive request by -0.1 % to +0.3 %
+(issue 11): the same commit gave pinned / plain from 0.9990 to 1.0026 with
 nothing changed but an unused environment variable or the checkout's
 directory. So a job may run in one of several *layouts*
 (:data:`LAYOUT_VARIABLE`, a padding the client ignores, ``16 * layout``
