@@ -22,8 +22,6 @@ import binascii
 import itertools
 import json
 import string
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,6 +31,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from requests_pinning import HostPins, Pin, PinConfigError, PinSet, _pinset
+
+from .threads import at_once, switching_often
 
 _BASE64_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
 _CANONICAL_LAST = "AEIMQUYcgkosw048"  # the 16 last characters with zero spare bits
@@ -367,31 +367,18 @@ def test_threads_unpacking_one_fresh_set_get_the_same_objects() -> None:
     }
     config["h0.example:8443"] = [TRICKY[0], leaves[1]]
     hosts = [f"h{n}.example" for n in range(40)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_often():
         for _ in range(30):
             pins = PinSet(config)
-            barrier = threading.Barrier(4)
             got: list[list[HostPins | None]] = [[] for _ in range(4)]
 
-            def work(
-                k: int,
-                pins: PinSet = pins,
-                got: list[list[HostPins | None]] = got,
-                barrier: threading.Barrier = barrier,
-            ) -> None:
-                barrier.wait()
+            def work(k: int, pins: PinSet = pins, got: list[list[HostPins | None]] = got) -> None:
                 if k % 2:
                     got[k] = [*list(pins)[:40]]
                 else:
                     got[k] = [pins.match(host) for host in reversed(hosts)][::-1]
 
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            at_once(work, 4)
             listed = list(pins)[:40]
             shared: dict[str, Pin] = {}
             for n, entry in enumerate(listed):
@@ -400,5 +387,3 @@ def test_threads_unpacking_one_fresh_set_get_the_same_objects() -> None:
                     assert row[n] is entry
                 for pin in entry.pins[1:]:
                     assert shared.setdefault(str(pin), pin) is pin
-    finally:
-        sys.setswitchinterval(old)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
-import sys
-import threading
 import tracemalloc
 
 import pytest
 
 from requests_pinning import PinConfigError, PinSet
+
+from .threads import at_once, switching_often
 
 
 def spki(digest: bytes) -> str:
@@ -28,35 +28,20 @@ def test_concurrent_first_lookups_return_the_listed_entry() -> None:
     # a HostPins; only one is stored, and the other thread gets an equal but
     # distinct object, never listed (the PinningPolicy dedups found entries
     # by id(), and "each entry is always the same object" is documented).
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_often():
         for _ in range(200):
             pins = PinSet({f"h{i}.example": [P] for i in range(50)})
             got: list[list[object]] = [[None] * 50 for _ in range(8)]
-            barrier = threading.Barrier(8)
 
-            def work(
-                k: int,
-                pins: PinSet = pins,
-                got: list[list[object]] = got,
-                barrier: threading.Barrier = barrier,
-            ) -> None:
-                barrier.wait()
+            def work(k: int, pins: PinSet = pins, got: list[list[object]] = got) -> None:
                 for i in range(50):
                     got[k][i] = pins.match(f"h{i}.example")
 
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            at_once(work, 8)
             listed = list(pins)
             for i in range(50):
                 for row in got:
                     assert row[i] is listed[i], (i, row[i], listed[i])
-    finally:
-        sys.setswitchinterval(old)
 
 
 def test_unpacked_entries_share_the_ca_pins_they_repeat() -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from .test_attack_decode import (
     body_pin,
     spki,
 )
+from .threads import at_once, switching_often
 
 # Digests that differ in one byte only (first, middle, last), that are all
 # zero or hold the zero byte the packing puts between digests, and bodies
@@ -403,12 +402,9 @@ def test_threads_on_a_fresh_set_with_entries_made_at_load_get_one_object_each() 
     hosts += [(f"h{n}.example", 8443) for n in range(0, 24, 3)]
     hosts += [(f"x{n}.example", 443) for n in range(1, 24, 3)]
     hosts += [(f"a.t{n}.example", 443) for n in range(2, 24, 3)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_often():
         for _ in range(25):
             pins = PinSet(config)
-            barrier = threading.Barrier(4)
             got: list[dict[tuple[str, int], HostPins | None]] = [{} for _ in range(4)]
             listed_by: list[list[HostPins]] = [[] for _ in range(4)]
 
@@ -417,9 +413,7 @@ def test_threads_on_a_fresh_set_with_entries_made_at_load_get_one_object_each() 
                 pins: PinSet = pins,
                 got: list[dict[tuple[str, int], HostPins | None]] = got,
                 listed_by: list[list[HostPins]] = listed_by,
-                barrier: threading.Barrier = barrier,
             ) -> None:
-                barrier.wait()
                 queries = hosts if k % 2 else hosts[::-1]
                 if k == 1:
                     listed_by[k] = list(pins)
@@ -427,11 +421,7 @@ def test_threads_on_a_fresh_set_with_entries_made_at_load_get_one_object_each() 
                 if k == 2:
                     listed_by[k] = list(pins)
 
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            at_once(work, 4)
             listed = list(pins)
             for row in listed_by:
                 assert not row or all(a is b for a, b in zip(row, listed, strict=True))
@@ -447,8 +437,6 @@ def test_threads_on_a_fresh_set_with_entries_made_at_load_get_one_object_each() 
                 for pin in entry.pins:
                     assert by_digest.setdefault(pin.digest, pin) is pin
                 assert by_list.setdefault(entry.pins, entry.pins) is entry.pins
-    finally:
-        sys.setswitchinterval(old)
 
 
 def test_an_unreadable_expiry_after_shared_lists_is_the_general_reading_s_error() -> None:

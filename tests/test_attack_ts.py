@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -36,6 +35,7 @@ from .test_truststore import (  # noqa: F401  (fixtures)
     mis_issued,
     platform,
 )
+from .threads import switching_often
 
 
 def test_cli_check_under_truststore_macos_path(
@@ -121,16 +121,12 @@ def _in_threads(get: Callable[[], int], *, threads: int = 8, each: int) -> None:
             except BaseException as exc:
                 errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads switch often: handshakes overlap
-    try:
+    with switching_often():  # handshakes overlap
         started = [threading.Thread(target=worker) for _ in range(threads)]
         for thread in started:
             thread.start()
         for thread in started:
             thread.join()
-    finally:
-        sys.setswitchinterval(old)
     refusals = [error for error in errors if isinstance(error, PIN_FAILURES)]
     assert not refusals, (len(statuses), len(refusals), refusals[:1])
     assert statuses == [200] * len(statuses)
