@@ -232,6 +232,14 @@ def _orders(config: dict[str, Any]) -> list[list[int]]:
     return [[*range(n), n], [n, *range(n)], [n, *reversed(range(n)), n], []]
 
 
+def _assert_read_directly_and_shared_in_every_order(config: dict[str, Any]) -> None:
+    """Every entry of ``config`` takes the direct reading, and shares its pins and
+    lists as the step-by-step reading does, in each of :func:`_orders`."""
+    _all_read_directly(config)
+    for order in _orders(config):
+        _assert_shared_as_read_step_by_step(config, order)
+
+
 def test_permutations_of_one_list_keep_their_own_order() -> None:
     # Every ordering of three digests, each for a port, with an expiry and
     # packed: the same digests shared, each list in the order it was given.
@@ -242,9 +250,7 @@ def test_permutations_of_one_list_keep_their_own_order() -> None:
         config[f"e{n}.example"] = {"pins": list(perm), "expires": "2099-12-31"}
         config[f"k{n}.example"] = list(perm)
         config[f"**.t{n}.example"] = list(perm)
-    _all_read_directly(config)
-    for order in _orders(config):
-        _assert_shared_as_read_step_by_step(config, order)
+    _assert_read_directly_and_shared_in_every_order(config)
 
 
 def test_prefixes_and_suffixes_of_a_list_are_their_own_lists() -> None:
@@ -262,9 +268,7 @@ def test_prefixes_and_suffixes_of_a_list_are_their_own_lists() -> None:
             config[f"k{n}.example"] = list(texts)
         for n, texts in enumerate(reversed(shapes)):
             config[f"*.r{n}.example"] = list(texts)
-        _all_read_directly(config)
-        for order in _orders(config):
-            _assert_shared_as_read_step_by_step(config, order)
+        _assert_read_directly_and_shared_in_every_order(config)
 
 
 def test_one_list_for_a_port_with_an_expiry_and_packed_on_one_host() -> None:
@@ -284,9 +288,7 @@ def test_one_list_for_a_port_with_an_expiry_and_packed_on_one_host() -> None:
         "e.example": [a],
         "d.example:8443": [b],
     }
-    _all_read_directly(config)
-    for order in _orders(config):
-        _assert_shared_as_read_step_by_step(config, order)
+    _assert_read_directly_and_shared_in_every_order(config)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 16, 200])
@@ -306,9 +308,7 @@ def test_long_overlapping_lists_share_every_digest(size: int) -> None:
         else:
             config[f"w{n}.example"] = window
         config[f"v{n}.example"] = list(window)
-    _all_read_directly(config)
-    for order in _orders(config):
-        _assert_shared_as_read_step_by_step(config, order)
+    _assert_read_directly_and_shared_in_every_order(config)
 
 
 def test_a_digest_only_in_lists_made_at_load_and_a_packed_list_once() -> None:
@@ -324,9 +324,7 @@ def test_a_digest_only_in_lists_made_at_load_and_a_packed_list_once() -> None:
         "d.example": [z, y],
         "e.example:8443": [w],
     }
-    _all_read_directly(config)
-    for order in _orders(config):
-        _assert_shared_as_read_step_by_step(config, order)
+    _assert_read_directly_and_shared_in_every_order(config)
     pins = PinSet(config)
     entries = list(pins)
     assert entries[0].pins is entries[1].pins
