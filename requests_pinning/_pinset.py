@@ -39,7 +39,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, TypedDict, cast
 
 import idna
@@ -55,6 +55,7 @@ __all__ = [
     "check_policy",
     "check_report_uri",
     "normalize_host",
+    "read_pin_file",
 ]
 
 _Kind = Literal["exact", "one", "tree"]
@@ -78,7 +79,6 @@ _CANONICAL_PATTERN = re.compile(
 )
 _KIND_OF_PREFIX: dict[str | None, _Kind] = {None: "exact", "*.": "one", "**.": "tree"}
 _INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = (
     "pins",
     "deny",
@@ -313,15 +313,11 @@ class PinSet:
     def from_json(cls, path: str | os.PathLike[str]) -> PinSet:
         """Load a JSON pin file (UTF-8). Errors name the file, and line and column for syntax."""
         name = os.fspath(path)
-        try:
-            with open(name, "rb") as file:
-                raw = file.read()
-        except OSError as exc:
-            raise PinConfigError(f"cannot read pin file {name!r}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
+        return cls._from_text(read_pin_file(name), name)
+
+    @classmethod
+    def _from_text(cls, text: str, name: str) -> PinSet:
+        """Load the text of the JSON pin file ``name`` (read by :func:`read_pin_file`)."""
         try:
             data = _loads_unique(text)
             if data is _UNPROVEN:
@@ -564,6 +560,33 @@ def _same_pattern(
 PinSource: TypeAlias = (
     PinSet | Mapping[str, list[str] | tuple[str, ...] | HostOptions] | str | os.PathLike[str]
 )
+
+
+# No pin file is this large (a million entries, each with its own pins, take
+# about 120 MiB): anything larger is not read to its end, so that a device
+# such as /dev/zero given as the file is refused instead of filling memory.
+_MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def read_pin_file(name: str) -> str:
+    """The text of the pin file ``name``, or PinConfigError saying why it cannot be read.
+
+    A named pipe is read like a file (``<(...)`` in a shell): reading waits
+    for its writer, as any program's does.
+    """
+    try:
+        with open(name, "rb") as file:
+            raw = file.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PinConfigError(f"cannot read pin file {name!r}: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise PinConfigError(
+            f"pin file {name!r} is larger than {_MAX_FILE_BYTES >> 20} MiB: not a pin file"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
 
 
 def _json_hint(text: str, pos: int) -> str:
@@ -1025,31 +1048,61 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
         f"'expires' for {raw_key!r}: {safe_repr(value)} is not an ISO 8601 date (2027-06-30) "
         "or date-time with an offset (2027-06-30T12:00:00+00:00)"
     )
-    if isinstance(value, datetime):  # before date: a datetime is a date
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise PinConfigError(
-                f"'expires' for {raw_key!r}: {safe_repr(value)} is a naive datetime; give it a "
-                "time zone (datetime(..., tzinfo=timezone.utc)) or pass a date"
-            )
-        return value.astimezone(timezone.utc)
-    if isinstance(value, date):
-        # A date means the whole of that day, in UTC, as in a pin file.
-        return datetime.combine(value, time(23, 59, 59), tzinfo=timezone.utc)
-    if not isinstance(value, str):
-        raise PinConfigError(problem)
     try:
-        if _DATE.fullmatch(value):
-            # A date means the whole of that day, in UTC.
-            day = date.fromisoformat(value)
-            return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise PinConfigError(f"{problem}: the date-time has no offset")
-        return moment.astimezone(timezone.utc)
+        if isinstance(value, datetime):  # before date: a datetime is a date
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise PinConfigError(
+                    f"'expires' for {raw_key!r}: {safe_repr(value)} is a naive datetime; give "
+                    "it a time zone (datetime(..., tzinfo=timezone.utc)) or pass a date"
+                )
+            return value.astimezone(timezone.utc)
+        if isinstance(value, date):
+            # A date means the whole of that day, in UTC, as in a pin file.
+            return datetime.combine(value, time(23, 59, 59), tzinfo=timezone.utc)
+        if not isinstance(value, str):
+            raise PinConfigError(problem)
+        return _parse_moment(value, problem)
     except PinConfigError:
         raise  # a ValueError too, but already says what is wrong
     except (ValueError, OverflowError):
+        # Out of range: a day that does not exist, or an aware datetime that
+        # is not a datetime any more once moved to UTC.
         raise PinConfigError(problem) from None
+
+
+# "expires" as the pin file's schema spells it: a date, or a date-time with an
+# offset ("Z", "+02:00" or "+0200"; seconds and their fraction optional). Read
+# by this pattern, and not by datetime.fromisoformat, which reads more from
+# Python 3.11 on: a pin file must mean the same on every Python.
+_EXPIRES = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
+    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))?)?"
+)
+
+
+def _parse_moment(text: str, problem: str) -> datetime:
+    """The UTC moment of an "expires" text (_EXPIRES); ValueError if there is no such moment."""
+    match = _EXPIRES.fullmatch(text)
+    if match is None:
+        raise PinConfigError(problem)
+    year, month, day, hour, minute, second, fraction, zulu, sign, hours, minutes = match.groups()
+    if hour is None:  # a date means the whole of that day, in UTC
+        return datetime(int(year), int(month), int(day), 23, 59, 59, tzinfo=timezone.utc)
+    if zulu is None and sign is None:
+        raise PinConfigError(f"{problem}: the date-time has no offset")
+    offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0))
+    moment = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second or 0),
+        int((fraction or "")[:6].ljust(6, "0")),  # to the microsecond, as datetime keeps it
+        tzinfo=timezone(-offset if sign == "-" else offset),
+    )
+    return moment.astimezone(timezone.utc)
 
 
 def _parse_pattern(raw_key: str, include_subdomains: bool | None) -> tuple[_Kind, str, int | None]:

@@ -179,7 +179,11 @@ def evaluate(
     now: datetime | None = None,
     ignore_expiry: bool = False,
 ) -> Verdict:
-    """Decide one connection. Pure: no logging, no callbacks, no exceptions.
+    """Decide one connection. Pure: no logging, no callbacks.
+
+    A certificate that cannot be read raises ``ValueError``; every caller
+    takes that as a failed check (a connection that cannot be checked is
+    refused).
 
     ``ignore_expiry`` judges an expired entry as if it were enforced (the
     ``check`` command uses it so that monitoring sees breakage coming).

@@ -39,6 +39,7 @@ from requests_pinning import (
     PinningPoolManager,
     PinningSession,
     PinSet,
+    _pinset,
     cli,
     spki_pin,
 )
@@ -793,3 +794,60 @@ def test_pyopenssl_and_a_certificate_cryptography_refuses_keep_every_names_pins(
     # The twin: the genuine server by the same route passes.
     with TLSServer(pki.leaf) as good:
         assert http.request("GET", f"https://127.0.0.1:{good.port}/", retries=False).status == 200
+
+
+# -- found by the attack pass of round 7 ----------------------------------------------
+
+
+def test_lint_reads_a_file_with_a_schema_key(capsys: Capture, tmp_path: Path) -> None:
+    # "$schema" names the file's schema; lint read it as an entry and crashed.
+    path = tmp_path / "pins.json"
+    path.write_text(json.dumps({"$schema": "./pin-file.schema.json", "a.example": [PIN_A, PIN_A]}))
+    status, out, _ = run(capsys, "lint", str(path))
+    assert status == 1
+    assert "a.example: pin " in out and "is listed twice [duplicate-pin]" in out
+    assert "1 entries, 2 warning(s)" in out  # the duplicate, and no backup pin
+
+
+def test_lint_reads_a_pipe_once(capsys: Capture, tmp_path: Path) -> None:
+    # A pipe (a shell's <(...)) can be read once: lint read its file twice.
+    read, write = os.pipe()
+    os.write(write, json.dumps({"a.example": [PIN_A, PIN_A]}).encode())
+    os.close(write)
+    try:
+        status, out, _ = run(capsys, "lint", f"/dev/fd/{read}")
+    finally:
+        os.close(read)
+    assert status == 1
+    assert "is listed twice [duplicate-pin]" in out
+
+
+def test_a_pin_file_larger_than_any_is_refused_without_reading_it_all(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # /dev/zero as the pin file read until memory ran out.
+    with pytest.raises(PinConfigError, match=r"^pin file '/dev/zero' is larger than 256 MiB"):
+        PinSet.from_json("/dev/zero")
+    monkeypatch.setattr(_pinset, "_MAX_FILE_BYTES", 1024)
+    path = tmp_path / "pins.json"
+    too_large, largest = (json.dumps({"a.example": [PIN_A] * n}) for n in (19, 18))
+    assert len(too_large) > 1024 >= len(largest)
+    path.write_text(too_large)
+    with pytest.raises(PinConfigError, match=r"is larger than 0 MiB: not a pin file$"):
+        PinSet.from_json(path)
+    path.write_text(largest)
+    assert len(PinSet.from_json(path)) == 1
+    status, _, err = run(capsys, "lint", "/dev/zero")
+    assert status == 2 and "larger than 0 MiB" in err
+
+
+@pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])
+def test_lint_refuses_a_warning_window_longer_than_any_expiry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, days: str
+) -> None:
+    path = tmp_path / "pins.json"
+    path.write_text(json.dumps({"a.example": {"pins": [PIN_A, PIN_B], "expires": "2099-01-01"}}))
+    status, out, err = run(capsys, "lint", "--warn-days", days, str(path))
+    assert status == 2 and out == ""
+    assert f"--warn-days: '{days}' is more than 3652500 days" in err
+    assert run(capsys, "lint", "--warn-days", "3652500", str(path))[0] == 1  # expires-soon

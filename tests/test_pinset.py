@@ -415,6 +415,56 @@ def test_an_unreadable_expiry_is_rejected(value: object) -> None:
         expires_of(value)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2027-06-30T12:00+0200", datetime(2027, 6, 30, 10, 0, tzinfo=timezone.utc)),
+        ("2027-06-30 12:00:00z", datetime(2027, 6, 30, 12, 0, tzinfo=timezone.utc)),
+        ("2027-06-30t12:00:00.5Z", datetime(2027, 6, 30, 12, 0, 0, 500000, tzinfo=timezone.utc)),
+        # Beyond the microsecond, as datetime keeps it: cut, not rounded.
+        (
+            "2027-06-30T12:00:00.123456789Z",
+            datetime(2027, 6, 30, 12, 0, 0, 123456, tzinfo=timezone.utc),
+        ),
+    ],
+)
+def test_expires_reads_every_spelling_the_schema_allows(value: str, expected: datetime) -> None:
+    assert expires_of(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # Python 3.11's datetime.fromisoformat reads these, 3.10's does not: a
+        # pin file must mean the same on every Python, so none reads them.
+        "2027-W26-3T12:00Z",
+        "20270630T120000Z",
+        "2027-06-30T12+00:00",
+        "2027-06-30T12:00:00+02:00:30",
+        "2027-181",
+        # Digits that are not ASCII digits (int() would read them).
+        "\u0662\u0660\u0662\u0667-06-30",
+        "2027-06-30T12:00:00+24:00",
+    ],
+)
+def test_expires_reads_the_schema_s_spellings_only(value: str) -> None:
+    with pytest.raises(PinConfigError, match=r"is not an ISO 8601 date \(2027-06-30\) or"):
+        expires_of(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2))),
+    ],
+)
+def test_an_aware_datetime_that_utc_cannot_hold_is_a_config_error(value: datetime) -> None:
+    # Moved to UTC, these fall outside datetime's range: an OverflowError escaped.
+    with pytest.raises(PinConfigError, match=r"^'expires' for 'a\.example': datetime\.datetime"):
+        expires_of(value)
+
+
 # -- JSON files ----------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .._pins import Pin
-from .._pinset import HostPins, PinSet, _parse_pattern
+from .._pinset import _SCHEMA_KEY, HostPins, PinSet, _parse_pattern, read_pin_file
 from .._suffixes import SuffixList, public_suffix_list
 from ._errors import EXIT_FAILED, EXIT_OK
 from ._options import subparser
@@ -43,12 +43,12 @@ class LintWarning:
 
 
 def lint(
-    pinset: PinSet, path: str, now: datetime, warn_days: int, suffixes: SuffixList
+    pinset: PinSet, text: str, now: datetime, warn_days: int, suffixes: SuffixList
 ) -> list[LintWarning]:
-    """Every warning about ``pinset``, loaded from ``path``, in the file's entry order."""
+    """Every warning about ``pinset``, loaded from the file ``text``, in the file's entry order."""
     found = [
         *_lint_entries(pinset, now, warn_days, suffixes),
-        *_lint_raw(path),
+        *_lint_raw(text),
         *_lint_overrides(pinset),
     ]
     order = {entry.pattern: index for index, entry in enumerate(pinset)}
@@ -150,11 +150,12 @@ def _sha1(entry: HostPins) -> Iterator[LintWarning]:
 # -- the file as written ----------------------------------------------------------------
 
 
-def _lint_raw(path: str) -> Iterator[LintWarning]:
+def _lint_raw(text: str) -> Iterator[LintWarning]:
     """Duplicate pins, seen in the file itself: loading merges them silently."""
-    with open(path, "rb") as file:  # it just loaded: it can be read
-        config = json.loads(file.read().decode("utf-8-sig"))
+    config = json.loads(text)  # the text loaded: it is a valid pin file
     for raw_key, value in config.items():
+        if raw_key == _SCHEMA_KEY:  # names the file's schema: not an entry
+            continue
         pattern = next(iter(PinSet.from_dict({raw_key: value}))).pattern
         lists = {"pins": value} if isinstance(value, list) else value
         yield from _duplicates(pattern, {name: lists.get(name) for name in ("pins", "deny")})
@@ -328,6 +329,11 @@ not load.
 """
 
 
+# Longer than any expiry can be away (datetime ends at year 9999), and short
+# enough for a timedelta.
+_MAX_WARN_DAYS = 3_652_500
+
+
 def _days(text: str) -> int:
     try:
         value = int(text)
@@ -335,13 +341,19 @@ def _days(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    if value > _MAX_WARN_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than {_MAX_WARN_DAYS} days (ten thousand years, past every expiry)"
+        )
     return value
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
-    pinset = PinSet.from_json(args.pinfile)  # exactly as the library loads it
+    # Read once (a pipe cannot be read twice), then loaded as the library loads it.
+    text = read_pin_file(args.pinfile)
+    pinset = PinSet._from_text(text, args.pinfile)
     suffixes = public_suffix_list()
-    found = lint(pinset, args.pinfile, datetime.now(timezone.utc), args.warn_days, suffixes)
+    found = lint(pinset, text, datetime.now(timezone.utc), args.warn_days, suffixes)
     print_lint(args.pinfile, pinset, found, suffixes, as_json=args.json)
     return EXIT_FAILED if found and not args.warnings_ok else EXIT_OK
 
