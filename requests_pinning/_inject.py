@@ -20,12 +20,14 @@ methods are replaced, and put back as they were:
   connection. Only the pool knows the origin of an HTTPS proxy in forwarding
   mode; everywhere else it is one more name whose pins apply.
 - ``HTTPSConnectionPool._validate_conn`` (urllib3 calls it before every
-  request, after connecting a closed connection) and ``HTTPSConnection.request``
-  (for connections used without a pool, or by a pool whose methods were looked
-  up before injection): a connection whose socket was not checked under the
+  request, after connecting a closed connection) and ``putrequest``, where
+  every request begins, however it is sent (``request()``, 1.26's
+  ``request_chunked()``, http.client's ``putrequest``/``putheader``/
+  ``endheaders``): a connection whose socket was not checked under the
   injection now in force (opened before it, while extracted, in a connect
   already under way, or before the pins were replaced) is checked there, on
-  its open socket, before the request is written.
+  its open socket, before the request is written. ``HTTP2Connection`` writes
+  its own frames and has its own ``putrequest``: that one is replaced too.
 
 Each connection records the injection (a token per call) and the socket it
 was checked under (``_pin_checked``); anything else is checked again. A
@@ -162,6 +164,15 @@ def _urllib3_classes() -> tuple[type, type]:
     return connection_class, connectionpool.HTTPSConnectionPool
 
 
+def _http2_connection_class() -> type | None:
+    """urllib3's ``HTTP2Connection``, if this urllib3 has it and h2 is installed."""
+    try:
+        from urllib3.http2.connection import HTTP2Connection
+    except ImportError:  # urllib3 1.26, or no h2: no such connection can exist
+        return None
+    return HTTP2Connection
+
+
 def _replace_methods() -> dict[tuple[type, str], Any]:
     connection_class, pool_class = _urllib3_classes()
     replacements: dict[tuple[type, str], Callable[[Any], Callable[..., Any]]] = {
@@ -169,11 +180,13 @@ def _replace_methods() -> dict[tuple[type, str], Any]:
         (connection_class, "_connect_tls_proxy"): _checking_connect_tls_proxy,
         (pool_class, "_new_conn"): _origin_recording_new_conn,
         (pool_class, "_validate_conn"): _rechecking_validate_conn,
-        # A connection used without a pool (conn.connect(), then conn.request()).
-        (connection_class, "request"): _rechecking_request,
+        # A connection used without a pool (conn.connect(), then a request
+        # by any of http.client's ways, which all begin with putrequest).
+        (connection_class, "putrequest"): _rechecking_putrequest,
     }
-    if hasattr(connection_class, "request_chunked"):  # urllib3 1.26
-        replacements[connection_class, "request_chunked"] = _rechecking_request
+    http2_class = _http2_connection_class()
+    if http2_class is not None:  # its putrequest does not call this one
+        replacements[http2_class, "putrequest"] = _rechecking_putrequest
     originals = {key: key[0].__dict__.get(key[1], _INHERITED) for key in replacements}
     for (owner, name), make in replacements.items():
         original = originals[owner, name]
@@ -271,18 +284,21 @@ def _rechecking_validate_conn(original: Callable[[Any, Any], None]) -> Callable[
     return _validate_conn
 
 
-def _rechecking_request(original: Callable[..., Any]) -> Callable[..., Any]:
+def _rechecking_putrequest(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def putrequest(self: Any, *args: Any, **kwargs: Any) -> Any:
         # A connection connected before injection and used without a pool,
         # or one whose pool's _validate_conn was looked up before injection.
-        # Through a pool otherwise, _validate_conn has just checked it. The
-        # refusal is the MaxRetryError form, as from connect(): urllib3's
-        # urlopen neither wraps nor retries it.
+        # Through a pool otherwise, _validate_conn has just checked it.
+        # putrequest writes nothing, and every way of sending a request
+        # begins with it. (A connection not open yet is opened, and checked,
+        # when its first byte is sent.) The refusal is the MaxRetryError
+        # form, as from connect(): urllib3's urlopen neither wraps nor
+        # retries it.
         _recheck_if_stale(self, None)
         return original(self, *args, **kwargs)
 
-    return request
+    return putrequest
 
 
 def _recheck_if_stale(conn: Any, origin: tuple[str, int] | None) -> None:

@@ -27,6 +27,7 @@ import functools
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -276,6 +277,72 @@ def test_proxy_assert_hostname_names_the_proxys_pins(
 
 
 # --- a connection opened before injection, used without a pool ---------------------
+
+
+def _settled(server: TLSServer) -> int:
+    """The bytes ``server`` has received, once no more arrive for a while."""
+    seen = -1
+    while seen != server.bytes_received:
+        seen = server.bytes_received
+        time.sleep(0.2)
+    return seen
+
+
+def _low_level_post(conn: Any) -> None:
+    # http.client's own way, which request() takes too: it never called the
+    # request() that was checked. (The server's request log says it arrived:
+    # urllib3 2.x reads responses only to its own request().)
+    conn.putrequest("POST", "/")
+    conn.putheader("Authorization", "Bearer secret")
+    conn.putheader("Content-Length", "6")
+    conn.endheaders(b"secret")
+
+
+def _http2_post(conn: Any) -> None:
+    # HTTP2Connection.request() writes its own frames: it never called
+    # HTTPSConnection.request().
+    conn.request("POST", "/", body=b"secret", headers={"authorization": "Bearer secret"})
+    assert conn.getresponse().status == 200
+
+
+@pytest.mark.parametrize("route", ["good", "rogue"])
+@pytest.mark.parametrize("way", ["putrequest", "http2"])
+def test_a_bare_connection_opened_before_injection_sending_its_own_way(
+    pki: PKI, cleanup: None, request: pytest.FixtureRequest, route: str, way: str
+) -> None:
+    http2 = way == "http2"
+    connection_class: Any = HTTPSConnection
+    if http2:
+        urllib3_http2 = pytest.importorskip("urllib3.http2", reason="urllib3 1.26 has no HTTP/2")
+        pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (not in httpx-no-h2)")
+        urllib3_http2.inject_into_urllib3()  # urllib3 offers h2 by ALPN
+        request.addfinalizer(urllib3_http2.extract_from_urllib3)
+        connection_class = urllib3.connection.HTTPSConnection  # HTTP2Connection now
+        assert connection_class.__name__ == "HTTP2Connection"
+    context = ssl.create_default_context(cafile=pki.bundle)
+    leaf = pki.leaf if route == "good" else pki.rogue_leaf
+    with TLSServer(leaf, http2=http2) as target:
+        conn = connection_class("localhost", target.port, ssl_context=context, timeout=10)
+        conn.connect()  # before injection: HTTP/2's preface goes out here
+        before = _settled(target) if http2 else 0
+        assert before >= (24 if http2 else 0)
+        inject_into_urllib3(pins(pki))
+        send = _http2_post if http2 else _low_level_post
+        try:
+            if route == "good":
+                send(conn)
+            else:
+                with pytest.raises(MaxRetryError) as info:
+                    send(conn)
+                assert isinstance(info.value.reason, PinMismatchError)
+        finally:
+            conn.close()
+        target.wait_idle()
+        if route == "rogue":
+            assert target.bytes_received == before
+            assert target.requests == []
+        else:
+            assert target.requests == ["POST / HTTP/2" if http2 else "POST / HTTP/1.1"]
 
 
 @pytest.mark.parametrize("route", ["good", "rogue"])
