@@ -16,7 +16,10 @@ them identically:
   connection: CVE-2024-35195 was that bug in requests), the CA file, directory
   or data, and the client certificate, key and password;
 - the identity and modification stamp of every file named, so that a bundle
-  or a certificate replaced on disk is loaded again;
+  or a certificate replaced on disk is loaded again (a file that cannot be
+  looked at is never a key, and a context whose files changed while it was
+  built is not kept). A rewrite that leaves the stamp as it was (through a
+  memory map, or on a file system whose clock is coarse) is not seen;
 - the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
   ``check_hostname``), ``SSLKEYLOGFILE``, and the context class urllib3 uses.
 
@@ -56,14 +59,21 @@ _MAX_CONTEXTS = 32  # distinct TLS configurations kept per owner; the oldest goe
 _LOADED = ("ca_certs", "ca_cert_dir", "ca_cert_data", "cert_file", "key_file", "key_password")
 
 
+class _Unstamped(Exception):
+    """A file named by a connection could not be looked at: nothing is shared for it."""
+
+
 def _stamp(path: object) -> object:
-    """A file's identity and modification stamp, or the path alone if it cannot be read."""
+    """A file's identity and modification stamp (the value itself if it names no file)."""
     if not isinstance(path, str | bytes | os.PathLike):
         return path
     try:
         info = os.stat(path)
     except OSError:
-        return (path, None)
+        # Never a key: a context built from whatever the file held a moment
+        # later would be found again under it by every connection that cannot
+        # see the file, where urllib3 would refuse (a bundle being replaced).
+        raise _Unstamped from None
     return (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
 
 
@@ -71,8 +81,13 @@ class TLSContexts:
     """A small, thread-safe cache of urllib3 client contexts, keyed by TLS configuration."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only to read or change the two dicts
         self._contexts: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
+        # One lock per key being built, so that threads opening their first
+        # connections of one configuration at once wait for one context
+        # instead of each loading the CAs, while other configurations go on:
+        # a CA file that blocks (a hung network mount) stalls only its own.
+        self._building: dict[tuple[object, ...], threading.Lock] = {}
         self.built = 0  # contexts made so far (for tests and operators)
 
     def __len__(self) -> int:
@@ -138,23 +153,48 @@ class TLSContexts:
         try:
             key = self._key(conn, own)
             hash(key)
-        except Exception:  # e.g. ca_cert_data given as a bytearray: not shared
+        except Exception:  # a file not there, ca_cert_data as a bytearray...: not shared
             return None
-        # Built under the lock: threads that open their first connections at
-        # once wait for one context instead of each loading the CAs.
         with self._lock:
-            context = self._contexts.get(key)
+            context = self._found(key)
             if context is not None:
-                self._contexts.move_to_end(key)
                 return context
-            try:
-                context = self._build(conn, own)
-            except Exception:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                context = self._found(key)  # built while this thread waited
+            if context is not None:
+                return context
+            context = self._built(conn, own, key)
+            with self._lock:
+                if context is not None:
+                    self._contexts[key] = context
+                    self.built += 1
+                    while len(self._contexts) > _MAX_CONTEXTS:
+                        self._contexts.popitem(last=False)
+                if self._building.get(key) is building:
+                    del self._building[key]
+        return context
+
+    def _built(
+        self, conn: Any, own: dict[str, Any], key: tuple[object, ...]
+    ) -> ssl.SSLContext | None:
+        """A new context for ``key``, or None if building failed or a file changed meanwhile."""
+        try:
+            context = self._build(conn, own)
+            # A file that changed while it was read may have been read half
+            # old and half new, or new under the old stamp: not kept.
+            if self._key(conn, own) != key:
                 return None
-            self._contexts[key] = context
-            self.built += 1
-            while len(self._contexts) > _MAX_CONTEXTS:
-                self._contexts.popitem(last=False)
+        except Exception:
+            return None
+        return context
+
+    def _found(self, key: tuple[object, ...]) -> ssl.SSLContext | None:
+        """The context kept for ``key``, made the most recently used (under the lock)."""
+        context = self._contexts.get(key)
+        if context is not None:
+            self._contexts.move_to_end(key)
         return context
 
     @staticmethod
@@ -206,12 +246,14 @@ class TLSContexts:
             # also does it under CERT_NONE, where nothing is verified against
             # it, which is the waste this cache saves.
             context.load_default_certs()
+        # As urllib3 checks it, with or without a certificate file: its
+        # error to raise (the connection then builds its own context).
+        if (
+            own["key_file"]
+            and own["key_password"] is None
+            and ssl_._is_key_file_encrypted(own["key_file"])
+        ):
+            raise ssl.SSLError("encrypted client key without a password")
         if own["cert_file"]:
-            if (
-                own["key_password"] is None
-                and own["key_file"]
-                and ssl_._is_key_file_encrypted(own["key_file"])
-            ):
-                raise ssl.SSLError("encrypted client key without a password")  # urllib3's to say
             context.load_cert_chain(own["cert_file"], own["key_file"], own["key_password"])
         return context

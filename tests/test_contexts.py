@@ -11,15 +11,21 @@ and many threads opening connections at once.
 from __future__ import annotations
 
 import os
+import ssl
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import trustme
 import urllib3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from requests_pinning import PinningAdapter, PinningPoolManager, PinningSession
+from requests_pinning._contexts import TLSContexts
 
 from .conftest import PKI
 from .servers import TLSServer
@@ -171,8 +177,6 @@ def test_many_threads_opening_connections_at_once(pki: PKI, good: TLSServer) -> 
 def test_urllib3_managers_share_too_and_a_users_context_wins(
     pki: PKI, good: TLSServer, rogue: TLSServer
 ) -> None:
-    import ssl
-
     http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
     for _ in range(3):
         assert http.request("GET", f"https://localhost:{good.port}/", headers=CLOSE).status == 200
@@ -219,3 +223,132 @@ def test_the_systems_default_store_is_not_shared(
             http.request("GET", url, headers=CLOSE, retries=False)
     assert http._pin_contexts is not None
     assert http._pin_contexts.built == 0
+
+
+# -- found by the attack pass of round 7 ----------------------------------------------
+
+
+def test_a_bundle_that_cannot_be_looked_at_is_never_shared(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bundle replaced by unlink-then-write cannot be looked at (stat) for a
+    # moment, while it can be read a moment later: a context built then was
+    # kept under "path, no stamp", and served to every later connection that
+    # could not look at the file, trusting what the file no longer held.
+    # os.stat fails here for the bundle (a file-system fault, made certain).
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.root.cert_pem.bytes())
+    real_stat = os.stat
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.fspath(path) == str(bundle):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
+    url = f"https://localhost:{good.port}/"
+    assert http.request("GET", url, headers=CLOSE).status == 200  # urllib3's own context
+    bundle.write_bytes(trustme.CA().cert_pem.bytes())  # the root is distrusted
+    with pytest.raises(urllib3.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        http.request("GET", url, headers=CLOSE, retries=False)
+    assert http._pin_contexts is not None
+    assert http._pin_contexts.built == 0
+
+
+def test_a_context_whose_bundle_changed_while_it_was_built_is_not_kept(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.root.cert_pem.bytes())
+    build = TLSContexts._build
+    rewrites = [trustme.CA().cert_pem.bytes()]  # once: the root distrusted mid-build
+
+    def rewritten_while_built(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
+        context = build(conn, own)
+        if rewrites:
+            bundle.write_bytes(rewrites.pop())
+        return context
+
+    monkeypatch.setattr(TLSContexts, "_build", staticmethod(rewritten_while_built))
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
+    url = f"https://localhost:{good.port}/"
+    # Not the context built from the old text: urllib3's, from the new one.
+    with pytest.raises(urllib3.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        http.request("GET", url, headers=CLOSE, retries=False)
+    assert http._pin_contexts is not None
+    assert http._pin_contexts.built == 0
+    bundle.write_bytes(pki.root.cert_pem.bytes())
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    assert http._pin_contexts.built == 1  # a file that held still is shared
+
+
+def test_a_bundle_that_blocks_stalls_only_its_own_configuration(
+    pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    # A CA file whose reading blocks (here a named pipe with no writer yet; in
+    # life a hung network mount): building its context once held the lock that
+    # every other connection of the adapter needed, even to find its own.
+    fifo = tmp_path / "bundle.pem"
+    os.mkfifo(fifo)
+    adapter = PinningAdapter(pins(pki))
+    url = f"https://localhost:{good.port}/"
+    blocked: list[int] = []
+
+    def through(verify: str) -> int:
+        with requests.Session() as session:
+            session.mount("https://", adapter)
+            return session.get(url, verify=verify, headers=CLOSE).status_code
+
+    done = threading.Event()
+
+    def mount_back() -> None:  # every read of the pipe gets the root from now on
+        while not done.is_set():
+            with open(fifo, "wb") as writer:  # waits for a reader
+                writer.write(pki.root.cert_pem.bytes())
+            time.sleep(0.2)  # no writer for a while: the reader sees the end
+
+    waiting = threading.Thread(target=lambda: blocked.append(through(str(fifo))))
+    waiting.start()
+    mounted = threading.Thread(target=mount_back)
+    try:
+        deadline = time.monotonic() + 10
+        while adapter._contexts is not None and not adapter._contexts._building:
+            assert time.monotonic() < deadline, "the pipe's context was never being built"
+            time.sleep(0.01)
+        other: list[int] = []
+        other_thread = threading.Thread(target=lambda: other.append(through(pki.bundle)))
+        other_thread.start()
+        other_thread.join(10)
+        assert other == [200], "another bundle's connection waited for the blocked one"
+        assert blocked == []
+    finally:
+        mounted.start()
+        waiting.join(10)
+        done.set()
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the last write go
+        mounted.join(10)
+        os.close(reader)
+    assert blocked == [200]
+
+
+def test_an_encrypted_key_without_a_password_is_refused_as_urllib3_refuses_it(
+    pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    # urllib3 refuses an encrypted key without a password even when no
+    # certificate file is named; the shared context checked it only beside one.
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    url = f"https://localhost:{good.port}/"
+    options = {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle, "key_file": str(key_file)}
+    for http in (urllib3.PoolManager(**options), PinningPoolManager(pins(pki), **options)):
+        with pytest.raises(urllib3.exceptions.SSLError, match="encrypted"):
+            http.request("GET", url, retries=False)
+    assert good.bytes_received == 0
