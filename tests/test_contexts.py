@@ -347,7 +347,11 @@ def test_an_encrypted_key_without_a_password_is_refused_as_urllib3_refuses_it(
         )
     )
     url = f"https://localhost:{good.port}/"
-    options = {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle, "key_file": str(key_file)}
+    options: dict[str, Any] = {
+        "cert_reqs": "CERT_REQUIRED",
+        "ca_certs": pki.bundle,
+        "key_file": str(key_file),
+    }
     for http in (urllib3.PoolManager(**options), PinningPoolManager(pins(pki), **options)):
         with pytest.raises(urllib3.exceptions.SSLError, match="encrypted"):
             http.request("GET", url, retries=False)
