@@ -869,8 +869,8 @@ def _packed_pins(texts: list[Any], shared: _Shared) -> _Packed | None:
     # one "A" (six zero bits), which makes the list one base64 text. Each
     # digest but the last is then followed by a zero byte: its last
     # character's two spare bits and the "A"'s first six.
-    packed = shared.packed[lines] = binascii.a2b_base64(lines[7:].replace("=\nsha256/", "A"))
-    shared.texts += texts
+    packed = binascii.a2b_base64(lines[7:].replace("=\nsha256/", "A"))
+    shared.remember(lines, texts, packed)
     return packed
 
 
@@ -907,6 +907,26 @@ def _optional_bool(raw_key: str, options: Mapping[str, Any], name: str) -> bool 
     raise PinConfigError(f"{name!r} for {raw_key!r} must be true or false, not {_describe(value)}")
 
 
+# The distinct lists of pins that one load remembers at a time (_Shared.remember).
+# Real files repeat a few dozen lists (of CA pins) all through, and each of
+# those is found again within any window of this many new lists. A file of
+# mostly distinct lists would otherwise hold every list's text until the end
+# of the load: twice, at the peak, the memory of the set being made.
+_REMEMBERED = 4096
+
+
+def _repeated(texts: list[str]) -> list[bytes]:
+    """The digests of the pins that appear more than once in ``texts``.
+
+    ``texts`` holds the pins of distinct packed lists, each list holding a pin
+    once, so a pin seen twice is in two lists; its text is canonical
+    (_PIN_LINES), so one digest has one text.
+    """
+    if len(set(texts)) == len(texts):  # the usual answer, found faster than by counting
+        return []
+    return [binascii.a2b_base64(text[7:]) for text, count in Counter(texts).items() if count > 1]
+
+
 @dataclass
 class _Shared:
     """The pins and lists of pins parsed so far in one load, for the entries that repeat them."""
@@ -918,24 +938,29 @@ class _Shared:
     # The lists and the pins of the entries made at load (_pins_of).
     unpacked: dict[_Packed, tuple[Pin, ...]] = field(default_factory=dict)
     made: dict[bytes, Pin] = field(default_factory=dict)
-    # For the unpacker: the packed lists that more than one entry has, and the
-    # pins of every distinct packed list.
+    # For the unpacker: the packed lists that more than one entry has; the pins
+    # of the packed lists remembered now; the pins found in more than one
+    # list of those remembered before (remember).
     reused: set[_Packed] = field(default_factory=set)
     texts: list[str] = field(default_factory=list)
+    repeated: list[bytes] = field(default_factory=list)
+
+    def remember(self, lines: str, texts: list[str], packed: _Packed) -> None:
+        """Note a new packed list, decoded from ``lines``, its ``texts`` joined."""
+        if len(self.packed) == _REMEMBERED:
+            # Forget the lists remembered so far, keeping which pins repeated
+            # among them. A list seen again is read again, and repeated from
+            # then on; its entries' pins are still equal, only not shared.
+            self.repeated += _repeated(self.texts)
+            self.packed = {}
+            self.texts = []
+        self.packed[lines] = packed
+        self.texts += texts
 
     def unpacker(self) -> _Unpacker:
         """What unpacks the entries of this load, sharing what they repeat."""
-        # A list holds a pin once, so a pin seen twice is in two lists; its
-        # text is canonical (_PIN_LINES), so one digest has one text.
-        # (Counted only when one is: in a file of unique pins, set() says so.)
-        texts = self.texts
-        repeated: list[bytes] = []
-        if len(set(texts)) < len(texts):
-            repeated = [
-                binascii.a2b_base64(text[7:]) for text, count in Counter(texts).items() if count > 1
-            ]
         # What was made at load is what the unpacker shares, when shared.
-        unpacker = _Unpacker(self.reused, repeated)
+        unpacker = _Unpacker(self.reused, self.repeated + _repeated(self.texts))
         for packed in unpacker.lists:
             unpacker.lists[packed] = self.unpacked.get(packed)
         for digest in unpacker.pins:
