@@ -52,7 +52,9 @@ from typing import Any
 
 from urllib3.util import ssl_
 
-__all__ = ["TLSContexts"]
+from ._tls import STDLIB_CONTEXT, HTTP11Context
+
+__all__ = ["TLSContexts", "own_context"]
 
 _MAX_CONTEXTS = 32  # distinct TLS configurations kept per owner; the oldest goes first
 # What urllib3 would load into a context per connection; the shared one has it.
@@ -75,6 +77,52 @@ def _stamp(path: object) -> object:
         # see the file, where urllib3 would refuse (a bundle being replaced).
         raise _Unstamped from None
     return (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
+
+
+def _http11_context(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context``, made to offer HTTP/1.1 by ALPN if it is of ssl's own class (HTTP11Context).
+
+    Another class (pyOpenSSL's, truststore's) is left as it is: a connection
+    whose server then chooses HTTP/2 is refused (``_urllib3``), as it would
+    fail anyway.
+    """
+    # ssl's own class, not whatever the name ssl.SSLContext holds (truststore's
+    # class after truststore.inject_into_ssl(), which validates otherwise).
+    if type(context) is STDLIB_CONTEXT:
+        # The same object, of a subclass that adds one method: the context
+        # urllib3's factory made, with nothing of it rebuilt or copied.
+        context.__class__ = HTTP11Context
+        context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _factory_context(conn: Any) -> ssl.SSLContext:
+    """urllib3's context for ``conn``'s TLS versions and ``cert_reqs``, nothing loaded yet."""
+    options: dict[str, Any] = {}
+    for name in ("ssl_minimum_version", "ssl_maximum_version"):  # urllib3 2.x only
+        if getattr(conn, name, None) is not None:
+            options[name] = getattr(conn, name)
+    context = ssl_.create_urllib3_context(
+        ssl_version=ssl_.resolve_ssl_version(getattr(conn, "ssl_version", None)),
+        cert_reqs=ssl_.resolve_cert_reqs(conn.cert_reqs),
+        **options,
+    )
+    return _http11_context(context)
+
+
+def own_context(conn: Any) -> ssl.SSLContext:
+    """The context urllib3 would make for ``conn`` itself, at its connect, offering HTTP/1.1.
+
+    For a connection that is given no shared context. urllib3 then still
+    loads the connection's CA and client-certificate arguments into it, and
+    sets its verification; the system's default store it loads only into a
+    context it made itself, so that is loaded here, when no CA is named.
+    """
+    context = _factory_context(conn)
+    no_ca = not (conn.ca_certs or conn.ca_cert_dir or conn.ca_cert_data)
+    if no_ca and hasattr(context, "load_default_certs"):
+        context.load_default_certs()
+    return context
 
 
 class TLSContexts:
@@ -220,15 +268,7 @@ class TLSContexts:
     def _build(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
         """A context as urllib3's connect() would make it, with everything loaded once."""
         cert_reqs = ssl_.resolve_cert_reqs(conn.cert_reqs)
-        options: dict[str, Any] = {}
-        for name in ("ssl_minimum_version", "ssl_maximum_version"):  # urllib3 2.x only
-            if getattr(conn, name, None) is not None:
-                options[name] = getattr(conn, name)
-        context = ssl_.create_urllib3_context(
-            ssl_version=ssl_.resolve_ssl_version(getattr(conn, "ssl_version", None)),
-            cert_reqs=cert_reqs,
-            **options,
-        )
+        context = _factory_context(conn)
         context.verify_mode = cert_reqs
         # urllib3 2.x turns ssl's hostname check off when it checks names
         # itself; 1.26's factory already did. Decided here, once, per key.

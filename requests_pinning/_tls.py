@@ -36,6 +36,7 @@ from ._verify import PeerChain
 
 __all__ = [
     "STDLIB_CONTEXT",
+    "HTTP11Context",
     "may_misreport",
     "peer_chain",
     "read_chain",
@@ -67,6 +68,25 @@ def _stdlib_context_class() -> type[ssl.SSLContext]:
 
 #: ssl's own SSLContext class (``ssl.SSLContext`` may name another: see above).
 STDLIB_CONTEXT = _stdlib_context_class()
+
+
+class HTTP11Context(STDLIB_CONTEXT):  # type: ignore[misc,valid-type]
+    """ssl's own context, offering HTTP/1.1 by ALPN whatever it is asked to offer.
+
+    The contexts the urllib3 face makes for its connections, which speak
+    HTTP/1.1: urllib3 writes its global list of protocols into the context
+    of every connection, and after ``urllib3.http2.inject_into_urllib3()``
+    that list is ``["h2"]``, which a server that speaks HTTP/2 would choose.
+    It handshakes and validates as ssl's own class does.
+    """
+
+    def set_alpn_protocols(self, alpn_protocols: Any) -> None:
+        super().set_alpn_protocols(["http/1.1"])
+
+
+# Contexts that handshake as OpenSSL validates, and whose properties say
+# what they are (may_misreport).
+_OWN_CONTEXTS = (STDLIB_CONTEXT, HTTP11Context)
 
 
 def peer_chain(tls: object, *, asked: bool = False) -> PeerChain:
@@ -155,7 +175,7 @@ def may_misreport(context: object) -> bool:
     if not isinstance(context, STDLIB_CONTEXT):
         return False  # not an ssl context: pyOpenSSL's are read otherwise
     return not (
-        type(context) is STDLIB_CONTEXT
+        type(context) in _OWN_CONTEXTS
         and context.sslsocket_class is STDLIB_CONTEXT.sslsocket_class
         and context.sslobject_class is STDLIB_CONTEXT.sslobject_class
     )
@@ -264,7 +284,7 @@ def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, asked: bool = False) -> Pe
     # may_misreport for what is done about what it says.
     verified = (
         asked
-        or (type(context) is STDLIB_CONTEXT and context.check_hostname is True)
+        or (type(context) in _OWN_CONTEXTS and context.check_hostname is True)
         or context.verify_mode != ssl.CERT_NONE
     )
     # get_verified_chain() and get_unverified_chain() are public on SSLSocket

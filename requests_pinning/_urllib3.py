@@ -25,11 +25,11 @@ from typing import Any
 from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util import ssl_
 from urllib3.util.retry import Retry
 
-from ._contexts import TLSContexts
+from ._contexts import TLSContexts, own_context
 from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
@@ -79,6 +79,23 @@ class _PinRefused(MaxRetryError):
         return (_PinRefused, (self.error,))
 
 
+def _speaks_http11(conn: Any) -> None:
+    """Refuse a connection whose server chose HTTP/2: pinned connections speak HTTP/1.1.
+
+    Only a context that is not ours can have offered it (the user's, after
+    ``urllib3.http2.inject_into_urllib3()``): the request would fail, so it
+    fails here, saying why, before a byte of it is written.
+    """
+    selected = getattr(conn.sock, "selected_alpn_protocol", None)
+    if selected is not None and selected() == "h2":
+        raise ProtocolError(
+            f"{conn.host}:{conn.port} chose HTTP/2 (ALPN h2), and pinned connections speak "
+            "HTTP/1.1: the connection's ssl_context offered h2 (urllib3.http2."
+            "inject_into_urllib3() makes urllib3 offer only h2); give it a context that "
+            'offers "http/1.1"'
+        )
+
+
 class _PinningConnectionMixin:
     """Checks pins at the end of ``connect()``. Used only through the pools below."""
 
@@ -108,18 +125,30 @@ class _PinningConnectionMixin:
         )
         if self._pin_contexts is not None:
             self._pin_contexts.attach(self)
+        # Without a context, urllib3 makes one, and writes its global list of
+        # protocols into it: only "h2" after urllib3.http2.inject_into_urllib3().
+        # Then this connection makes the context urllib3 would, offering
+        # HTTP/1.1, the one protocol it speaks (for this connect only, as
+        # urllib3's own would be).
+        made = conn.ssl_context is None and "h2" in ssl_.ALPN_PROTOCOLS
+        if made:
+            conn.ssl_context = own_context(conn)
         try:
             # An HTTPS proxy's own TLS session is checked inside (see
             # _connect_tls_proxy): its refusal must not become a retried
             # ProxyError either.
             super().connect()  # type: ignore[misc]
             self._check_pins()
+            _speaks_http11(conn)
         except PinMismatchError as error:
             self.close()  # type: ignore[attr-defined]
             raise _PinRefused(error) from error
         except BaseException:
             self.close()  # type: ignore[attr-defined]
             raise
+        finally:
+            if made:
+                conn.ssl_context = None
 
     def _pin_policies(self) -> tuple[PinningPolicy, ...]:
         """The pool's policy, and the process-wide one if injected: each must pass."""

@@ -356,3 +356,56 @@ def test_an_encrypted_key_without_a_password_is_refused_as_urllib3_refuses_it(
         with pytest.raises(urllib3.exceptions.SSLError, match="encrypted"):
             http.request("GET", url, retries=False)
     assert good.bytes_received == 0
+
+
+@pytest.mark.parametrize("context", ["shared", "sharing off", "no CA named"])
+def test_pinned_connections_offer_http11_after_http2_is_injected(
+    pki: PKI, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, context: str
+) -> None:
+    # urllib3.http2.inject_into_urllib3() makes urllib3 write ALPN ["h2"] into
+    # every context: pinned connections, which speak HTTP/1.1, offered only
+    # h2, and a server that speaks both chose it (found by round 7's attack
+    # pass: every pinned request to such a server failed).
+    http2 = pytest.importorskip("urllib3.http2", reason="urllib3 1.26 has no HTTP/2")
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (not in httpx-no-h2)")
+    http2.inject_into_urllib3()
+    request.addfinalizer(http2.extract_from_urllib3)
+    options: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+    if context == "no CA named":  # urllib3 loads the default store (here, this one)
+        monkeypatch.setenv("SSL_CERT_FILE", pki.bundle)
+    else:
+        options["ca_certs"] = pki.bundle
+    if context == "sharing off":
+        options["share_tls_context"] = False
+    http = PinningPoolManager(pins(pki), **options)
+    with TLSServer(pki.leaf, http2=True) as server:
+        response = http.request("GET", f"https://localhost:{server.port}/", headers=CLOSE)
+        assert response.status == 200
+        server.wait_idle()
+        assert server.requests == ["GET / HTTP/1.1"]
+    # The twin: the context that offers HTTP/1.1 still verifies.
+    with TLSServer(pki.untrusted_leaf, http2=True) as untrusted:
+        with pytest.raises(urllib3.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.request("GET", f"https://localhost:{untrusted.port}/", retries=False)
+        untrusted.wait_idle()
+        assert untrusted.bytes_received == 0
+    expected_built = 1 if context == "shared" else 0
+    assert (http._pin_contexts.built if http._pin_contexts else 0) == expected_built
+
+
+def test_a_users_context_that_offers_only_h2_is_refused_saying_why(
+    pki: PKI, request: pytest.FixtureRequest
+) -> None:
+    http2 = pytest.importorskip("urllib3.http2", reason="urllib3 1.26 has no HTTP/2")
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (not in httpx-no-h2)")
+    http2.inject_into_urllib3()
+    request.addfinalizer(http2.extract_from_urllib3)
+    mine = ssl.create_default_context(cafile=pki.bundle)  # the user's: used as given
+    http = PinningPoolManager(pins(pki), ssl_context=mine)
+    with TLSServer(pki.leaf, http2=True) as server:
+        with pytest.raises(urllib3.exceptions.ProtocolError, match=r"chose HTTP/2 \(ALPN h2\)"):
+            http.request("GET", f"https://localhost:{server.port}/", retries=False)
+        server.wait_idle()
+        assert server.bytes_received == 0
+    with TLSServer(pki.leaf) as http11_only:  # the twin: a server that speaks HTTP/1.1
+        assert http.request("GET", f"https://localhost:{http11_only.port}/").status == 200

@@ -156,6 +156,16 @@ def test_http2_injected_first_sends_no_preface_to_an_impostor(
     }
     assert len(good.requests) == 3
     assert all(line.endswith("HTTP/1.1") for line in good.requests)
+    # And a genuine server that speaks HTTP/2 too, which urllib3's ["h2"]
+    # would have had choose it: it is asked for HTTP/1.1, on every path.
+    with TLSServer(pki.leaf, http2=True) as both:
+        assert _h2_client(pki, both) == {
+            "direct": "HTTP 200",
+            "connect": "HTTP 200",
+            "socks": "HTTP 200",
+        }
+        both.wait_idle()
+        assert both.requests == ["POST / HTTP/1.1"] * 3
 
 
 @pytest.mark.parametrize("allow_unpinned", [True, False])
