@@ -228,16 +228,22 @@ def test_the_systems_default_store_is_not_shared(
 # -- found by the attack pass of round 7 ----------------------------------------------
 
 
+@pytest.fixture
+def bundle(pki: PKI, tmp_path: Path) -> Path:
+    """A bundle of its own that trusts the genuine root, for a test to rewrite."""
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(pki.root.cert_pem.bytes())
+    return path
+
+
 def test_a_bundle_that_cannot_be_looked_at_is_never_shared(
-    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A bundle replaced by unlink-then-write cannot be looked at (stat) for a
     # moment, while it can be read a moment later: a context built then was
     # kept under "path, no stamp", and served to every later connection that
     # could not look at the file, trusting what the file no longer held.
     # os.stat fails here for the bundle (a file-system fault, made certain).
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(pki.root.cert_pem.bytes())
     real_stat = os.stat
 
     def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
@@ -257,10 +263,8 @@ def test_a_bundle_that_cannot_be_looked_at_is_never_shared(
 
 
 def test_a_context_whose_bundle_changed_while_it_was_built_is_not_kept(
-    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(pki.root.cert_pem.bytes())
     build = TLSContexts._build
     rewrites = [trustme.CA().cert_pem.bytes()]  # once: the root distrusted mid-build
 
