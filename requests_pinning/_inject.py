@@ -20,14 +20,16 @@ methods are replaced, and put back as they were:
   connection. Only the pool knows the origin of an HTTPS proxy in forwarding
   mode; everywhere else it is one more name whose pins apply.
 - ``HTTPSConnectionPool._validate_conn`` (urllib3 calls it before every
-  request, after connecting a closed connection) and ``putrequest``, where
-  every request begins, however it is sent (``request()``, 1.26's
-  ``request_chunked()``, http.client's ``putrequest``/``putheader``/
-  ``endheaders``): a connection whose socket was not checked under the
-  injection now in force (opened before it, while extracted, in a connect
-  already under way, or before the pins were replaced) is checked there, on
-  its open socket, before the request is written. ``HTTP2Connection`` writes
-  its own frames and has its own ``putrequest``: that one is replaced too.
+  request, after connecting a closed connection) and the methods that write
+  to the socket: ``send``, through which http.client writes everything
+  (``request()``, 1.26's ``request_chunked()``, ``endheaders()``, a raw
+  ``send()``), and ``putrequest``, where every request begins. A connection
+  whose socket was not checked under the injection now in force (opened
+  before it, while extracted, in a connect already under way, or before the
+  pins were replaced) is checked there, on its open socket, before a byte
+  more is written: also a request begun before the injection and finished
+  after it. ``HTTP2Connection`` writes its own frames, in its own
+  ``putrequest``, ``endheaders`` and ``send``: those are replaced too.
 
 Each connection records the injection (a token per call) and the socket it
 was checked under (``_pin_checked``); anything else is checked again. A
@@ -40,6 +42,7 @@ one decision per policy).
 from __future__ import annotations
 
 import functools
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -181,12 +184,14 @@ def _replace_methods() -> dict[tuple[type, str], Any]:
         (pool_class, "_new_conn"): _origin_recording_new_conn,
         (pool_class, "_validate_conn"): _rechecking_validate_conn,
         # A connection used without a pool (conn.connect(), then a request
-        # by any of http.client's ways, which all begin with putrequest).
-        (connection_class, "putrequest"): _rechecking_putrequest,
+        # by any of http.client's ways, which all write through send).
+        (connection_class, "putrequest"): _rechecking,
+        (connection_class, "send"): _rechecking,
     }
     http2_class = _http2_connection_class()
-    if http2_class is not None:  # its putrequest does not call this one
-        replacements[http2_class, "putrequest"] = _rechecking_putrequest
+    if http2_class is not None:  # its writers do not call these
+        for name in ("putrequest", "endheaders", "send"):
+            replacements[http2_class, name] = _rechecking
     originals = {key: key[0].__dict__.get(key[1], _INHERITED) for key in replacements}
     for (owner, name), make in replacements.items():
         original = originals[owner, name]
@@ -208,33 +213,46 @@ def _checking_connect(original: Callable[[Any], None]) -> Callable[[Any], None]:
             original(self)
             return
         self._pin_global = policy
-        if isinstance(self, _PinningConnectionMixin):
-            # Its own connect() checks the session as soon as this returns,
-            # against this policy too (_pin_global), and closes it if it
-            # fails: checking it here as well would read the chain twice and
-            # report a failure twice.
-            original(self)
-            pinning: Any = self
-            pinning._pin_checked = (token, pinning.sock)
-            return
-        self._pin_proxy_checked = False
-        # Any context here is the caller's, maybe shared with connections
-        # that do not validate: the verified chain must also link.
-        self._pin_user_context = self.ssl_context is not None
+        # What connect writes itself (a CONNECT line through its proxy's
+        # session) is not a request on an unchecked socket: the proxy's
+        # session is checked as it is made, and the origin's as connect ends.
+        self._pin_connecting = True
         try:
-            original(self)
-            check_connection(self, (policy,), _origin(self))
-            self._pin_checked = (token, self.sock)
-        except PinMismatchError as error:
-            _abort(self)
-            # A MaxRetryError: urllib3's urlopen neither wraps nor retries it
-            # (one handshake per refusal; see _urllib3._PinRefused).
-            raise _PinRefused(error) from error
-        except BaseException:
-            _abort(self)
-            raise
+            _connect_and_check(self, original, policy, token)
+        finally:
+            self._pin_connecting = False
 
     return connect
+
+
+def _connect_and_check(
+    conn: Any, original: Callable[[Any], None], policy: PinningPolicy, token: object
+) -> None:
+    if isinstance(conn, _PinningConnectionMixin):
+        # Its own connect() checks the session as soon as this returns,
+        # against this policy too (_pin_global), and closes it if it
+        # fails: checking it here as well would read the chain twice and
+        # report a failure twice.
+        original(conn)
+        pinning: Any = conn
+        pinning._pin_checked = (token, pinning.sock)
+        return
+    conn._pin_proxy_checked = False
+    # Any context here is the caller's, maybe shared with connections
+    # that do not validate: the verified chain must also link.
+    conn._pin_user_context = conn.ssl_context is not None
+    try:
+        original(conn)
+        check_connection(conn, (policy,), _origin(conn))
+        conn._pin_checked = (token, conn.sock)
+    except PinMismatchError as error:
+        _abort(conn)
+        # A MaxRetryError: urllib3's urlopen neither wraps nor retries it
+        # (one handshake per refusal; see _urllib3._PinRefused).
+        raise _PinRefused(error) from error
+    except BaseException:
+        _abort(conn)
+        raise
 
 
 def _checking_connect_tls_proxy(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -284,28 +302,31 @@ def _rechecking_validate_conn(original: Callable[[Any, Any], None]) -> Callable[
     return _validate_conn
 
 
-def _rechecking_putrequest(original: Callable[..., Any]) -> Callable[..., Any]:
+def _rechecking(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def putrequest(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def rechecked(self: Any, *args: Any, **kwargs: Any) -> Any:
         # A connection connected before injection and used without a pool,
         # or one whose pool's _validate_conn was looked up before injection.
-        # Through a pool otherwise, _validate_conn has just checked it.
-        # putrequest writes nothing, and every way of sending a request
-        # begins with it. (A connection not open yet is opened, and checked,
-        # when its first byte is sent.) The refusal is the MaxRetryError
-        # form, as from connect(): urllib3's urlopen neither wraps nor
-        # retries it.
-        _recheck_if_stale(self, None)
+        # Through a pool otherwise, _validate_conn has just checked it. Here
+        # before anything is written: a request begun before injection and
+        # finished after it is checked before its rest goes out. (A
+        # connection not open yet is opened, and checked, when its first byte
+        # is sent.) The refusal is the MaxRetryError form, as from connect():
+        # urllib3's urlopen neither wraps nor retries it.
+        if not self.__dict__.get("_pin_connecting"):
+            _recheck_if_stale(self, None)
         return original(self, *args, **kwargs)
 
-    return putrequest
+    return rechecked
 
 
 def _recheck_if_stale(conn: Any, origin: tuple[str, int] | None) -> None:
     """Check ``conn``'s open socket unless it was checked under the pins in force."""
     policy, token = _policy, _token
     sock = getattr(conn, "sock", None)
-    if policy is None or sock is None:
+    if policy is None or sock is None or type(sock) is socket.socket:
+        # No TLS session yet: a CONNECT line to a plain proxy, written while
+        # a connect that began before injection sets up its tunnel.
         return
     checked = conn.__dict__.get("_pin_checked")
     if checked is not None and checked[0] is token and checked[1] is sock:

@@ -1096,13 +1096,14 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
 
 
 # "expires" as the pin file's schema spells it: a date, or a date-time with an
-# offset ("Z", "+02:00" or "+0200"; seconds and their fraction optional). Read
+# offset ("Z", "+02:00" or "+0200"; seconds and their fraction optional; an
+# offset's minutes below 60, which timedelta would carry into hours). Read
 # by this pattern, and not by datetime.fromisoformat, which reads more from
 # Python 3.11 on: a pin file must mean the same on every Python.
 _EXPIRES = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
-    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))?)?"
+    r"(?:([Zz])|([+-])([0-9]{2}):?([0-5][0-9]))?)?"
 )
 
 

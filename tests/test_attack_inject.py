@@ -288,14 +288,30 @@ def _settled(server: TLSServer) -> int:
     return seen
 
 
+def _nothing(conn: Any) -> None:
+    pass
+
+
+def _begin_post(conn: Any) -> None:
+    conn.putrequest("POST", "/")
+    conn.putheader("Authorization", "Bearer secret")
+    conn.putheader("Content-Length", "6")
+
+
+def _end_post(conn: Any) -> None:
+    conn.endheaders(b"secret")
+
+
 def _low_level_post(conn: Any) -> None:
     # http.client's own way, which request() takes too: it never called the
     # request() that was checked. (The server's request log says it arrived:
     # urllib3 2.x reads responses only to its own request().)
-    conn.putrequest("POST", "/")
-    conn.putheader("Authorization", "Bearer secret")
-    conn.putheader("Content-Length", "6")
-    conn.endheaders(b"secret")
+    _begin_post(conn)
+    _end_post(conn)
+
+
+def _raw_post(conn: Any) -> None:
+    conn.send(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\n\r\nsecret")
 
 
 def _http2_post(conn: Any) -> None:
@@ -305,12 +321,45 @@ def _http2_post(conn: Any) -> None:
     assert conn.getresponse().status == 200
 
 
+def _http2_begin(conn: Any) -> None:
+    conn.putrequest("POST", "/")
+    conn.putheader("authorization", "Bearer secret")
+
+
+def _http2_end(conn: Any) -> None:
+    conn.endheaders(message_body=b"secret")
+    conn.send(b"secret")
+    assert conn.getresponse().status == 200
+
+
+def _http2_headers(conn: Any) -> None:
+    _http2_begin(conn)
+    conn.endheaders(message_body=b"secret")  # the body's DATA frames to come
+
+
+def _http2_body(conn: Any) -> None:
+    conn.send(b"secret")
+    assert conn.getresponse().status == 200
+
+
+# (what is sent before injection, what after, HTTP/2?): every way of writing
+# a request, and requests begun before the injection and finished after it.
+_WAYS = {
+    "putrequest": (_nothing, _low_level_post, False),
+    "raw send": (_nothing, _raw_post, False),
+    "begun before": (_begin_post, _end_post, False),
+    "http2": (_nothing, _http2_post, True),
+    "http2 begun before": (_http2_begin, _http2_end, True),
+    "http2 body after": (_http2_headers, _http2_body, True),
+}
+
+
 @pytest.mark.parametrize("route", ["good", "rogue"])
-@pytest.mark.parametrize("way", ["putrequest", "http2"])
+@pytest.mark.parametrize("way", list(_WAYS))
 def test_a_bare_connection_opened_before_injection_sending_its_own_way(
     pki: PKI, cleanup: None, request: pytest.FixtureRequest, route: str, way: str
 ) -> None:
-    http2 = way == "http2"
+    before_injection, after_injection, http2 = _WAYS[way]
     connection_class: Any = HTTPSConnection
     if http2:
         urllib3_http2 = pytest.importorskip("urllib3.http2", reason="urllib3 1.26 has no HTTP/2")
@@ -324,16 +373,16 @@ def test_a_bare_connection_opened_before_injection_sending_its_own_way(
     with TLSServer(leaf, http2=http2) as target:
         conn = connection_class("localhost", target.port, ssl_context=context, timeout=10)
         conn.connect()  # before injection: HTTP/2's preface goes out here
-        before = _settled(target) if http2 else 0
+        before_injection(conn)
+        before = _settled(target)
         assert before >= (24 if http2 else 0)
         inject_into_urllib3(pins(pki))
-        send = _http2_post if http2 else _low_level_post
         try:
             if route == "good":
-                send(conn)
+                after_injection(conn)
             else:
                 with pytest.raises(MaxRetryError) as info:
-                    send(conn)
+                    after_injection(conn)
                 assert isinstance(info.value.reason, PinMismatchError)
         finally:
             conn.close()

@@ -445,6 +445,9 @@ def test_expires_reads_every_spelling_the_schema_allows(value: str, expected: da
         # Digits that are not ASCII digits (int() would read them).
         "\u0662\u0660\u0662\u0667-06-30",
         "2027-06-30T12:00:00+24:00",
+        # Minutes of an offset past 59 (timedelta carried them into hours).
+        "2027-06-30T12:00:00+05:99",
+        "2027-06-30T12:00:00-0075",
     ],
 )
 def test_expires_reads_the_schema_s_spellings_only(value: str) -> None:
