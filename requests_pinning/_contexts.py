@@ -25,9 +25,9 @@ them identically:
 
 Not shared: a context the user passed, verified connections that name no CA
 (the system's default store can change under a running process), contexts
-under pyOpenSSL (which refuses
-the per-connection writes below once a context is in use; checked at every
-connect, as it may be injected later), a CA directory (OpenSSL reads it lazily
+under pyOpenSSL (which refuses the per-connection writes below once a context
+is in use) or truststore (which holds a lock through every handshake), both
+checked at every connect, as they may be injected later, a CA directory (OpenSSL reads it lazily
 and caches what it read, so a certificate replaced in place would go unseen),
 and connections through an HTTPS proxy (urllib3 verifies the proxy with the
 connection's own CA arguments, which sharing clears).
@@ -125,6 +125,20 @@ def own_context(conn: Any) -> ssl.SSLContext:
     return context
 
 
+def _shareable_class() -> bool:
+    """Whether urllib3 makes contexts of ssl's own class, the only kind shared.
+
+    pyOpenSSL's refuse any write once a connection used them, and urllib3
+    writes verify_mode per connection. truststore's (after
+    ``truststore.inject_into_ssl()``) hold one lock through every handshake
+    and every such write: shared, they would put all handshakes of a
+    configuration in one queue, behind a host that never answers. (Neither
+    loads CA files per connection as ssl's does, so sharing them would save
+    little.)
+    """
+    return not ssl_.IS_PYOPENSSL and ssl_.SSLContext is STDLIB_CONTEXT
+
+
 class TLSContexts:
     """A small, thread-safe cache of urllib3 client contexts, keyed by TLS configuration."""
 
@@ -159,8 +173,9 @@ class TLSContexts:
             conn._pin_tls_args = own
         if not own:
             return
-        # pyOpenSSL may have been injected since this connection was made.
-        context = None if ssl_.IS_PYOPENSSL else self._context_for(conn, own)
+        # pyOpenSSL or truststore may have been injected since this
+        # connection was made: see _shareable_class.
+        context = self._context_for(conn, own) if _shareable_class() else None
         if context is None:
             # Building failed: urllib3 builds its own context from the
             # connection's own arguments, and raises its usual error.
@@ -177,10 +192,6 @@ class TLSContexts:
     def _may_share(conn: Any) -> bool:
         if getattr(conn, "ssl_context", None) is not None:
             return False  # the user's context always wins
-        if ssl_.IS_PYOPENSSL:
-            # pyOpenSSL refuses any write to a context once a connection used
-            # it, and urllib3 writes verify_mode per connection.
-            return False
         if getattr(conn, "ca_cert_dir", None):
             # OpenSSL reads a hashed directory lazily and caches what it read:
             # a shared context would not see a certificate replaced in place.
@@ -209,19 +220,21 @@ class TLSContexts:
                 return context
             building = self._building.setdefault(key, threading.Lock())
         with building:
-            with self._lock:
-                context = self._found(key)  # built while this thread waited
-            if context is not None:
-                return context
-            context = self._built(conn, own, key)
-            with self._lock:
-                if context is not None:
-                    self._contexts[key] = context
-                    self.built += 1
-                    while len(self._contexts) > _MAX_CONTEXTS:
-                        self._contexts.popitem(last=False)
-                if self._building.get(key) is building:
-                    del self._building[key]
+            try:
+                with self._lock:
+                    context = self._found(key)  # built while this thread waited
+                if context is None:
+                    context = self._built(conn, own, key)
+                    if context is not None:
+                        with self._lock:
+                            self._contexts[key] = context
+                            self.built += 1
+                            while len(self._contexts) > _MAX_CONTEXTS:
+                                self._contexts.popitem(last=False)
+            finally:  # whatever ended the build (KeyboardInterrupt too)
+                with self._lock:
+                    if self._building.get(key) is building:
+                        del self._building[key]
         return context
 
     def _built(

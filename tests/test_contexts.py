@@ -413,3 +413,29 @@ def test_a_users_context_that_offers_only_h2_is_refused_saying_why(
         assert server.bytes_received == 0
     with TLSServer(pki.leaf) as http11_only:  # the twin: a server that speaks HTTP/1.1
         assert http.request("GET", f"https://localhost:{http11_only.port}/").status == 200
+
+
+class _Interrupted(BaseException):
+    """Not an Exception: as KeyboardInterrupt, arriving in the middle of a build."""
+
+
+def test_a_build_ended_by_a_base_exception_leaves_nothing_behind(
+    pki: PKI, good: TLSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = TLSContexts._build
+    interrupts = [_Interrupted()]
+
+    def interrupted(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
+        if interrupts:
+            raise interrupts.pop()
+        return build(conn, own)
+
+    monkeypatch.setattr(TLSContexts, "_build", staticmethod(interrupted))
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle)
+    url = f"https://localhost:{good.port}/"
+    with pytest.raises(_Interrupted):
+        http.request("GET", url, headers=CLOSE, retries=False)
+    assert http._pin_contexts is not None
+    assert http._pin_contexts._building == {}  # its lock and entry went with it
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    assert http._pin_contexts.built == 1

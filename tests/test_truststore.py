@@ -297,3 +297,32 @@ def test_twin_httpx_the_genuine_chain_passes_the_same_way(
     pki: PKI, good: TLSServer, platform: list[bytes]
 ) -> None:
     assert _httpx_get(good, pki) == 200 and set(platform) == {_leaf(pki.leaf)}
+
+
+# -- found by the attack pass of round 7 ----------------------------------------------
+
+
+def test_under_truststore_contexts_are_not_shared(
+    pki: PKI, good: TLSServer, injected: None
+) -> None:
+    # truststore's context holds one lock through every handshake: shared, it
+    # put every handshake of a configuration in one queue, so a host that
+    # never answered held up requests to healthy hosts until its timeout.
+    adapter = PinningAdapter({"127.0.0.1": [pki.intermediate_pin]})
+    with requests.Session() as session:
+        session.mount("https://", adapter)
+        for _ in range(2):
+            assert _get(session, good, pki).status_code == 200
+    assert adapter._contexts is not None
+    assert adapter._contexts.built == 0
+    # The twin: extracted again, the same adapter shares one context.
+    truststore.extract_from_ssl()
+    with requests.Session() as session:
+        session.mount("https://", adapter)
+        for _ in range(2):
+            headers = {"Connection": "close"}
+            response = session.get(
+                f"https://127.0.0.1:{good.port}/", verify=pki.bundle, headers=headers
+            )
+            assert response.status_code == 200
+    assert adapter._contexts.built == 1
