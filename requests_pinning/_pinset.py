@@ -576,7 +576,7 @@ def read_pin_file(name: str) -> str:
     """
     try:
         with open(name, "rb") as file:
-            raw = file.read(_MAX_FILE_BYTES + 1)
+            raw = _read_at_most(file, _MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise PinConfigError(f"cannot read pin file {name!r}: {exc.strerror or exc}") from None
     if len(raw) > _MAX_FILE_BYTES:
@@ -587,6 +587,30 @@ def read_pin_file(name: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
+
+
+def _read_at_most(file: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``file``, asking for no more memory than it holds.
+
+    (``file.read(limit)`` would set ``limit`` bytes aside before reading.) A
+    file is read in one call, of its size and one byte more; a pipe or a
+    device, whose size is 0, in pieces until its end or the limit.
+    """
+    size = os.fstat(file.fileno()).st_size
+    want = min(size + 1, limit) if size > 0 else 1 << 16
+    parts: list[bytes] = []
+    total = 0
+    while total < limit:
+        asked = min(want, limit - total)
+        chunk = file.read(asked)
+        parts.append(chunk)
+        total += len(chunk)
+        # A file's read returns less than asked only at its end; a pipe's
+        # may return less at any time, and nothing only at its end.
+        if not chunk or (size > 0 and len(chunk) < asked):
+            break
+        want = 1 << 16
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _json_hint(text: str, pos: int) -> str:

@@ -841,6 +841,23 @@ def test_a_pin_file_larger_than_any_is_refused_without_reading_it_all(
     assert status == 2 and "larger than 0 MiB" in err
 
 
+def test_reading_a_pin_file_sets_aside_no_more_than_it_holds(tmp_path: Path) -> None:
+    # read(limit) set the whole limit (256 MiB) aside before reading a file
+    # of a few kilobytes: a process with a memory limit could not load pins.
+    import tracemalloc
+
+    path = tmp_path / "pins.json"
+    path.write_text(json.dumps({f"h{i}.example": [PIN_A, PIN_B] for i in range(100)}))
+    tracemalloc.start()
+    try:
+        text = _pinset.read_pin_file(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == path.read_text()
+    assert peak < 4 * path.stat().st_size + 65536
+
+
 @pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])
 def test_lint_refuses_a_warning_window_longer_than_any_expiry(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, days: str
