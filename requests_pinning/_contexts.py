@@ -21,7 +21,8 @@ them identically:
   built is not kept). A rewrite that leaves the stamp as it was (through a
   memory map, or on a file system whose clock is coarse) is not seen;
 - the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
-  ``check_hostname``), ``SSLKEYLOGFILE``, and the context class urllib3 uses.
+  ``check_hostname``), ``SSLKEYLOGFILE`` (as urllib3 reads it, and the file it
+  names now: ``_key_log``), and the context class urllib3 uses.
 
 Not shared: a context the user passed, verified connections that name no CA
 (the system's default store can change under a running process), contexts
@@ -77,6 +78,41 @@ def _stamp(path: object) -> object:
         # see the file, where urllib3 would refuse (a bundle being replaced).
         raise _Unstamped from None
     return (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
+
+
+def _key_log() -> object:
+    """Where a context built now would write TLS secrets (``SSLKEYLOGFILE``), as a key part.
+
+    A context opens its key log once, when it is built, and writes to that
+    file ever after, while urllib3 opens it anew for every connection: so
+    whatever decides which file urllib3 would open now is in the key. That is
+    the variable's text, its text with variables expanded (urllib3 2.x expands
+    them, 1.26 does not: both are kept, so either way a change of ``$KEYDIR``
+    in ``$KEYDIR/keys.log``, or ``$KEYLOG`` cleared to turn logging off, makes
+    another key), the working directory if either is relative, and which file
+    each names now (a log moved away is written anew by urllib3, not by the
+    open handle). The file's device and inode only: its size and time move
+    with every handshake it records.
+    """
+    text = os.environ.get("SSLKEYLOGFILE")
+    if not text:
+        return text  # unset or empty: urllib3 sets no key log
+    names = (text, os.path.expandvars(text))
+    relative = not all(os.path.isabs(name) for name in names if name)
+    return (names, os.getcwd() if relative else None, tuple(_file_id(name) for name in names))
+
+
+def _file_id(name: str) -> tuple[int, int] | None:
+    """The device and inode of the file ``name`` reaches now; None for none (or no name)."""
+    if not name:
+        return None
+    try:
+        info = os.stat(name)
+    except FileNotFoundError:
+        return None  # the build creates it, and the key after the build differs: not kept
+    except OSError:
+        raise _Unstamped from None  # urllib3 may fail to open it: its own path says so
+    return (info.st_dev, info.st_ino)
 
 
 def _http11_context(context: ssl.SSLContext) -> ssl.SSLContext:
@@ -273,7 +309,7 @@ class TLSContexts:
             getattr(conn, "ssl_maximum_version", None),
             conn.assert_hostname,
             conn.assert_fingerprint,
-            os.environ.get("SSLKEYLOGFILE"),
+            _key_log(),
             ssl_.SSLContext,
         )
 

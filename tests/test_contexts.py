@@ -199,10 +199,114 @@ def test_sslkeylogfile_is_part_of_the_configuration(
         session.verify = pki.bundle
         assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
         monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
-        assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
+        # The first build creates the log, so the key after it differs: that
+        # context is not kept (the connection gets urllib3's own); the next is.
+        for _ in range(3):
+            assert session.get(f"https://localhost:{good.port}/", headers=CLOSE).ok
         assert contexts_built(session) == 2
     assert keylog.exists()
     assert os.path.getsize(keylog) > 0
+
+
+# Where urllib3 would write TLS secrets, changed between two connections in
+# ways the variable's text alone does not show. Each step sets the environment
+# (None: unset), a working directory, or renames a file, then connects once.
+_KEY_LOG_STEPS: dict[str, list[tuple[str, str, str | None]]] = {
+    # "$KL" cleared turns key logging off for urllib3 2.x (its expansion is "").
+    "logging switched off through a variable": [
+        ("env", "SSLKEYLOGFILE", "$KL"),
+        ("env", "KL", "{tmp}/a.log"),
+        ("connect", "", None),
+        ("env", "KL", ""),
+        ("connect", "", None),
+    ],
+    "a directory named by a variable": [
+        ("env", "SSLKEYLOGFILE", "$KD/keys.log"),
+        ("env", "KD", "{tmp}/d1"),
+        ("connect", "", None),
+        ("env", "KD", "{tmp}/d2"),
+        ("connect", "", None),
+    ],
+    "a relative name, the working directory changed": [
+        ("env", "SSLKEYLOGFILE", "keys.log"),
+        ("chdir", "{tmp}/d1", None),
+        ("connect", "", None),
+        ("chdir", "{tmp}/d2", None),
+        ("connect", "", None),
+    ],
+    "the log moved away": [
+        ("env", "SSLKEYLOGFILE", "{tmp}/keys.log"),
+        ("connect", "", None),
+        ("rename", "{tmp}/keys.log", "{tmp}/keys.old"),
+        ("connect", "", None),
+    ],
+}
+
+
+def _key_log_story(
+    steps: list[tuple[str, str, str | None]],
+    share: bool,
+    pki: PKI,
+    good: TLSServer,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[object, list[tuple[str, int]]]]:
+    """What each connection of ``steps`` gave, and the files it left, byte counts and all."""
+    for folder in ("d1", "d2"):
+        (tmp / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp)
+    http = PinningPoolManager(pins(pki), ca_certs=pki.bundle, share_tls_context=share)
+    story: list[tuple[object, list[tuple[str, int]]]] = []
+    for action, name, value in steps:
+        name = name.format(tmp=tmp)
+        value = None if value is None else value.format(tmp=tmp)
+        if action == "env":
+            monkeypatch.setenv(name, value or "")
+        elif action == "chdir":
+            os.chdir(name)
+        elif action == "rename":
+            os.rename(name, value or "")
+        else:
+            try:
+                outcome: object = http.request("GET", f"https://localhost:{good.port}/").status
+            except Exception as error:  # urllib3 1.26 cannot open "$KD/keys.log"
+                outcome = type(error).__name__
+            http.clear()  # the next request opens a new connection
+            files = sorted(
+                (str(path.relative_to(tmp)), path.stat().st_size)
+                for path in tmp.rglob("*")
+                if path.is_file()
+            )
+            story.append((outcome, files))
+    return story
+
+
+@pytest.mark.parametrize("change", list(_KEY_LOG_STEPS))
+def test_sslkeylogfile_is_read_as_urllib3_reads_it(
+    change: str,
+    pki: PKI,
+    good: TLSServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A context opens its key log when it is built and writes there ever
+    # after; urllib3 opens it anew for every connection. Shared or not, the
+    # secrets must go where urllib3 would send them (and nowhere once it would
+    # send them nowhere).
+    steps = _KEY_LOG_STEPS[change]
+    stories = []
+    for share in (False, True):
+        with monkeypatch.context() as patch:
+            stories.append(_key_log_story(steps, share, pki, good, tmp_path / str(share), patch))
+    unshared, shared = stories
+    assert shared == unshared
+    urllib3_1 = urllib3.__version__.startswith("1.")  # type: ignore[attr-defined]
+    if change == "a directory named by a variable" and urllib3_1:
+        # urllib3 1.26 takes "$KD/keys.log" as it is: no such directory, and
+        # its context cannot be made, shared or not.
+        assert all(outcome != 200 for outcome, _ in unshared)
+    else:
+        assert any(size > 0 for _, files in unshared for _, size in files)  # secrets were logged
 
 
 def test_the_systems_default_store_is_not_shared(
