@@ -1187,6 +1187,15 @@ def _parse_any_pattern(
     # (or in fullwidth digits) is an address, not a name that may take wildcards.
     ip = None if name is None else _ip_form(name)
     if ip is not None:
+        if "%" in ip:
+            # A zone id names an interface of this machine, not the server, and
+            # lookups drop it as urllib3 does: an entry keeping it would never
+            # apply, leaving the address unpinned without a word.
+            address, zone = ip.split("%", 1)
+            raise bad(
+                f"a connection to [{address}%{zone}] is checked against the entry "
+                f"of [{address}]: write the address without its zone id (%{zone})"
+            )
         if kind != "exact" or include_subdomains:
             raise bad("an IP address cannot have subdomains or wildcards")
         return "exact", ip, port

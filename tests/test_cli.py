@@ -168,6 +168,11 @@ def test_pins_unreachable_target_fails(capsys: Capture, pki: PKI) -> None:
         ("https://[::1]/x", "::1"),
         ("https://API.Example.com:443/", "api.example.com"),
         ("api.example.com:8443", "api.example.com:8443"),
+        # A zone id is how to reach a link-local address, not part of its key
+        # (lookups drop it; the loader refuses it).
+        ("[fe80::1%eth0]:8443", "[fe80::1]:8443"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("https://[FE80::1%25eth0]/x", "fe80::1"),
     ],
 )
 def test_pin_file_keys_of_targets(text: str, key: str) -> None:
@@ -176,11 +181,22 @@ def test_pin_file_keys_of_targets(text: str, key: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text", ["[fe80::1%eth0]:8443", "https://[fe80::1%25eth0]:8443/"]
+)
+def test_a_zone_id_is_kept_for_connecting(text: str) -> None:
+    endpoint = _sources.parse_endpoint(text)
+    assert (endpoint.host, endpoint.zone, endpoint.port) == ("fe80::1", "%eth0", 8443)
+    assert endpoint.label == "[fe80::1%eth0]:8443"
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["pins", "http://example.com/"], "only https:// URLs"),
         (["pins", "*.example.com"], "a wildcard cannot be connected to"),
         (["pins", "example.com:99999"], "is not an https:// URL, host[:port] or a file"),
+        (["pins", "fe80::1%eth0:8443"], "without its zone id"),
+        (["pins", "127.0.0.1%eth0"], "is not an https:// URL, host[:port] or a file"),
         (["pins", "./missing.pem"], "no such file"),
         (["pins"], "the following arguments are required: TARGET"),
         (["check", "--timeout", "0", "p.json", "x"], "not a positive number"),

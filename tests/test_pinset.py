@@ -720,6 +720,16 @@ def test_ipv6_literals_match_as_addresses_in_any_spelling() -> None:
     assert pins.match("2001:db8::2") is None
 
 
+@pytest.mark.parametrize(
+    "key", ["[fe80::1%eth0]", "fe80::1%eth0", "[fe80::1%25eth0]:8443", "[::1%1]", "FE80::1%0"]
+)
+def test_an_ipv6_zone_id_in_a_pattern_is_refused(key: str) -> None:
+    # Lookups drop the zone id (urllib3 validates the address without it): an
+    # entry keeping it would never apply, and the address would go unpinned.
+    with pytest.raises(PinConfigError, match="without its zone id"):
+        PinSet({key: [P1]})
+
+
 def test_ipv6_key_spellings_are_one_pattern() -> None:
     assert PinSet({"[2001:db8::1]": [P1]}) == PinSet({"2001:0DB8:0::1": [P1]})
     assert only(PinSet({"[2001:0DB8::1]:8443": [P1]})).pattern == "[2001:db8::1]:8443"

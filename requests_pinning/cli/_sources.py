@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import re
 import socket
 import ssl
 import sys
@@ -61,23 +62,30 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A host to connect to: ``host`` normalised (A-labels, lower case, bare IPv6)."""
+    """A host to connect to: ``host`` normalised (A-labels, lower case, bare IPv6).
+
+    ``zone``: an IPv6 address's zone id (``%eth0``), needed to connect to a
+    link-local address but not part of its pin-file key, as lookups drop it.
+    """
 
     target: str
     host: str
     port: int
+    zone: str = ""
 
     @property
     def label(self) -> str:
-        """``host:port``, with IPv6 in brackets."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        """``host:port``, with IPv6 in brackets (and its zone id)."""
+        if ":" in self.host:
+            return f"[{self.host}{self.zone}]:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def key(self) -> str:
         """The pin-file key for this endpoint: the host for port 443, else host:port."""
         if self.port == 443:
             return self.host
-        return self.label
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def parse_endpoint(target: str) -> Endpoint:
@@ -85,6 +93,18 @@ def parse_endpoint(target: str) -> Endpoint:
     hostport = target
     if "://" in target:
         hostport = _url_hostport(target)
+    # A zone id is for connecting, not for the key (which refuses it).
+    zone = ""
+    bracketed = _BRACKETED_ZONE.fullmatch(hostport)
+    bare = None if bracketed else _BARE_ZONE.fullmatch(hostport)
+    if bracketed is not None:
+        address, zone, after = bracketed.groups()
+        hostport = f"[{address}]{after or ''}"
+    elif bare is not None:
+        address, zone = bare.groups()
+        hostport = address
+    if "://" in target and zone.startswith("%25"):
+        zone = "%" + zone[3:]  # a URL's zone id is escaped (RFC 6874)
     try:
         kind, host, port = _parse_pattern(hostport, None)
     except PinConfigError as exc:
@@ -94,7 +114,15 @@ def parse_endpoint(target: str) -> Endpoint:
         ) from None
     if kind != "exact":
         raise UserError(f"target {target!r}: a wildcard cannot be connected to; name a host")
-    return Endpoint(target, host, 443 if port is None else port)
+    if zone and ":" not in host:  # "%" after an IPv4 address, or a name
+        raise UserError(f"target {target!r}: only an IPv6 address has a zone id")
+    return Endpoint(target, host, 443 if port is None else port, zone)
+
+
+# An IPv6 literal with a zone id, in brackets (groups: the address, the zone id
+# with its "%", what follows the bracket) or bare (the address, the zone id).
+_BRACKETED_ZONE = re.compile(r"\[([^\]%]*)(%[^\]]*)\](.*)", re.DOTALL)
+_BARE_ZONE = re.compile(r"([^\[\]%]*:[^\[\]%]*)(%[^\[\]:]*)", re.DOTALL)
 
 
 def _url_hostport(url: str) -> str:
@@ -199,7 +227,9 @@ def handshake(
         # The handshake is done inside the `with`, so a failed one still closes
         # the TLS socket (wrap_socket's own handshake could leak it).
         with (
-            socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw,
+            socket.create_connection(
+                (endpoint.host + endpoint.zone, endpoint.port), timeout=timeout
+            ) as raw,
             context.wrap_socket(
                 raw, server_hostname=endpoint.host, do_handshake_on_connect=False
             ) as tls,
