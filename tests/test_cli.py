@@ -180,9 +180,7 @@ def test_pin_file_keys_of_targets(text: str, key: str) -> None:
     PinSet.from_dict({key: [DUMMY_PIN]})
 
 
-@pytest.mark.parametrize(
-    "text", ["[fe80::1%eth0]:8443", "https://[fe80::1%25eth0]:8443/"]
-)
+@pytest.mark.parametrize("text", ["[fe80::1%eth0]:8443", "https://[fe80::1%25eth0]:8443/"])
 def test_a_zone_id_is_kept_for_connecting(text: str) -> None:
     endpoint = _sources.parse_endpoint(text)
     assert (endpoint.host, endpoint.zone, endpoint.port) == ("fe80::1", "%eth0", 8443)

@@ -534,19 +534,40 @@ def test_pin_loading_takes_linear_time(tmp_path: Path) -> None:
     assert_linear(load, lambda n: pins_and_deny(n // 8))
 
 
-def test_lint_takes_linear_time(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    def ports(n: int) -> bytes:
-        # one host on many ports: pairing every entry with every other was quadratic
-        return json.dumps({f"a.example:{p}": [PIN_A, PIN_B] for p in range(1, n + 1)}).encode()
+# Valid files whose entries lint once paired quadratically; n: the entries.
+LINT_SHAPES: dict[str, Callable[[int], dict[str, list[str]]]] = {
+    # pairing every entry with every other
+    "one host on many ports": lambda n: {f"a.example:{p}": [PIN_A, PIN_B] for p in range(1, n)},
+    # pairing every name with every entry of its parent (none of which can apply
+    # where the name's does)
+    "a host on many ports above many names": lambda n: {
+        **{f"a.example:{p}": [PIN_A, PIN_B] for p in range(1, n // 2)},
+        **{f"h{i}.a.example": [PIN_B, PIN_A] for i in range(n // 2)},
+    },
+    # pairs that do overlap, quadratically many: lint stops after _MAX_PAIRS
+    "a subtree on many ports above many names": lambda n: {
+        **{f"**.a.example:{p}": [PIN_A, PIN_B] for p in range(1, n // 2)},
+        **{f"h{i}.a.example": [PIN_B, "sha256/" + "B" * 43 + "="] for i in range(n // 2)},
+    },
+}
 
+
+@pytest.mark.parametrize("shape", list(LINT_SHAPES))
+def test_lint_takes_linear_time(
+    shape: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     def lint(data: bytes) -> object:
         path = tmp_path / "pins.json"
         path.write_bytes(data)
         return cli.main(["lint", str(path)])
 
-    assert_linear(lint, lambda n: ports(n // 32))
+    assert_linear(lint, lambda n: json.dumps(LINT_SHAPES[shape](n // 32)).encode())
     out, err = capsys.readouterr()
-    assert "0 warning(s)" in out and err == ""
+    assert err == ""
+    if shape == "a subtree on many ports above many names":
+        assert "[overrides-unchecked]" in out
+    else:
+        assert "0 warning(s)" in out
 
 
 # -- the command line: one line and an exit status, never a traceback ------------------

@@ -197,29 +197,61 @@ def _lint_overrides(pinset: PinSet) -> Iterator[LintWarning]:
         entry.pattern: _parse_pattern(entry.pattern, None) for entry in entries
     }
     alone = {entry.pattern: PinSet.from_dict({entry.pattern: [DUMMY_PIN]}) for entry in entries}
-    by_name: dict[str, list[HostPins]] = {}
-    by_port: dict[tuple[str, int | None], list[HostPins]] = {}
+    # Entries by (host, kind) and by (host, kind, port).
+    by_name: dict[tuple[str, str], list[HostPins]] = {}
+    by_port: dict[tuple[str, str, int | None], list[HostPins]] = {}
     for entry in entries:
-        _, name, port = keys[entry.pattern]
-        by_name.setdefault(name, []).append(entry)
-        by_port.setdefault((name, port), []).append(entry)
+        kind, name, port = keys[entry.pattern]
+        by_name.setdefault((name, kind), []).append(entry)
+        by_port.setdefault((name, kind, port), []).append(entry)
     done: set[frozenset[str]] = set()
     for entry in entries:
         _, name, port = keys[entry.pattern]
-        for parent in _parents(name):
-            # Entries for other ports never apply where this one does: pairing
-            # every entry of a name with every other was quadratic (a file of
-            # one host on 2,000 ports took minutes).
-            if port is None:
-                others = by_name.get(parent, [])
-            else:
-                others = by_port.get((parent, port), []) + by_port.get((parent, None), [])
-            for other in others:
-                pair = frozenset((entry.pattern, other.pattern))
-                if other is entry or pair in done:
-                    continue
-                done.add(pair)
-                yield from _override(entry, other, keys, alone)
+        for depth, parent in enumerate(_parents(name)):
+            # Only pairs that may apply to one host and port are asked about:
+            # pairing every entry of a name with every other, or with every
+            # entry of a parent name, was quadratic (one host on 2,000 ports, or
+            # 1,000 ports of a name beside 1,000 names below it, took minutes).
+            # Every host of this entry is at or below its name, so an exact
+            # entry of a parent never applies where it does, nor a "*." entry
+            # two or more labels up; and entries for other ports never do.
+            for kind in _KINDS_AT_DEPTH[min(depth, 2)]:
+                if port is None:
+                    others = by_name.get((parent, kind), [])
+                else:
+                    others = by_port.get((parent, kind, port), []) + by_port.get(
+                        (parent, kind, None), []
+                    )
+                for other in others:
+                    pair = frozenset((entry.pattern, other.pattern))
+                    if other is entry or pair in done:
+                        continue
+                    if len(done) == _MAX_PAIRS:
+                        yield _unchecked(entry)
+                        return
+                    done.add(pair)
+                    yield from _override(entry, other, keys, alone)
+
+
+# Pairs of entries that may overlap, asked about at most (about 2 s): a file
+# can hold quadratically many that really do (a wildcard on 1,000 ports above
+# 1,000 names: a million), each worth its own warning. Past this, one warning
+# says the rest was not checked, and lint never runs for hours.
+_MAX_PAIRS = 20_000
+
+
+def _unchecked(entry: HostPins) -> LintWarning:
+    return LintWarning(
+        "overrides-unchecked",
+        entry.pattern,
+        f"stopped looking for overrides after {_MAX_PAIRS:,} pairs of entries that may "
+        "apply to the same host (from this entry on, overrides were not checked)",
+    )
+
+
+# The kinds of entries of a name, its parent, or a name further up, whose hosts
+# may include one of an entry's (its own name's entries: every kind).
+_KINDS_AT_DEPTH = (("exact", "one", "tree"), ("one", "tree"), ("tree",))
 
 
 def _parents(name: str) -> Iterator[str]:
