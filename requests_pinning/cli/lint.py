@@ -347,6 +347,9 @@ line on stdout:
                   twice is a load error, and any other entry is still the
                   one that applies to some host or port. An override is the
                   shadowing that bites.)
+  overrides-unchecked
+                  overrides were looked for among 20,000 pairs of entries
+                  that may apply to one host, and not past this entry
   duplicate-pin   a pin listed twice in one entry, also in two spellings
                   (sha256/X and sha256//X), or in both pins and deny
   sha1-pin        a SHA-1 pin (sha1/... or a 40-digit fingerprint)
