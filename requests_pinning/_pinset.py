@@ -576,10 +576,12 @@ def read_pin_file(name: str) -> str:
     """
     try:
         with open(name, "rb") as file:
-            raw = _read_at_most(file, _MAX_FILE_BYTES + 1)
+            raw = read_at_most(file, _MAX_FILE_BYTES)
     except OSError as exc:
         raise PinConfigError(f"cannot read pin file {name!r}: {exc.strerror or exc}") from None
-    if len(raw) > _MAX_FILE_BYTES:
+    except ValueError as exc:  # a name open() refuses: a NUL, a lone surrogate
+        raise PinConfigError(f"cannot read pin file {safe_repr(name)}: {exc}") from None
+    if raw is None:
         raise PinConfigError(
             f"pin file {name!r} is larger than {_MAX_FILE_BYTES >> 20} MiB: not a pin file"
         )
@@ -589,13 +591,17 @@ def read_pin_file(name: str) -> str:
         raise PinConfigError(f"pin file {name!r} is not UTF-8: {exc}") from None
 
 
-def _read_at_most(file: Any, limit: int) -> bytes:
-    """Up to ``limit`` bytes of ``file``, asking for no more memory than it holds.
+def read_at_most(file: Any, most: int) -> bytes | None:
+    """All of ``file``'s bytes if it holds at most ``most``, else None (nothing kept).
 
-    (``file.read(limit)`` would set ``limit`` bytes aside before reading.) A
-    file is read in one call, of its size and one byte more; a pipe or a
-    device, whose size is 0, in pieces until its end or the limit.
+    Asks for no more memory than the file holds (``file.read(most)`` would
+    set ``most`` bytes aside before reading), and never for twice the limit
+    (a device such as /dev/zero is dropped as soon as it passes the limit,
+    before its pieces would be joined). A file is read in one call, of its
+    size and one byte more; a pipe or a device, whose size is 0, in pieces
+    until its end.
     """
+    limit = most + 1
     size = os.fstat(file.fileno()).st_size
     want = min(size + 1, limit) if size > 0 else 1 << 16
     parts: list[bytes] = []
@@ -610,6 +616,8 @@ def _read_at_most(file: Any, limit: int) -> bytes:
         if not chunk or (size > 0 and len(chunk) < asked):
             break
         want = 1 << 16
+    if total > most:
+        return None
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

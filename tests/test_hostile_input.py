@@ -17,6 +17,7 @@ import os
 import re
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from requests_pinning import (
     spki_pin,
 )
 from requests_pinning._certs import iter_pem_blocks, spki_of_der_cert, split_der_certificates
+from requests_pinning.cli import _sources as cli_sources
 from requests_pinning.cli import lint as cli_lint
 from requests_pinning.cli._errors import UserError
 from requests_pinning.cli._sources import parse_endpoint
@@ -877,6 +879,81 @@ def test_reading_a_pin_file_sets_aside_no_more_than_it_holds(tmp_path: Path) -> 
         tracemalloc.stop()
     assert text == path.read_text()
     assert peak < 4 * path.stat().st_size + 65536
+
+
+def test_a_device_larger_than_the_limit_is_dropped_before_it_is_joined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pieces of /dev/zero were joined before their length was looked at:
+    # refusing it took twice the limit (566 MB at the peak for 256 MiB).
+    import tracemalloc
+
+    monkeypatch.setattr(_pinset, "_MAX_FILE_BYTES", 8 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PinConfigError, match="is larger than 8 MiB"):
+            _pinset.read_pin_file("/dev/zero")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (8 << 20) * 1.5
+
+
+@pytest.mark.parametrize("name", ["pins\x00.json", "pins\ud800.json"])
+def test_a_pin_file_name_that_open_refuses_is_a_config_error(name: str) -> None:
+    # open() refuses these with ValueError (embedded null byte) and
+    # UnicodeEncodeError, which escaped every way of loading a pin file.
+    for load in (PinSet.load, PinSet.from_json, lambda path: PinningAdapter(pins=path)):
+        with pytest.raises(PinConfigError, match=r"^cannot read pin file "):
+            load(name)
+
+
+def test_a_certificate_file_larger_than_any_is_refused(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch, pki: PKI, tmp_path: Path
+) -> None:
+    # pins --backup /dev/zero read until memory ran out.
+    status, out, err = run(capsys, "pins", "--json", "--backup", "/dev/zero", "localhost:1")
+    assert (status, out) == (2, "")
+    assert "'/dev/zero' is larger than 16 MiB: not a certificate or key file" in err
+    # A file just over the limit is refused, one at it is read.
+    pem = pki.root.cert_pem.bytes()
+    path = tmp_path / "spare.pem"
+    path.write_bytes(pem)
+    monkeypatch.setattr(cli_sources, "_MAX_CERT_FILE_BYTES", len(pem) - 1)
+    status, _, err = run(capsys, "pins", str(path))
+    assert status == 2 and "is larger than 0 MiB" in err
+    monkeypatch.setattr(cli_sources, "_MAX_CERT_FILE_BYTES", len(pem))
+    status, out, err = run(capsys, "pins", str(path))
+    assert status == 0 and pki.root_pin in out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "shown"),
+    [
+        (["lint", "pins-\udcff.json"], 0, b"pins-\\udcff.json: 1 entries, 0 warning(s)"),
+        (["pins", "pins-\udcff.json"], 2, b"'pins-\\udcff.json' is neither a PEM"),
+        (["lint", "--warn-days", "\udcff", "x"], 2, b"'\\udcff' is not a whole number"),
+    ],
+)
+def test_what_the_locale_cannot_encode_is_printed_escaped(
+    tmp_path: Path, argv: list[str], status: int, shown: bytes
+) -> None:
+    # A file name (or an argument) of bytes that are not UTF-8 arrives as
+    # surrogate escapes; printing it back with a strict stdout (any UTF-8
+    # locale, PYTHONIOENCODING=utf-8) failed as "unexpected error, a bug".
+    (tmp_path / os.fsdecode(b"pins-\xff.json")).write_text(
+        json.dumps({"a.example": [PIN_A, PIN_B]})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "requests_pinning", *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == status, result.stderr
+    assert shown in result.stdout + result.stderr
+    assert b"unexpected error" not in result.stderr
 
 
 @pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])

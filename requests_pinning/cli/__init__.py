@@ -21,8 +21,11 @@ module holds the top-level parser and the dispatch.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from cryptography.utils import CryptographyDeprecationWarning
@@ -74,8 +77,36 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _printable_output() -> Iterator[None]:
+    """Standard output and error that print any text, escaping what they cannot encode.
+
+    File names and arguments that are not valid in the locale's encoding
+    arrive as surrogate escapes (a name of Latin-1 bytes on a UTF-8 system),
+    and are printed back in messages and reports: with the usual strict
+    handler, that failed as a bug instead of showing the name.
+    """
+    streams = [
+        (stream, stream.errors)
+        for stream in (sys.stdout, sys.stderr)
+        if isinstance(stream, io.TextIOWrapper)
+    ]
+    for stream, _ in streams:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in streams:
+            stream.reconfigure(errors=errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 failed or warned, 2 usage)."""
+    with _printable_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already reported

@@ -37,7 +37,7 @@ from .._certs import (
     split_der_certificates,
 )
 from .._errors import PinConfigError
-from .._pinset import _parse_pattern
+from .._pinset import _parse_pattern, read_at_most
 from .._tls import may_misreport, peer_chain, vouched
 from .._verify import PeerChain
 from ._errors import EXIT_FAILED, PROG, UserError
@@ -460,13 +460,25 @@ _PRIVATE_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIV
 _CSR_LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 
 
+# Certificate and key files read at most (certifi's whole bundle is 0.3 MiB):
+# a device such as /dev/zero given as one is refused, not read until memory ends.
+_MAX_CERT_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_items(path: str) -> list[Item]:
     """Every certificate and public key in a PEM or DER file, in file order."""
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            data = read_at_most(file, _MAX_CERT_FILE_BYTES)
     except OSError as exc:
         raise UserError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a name open() refuses: a NUL, a lone surrogate
+        raise UserError(f"cannot read {path!r}: {exc}") from None
+    if data is None:
+        raise UserError(
+            f"{path!r} is larger than {_MAX_CERT_FILE_BYTES >> 20} MiB: "
+            "not a certificate or key file"
+        )
     if b"-----BEGIN " in data:
         return _pem_items(path, data)
     return _der_items(path, data)
