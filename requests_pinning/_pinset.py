@@ -1107,12 +1107,7 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
     )
     try:
         if isinstance(value, datetime):  # before date: a datetime is a date
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise PinConfigError(
-                    f"'expires' for {raw_key!r}: {safe_repr(value)} is a naive datetime; give "
-                    "it a time zone (datetime(..., tzinfo=timezone.utc)) or pass a date"
-                )
-            return value.astimezone(timezone.utc)
+            return _aware_utc(raw_key, value)
         if isinstance(value, date):
             # A date means the whole of that day, in UTC, as in a pin file.
             return datetime.combine(value, time(23, 59, 59), tzinfo=timezone.utc)
@@ -1125,6 +1120,27 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
         # Out of range: a day that does not exist, or an aware datetime that
         # is not a datetime any more once moved to UTC.
         raise PinConfigError(problem) from None
+
+
+def _aware_utc(raw_key: str, value: datetime) -> datetime:
+    """An aware datetime ``expires``, in UTC."""
+    try:
+        offset = None if value.tzinfo is None else value.utcoffset()
+        if offset is not None:
+            return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise  # out of range, said by the caller
+    except Exception as exc:
+        # A tzinfo is the caller's code, and may answer anything (utcoffset()
+        # returning an int is a TypeError): never an error of another kind.
+        raise PinConfigError(
+            f"'expires' for {raw_key!r}: the time zone of {safe_repr(value)} "
+            f"cannot be read ({type(exc).__name__}: {safe_repr(str(exc))[1:-1]})"
+        ) from None
+    raise PinConfigError(
+        f"'expires' for {raw_key!r}: {safe_repr(value)} is a naive datetime; give "
+        "it a time zone (datetime(..., tzinfo=timezone.utc)) or pass a date"
+    )
 
 
 # "expires" as the pin file's schema spells it: a date, or a date-time with an

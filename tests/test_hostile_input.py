@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -954,6 +955,32 @@ def test_what_the_locale_cannot_encode_is_printed_escaped(
     assert result.returncode == status, result.stderr
     assert shown in result.stdout + result.stderr
     assert b"unexpected error" not in result.stderr
+
+
+class _BrokenZone(tzinfo):
+    """A time zone whose utcoffset() answers ``answer`` (or raises it)."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+    def dst(self, dt: datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "broken"
+
+
+@pytest.mark.parametrize("answer", [3600, "+01:00", RuntimeError("no"), ZeroDivisionError()])
+def test_an_expiry_whose_time_zone_cannot_be_read_is_a_config_error(answer: object) -> None:
+    # utcoffset() returning an int escaped PinSet as a TypeError.
+    when = datetime(2030, 1, 1, tzinfo=_BrokenZone(answer))
+    with pytest.raises(PinConfigError, match=r"^'expires' for 'a\.example': the time zone of "):
+        PinSet({"a.example": {"pins": [PIN_A], "expires": when}})
 
 
 @pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])
