@@ -1211,14 +1211,17 @@ def _parse_any_pattern(
     # (or in fullwidth digits) is an address, not a name that may take wildcards.
     ip = None if name is None else _ip_form(name)
     if ip is not None:
-        if "%" in ip:
+        if "%" in name:
             # A zone id names an interface of this machine, not the server, and
             # lookups drop it as urllib3 does: an entry keeping it would never
-            # apply, leaving the address unpinned without a word.
-            address, zone = ip.split("%", 1)
+            # apply, leaving the address unpinned without a word (and one
+            # that an IPv4-mapped address loses would be a second spelling).
+            address, zone = name.split("%", 1)
+            plain = ip.split("%", 1)[0]
+            entry = f"[{plain}]" if ":" in plain else plain
             raise bad(
                 f"a connection to [{address}%{zone}] is checked against the entry "
-                f"of [{address}]: write the address without its zone id (%{zone})"
+                f"of {entry}: write the address without its zone id (%{zone})"
             )
         if kind != "exact" or include_subdomains:
             raise bad("an IP address cannot have subdomains or wildcards")

@@ -721,7 +721,15 @@ def test_ipv6_literals_match_as_addresses_in_any_spelling() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["[fe80::1%eth0]", "fe80::1%eth0", "[fe80::1%25eth0]:8443", "[::1%1]", "FE80::1%0"]
+    "key",
+    [
+        "[fe80::1%eth0]",
+        "fe80::1%eth0",
+        "[fe80::1%25eth0]:8443",
+        "[::1%1]",
+        "FE80::1%0",
+        "[::ffff:127.0.0.1%eth0]",
+    ],
 )
 def test_an_ipv6_zone_id_in_a_pattern_is_refused(key: str) -> None:
     # Lookups drop the zone id (urllib3 validates the address without it): an
