@@ -1210,7 +1210,7 @@ def _parse_any_pattern(
     # IP literals are recognised after normalisation, as in lookups: "1.2.3.4."
     # (or in fullwidth digits) is an address, not a name that may take wildcards.
     ip = None if name is None else _ip_form(name)
-    if ip is not None:
+    if ip is not None and name is not None:
         if "%" in name:
             # A zone id names an interface of this machine, not the server, and
             # lookups drop it as urllib3 does: an entry keeping it would never
