@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 try:
     import anyio.to_thread
@@ -233,7 +235,8 @@ class _Pinning:
         """Note whether each context of ``pool`` (the origin's, the proxy's) validates."""
         for name in ("_ssl_context", "_proxy_ssl_context"):
             context = getattr(pool, name, None)
-            if isinstance(context, ssl.SSLContext):
+            noted = any(context is known for known, _ in self.validating)
+            if isinstance(context, ssl.SSLContext) and not noted:
                 self.validating.append((context, context.verify_mode != ssl.CERT_NONE))
 
     def asked(self, ssl_context: ssl.SSLContext) -> bool:
@@ -618,6 +621,84 @@ def _install(pool: object, wrap: Any, pinning: _Pinning, base: type) -> None:
     pool._network_backend = wrap(backend, pinning)  # type: ignore[attr-defined]
 
 
+_T = TypeVar("_T", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+
+# Transports kept for distinct sni_hostname values; past this, idle ones are closed.
+_MAX_ROUTES = 16
+
+
+class _Routes(Generic[_T]):
+    """A transport of its own for each ``sni_hostname`` that requests name.
+
+    httpcore pools connections by scheme, host and port only, so a request
+    whose ``sni_hostname`` names another host would ride a connection opened,
+    and checked, for other names. Checking it again before its bytes are
+    written is too late over HTTP/2: httpcore queues a request's headers in
+    the connection's shared send buffer before it writes them, and whoever
+    writes next on the connection (a concurrent request, or a response being
+    read, acknowledging data) sends them. So a connection only ever carries
+    requests for the names it was checked for: each ``sni_hostname`` value
+    has its own pool, made like the transport's own and pinning alike.
+    (This also keeps a request off a connection whose TLS session named
+    another host, which httpcore alone would hand it.)
+    """
+
+    def __init__(self, make: Callable[[], _T]) -> None:
+        self._make: Callable[[], _T] = make
+        self._lock = threading.Lock()
+        # sni -> [transport, requests it is sending now]
+        self._routes: OrderedDict[str, list[Any]] = OrderedDict()
+
+    def take(self, sni: str) -> tuple[_T, list[_T]]:
+        """The transport for ``sni``, and the idle transports to close (over the limit)."""
+        with self._lock:
+            route = self._routes.get(sni)
+            if route is None:
+                route = self._routes[sni] = [self._make(), 0]
+            self._routes.move_to_end(sni)
+            route[1] += 1
+            spare: list[_T] = []
+            for key, (transport, sending) in list(self._routes.items())[:-1]:
+                if len(self._routes) <= _MAX_ROUTES:
+                    break
+                # Never one a request is on: sending now, or reading a response.
+                if sending == 0 and _idle(transport):
+                    del self._routes[key]
+                    spare.append(transport)
+            transport = route[0]
+            return transport, spare
+
+    def give_back(self, sni: str) -> None:
+        """The request that took the transport for ``sni`` has its response (or failed)."""
+        with self._lock:
+            self._routes[sni][1] -= 1
+
+    def clear(self) -> list[_T]:
+        """Forget every transport; return them, to close."""
+        with self._lock:
+            transports = [transport for transport, _ in self._routes.values()]
+            self._routes.clear()
+        return transports
+
+
+def _idle(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> bool:
+    """No request is on any connection of ``transport``'s pool (and none is being made)."""
+    pool = transport._pool
+    return all(connection.is_idle() for connection in pool.connections)
+
+
+def _route_kwargs(pool: object, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a transport like the one of ``pool``, sharing its TLS context.
+
+    The context (httpx loads the CA certificates into it, and the client
+    certificate) is the same object, already noted by the pinning.
+    """
+    context = getattr(pool, "_ssl_context", None)
+    if isinstance(context, ssl.SSLContext):
+        return {**kwargs, "verify": context, "cert": None}
+    return kwargs
+
+
 class _PolicyMixin:
     """The read-only policy properties shared by both transports."""
 
@@ -688,18 +769,41 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
         super().__init__(**kwargs)
         self._pinning.note_contexts(self._pool)
         _install(self._pool, _Backend, self._pinning, httpcore.NetworkBackend)
+        self._routes: _Routes[httpx.HTTPTransport] = _Routes(
+            lambda: self._route(_route_kwargs(self._pool, kwargs))
+        )
+
+    def _route(self, kwargs: dict[str, Any]) -> httpx.HTTPTransport:
+        transport = httpx.HTTPTransport(**kwargs)
+        self._pinning.note_contexts(transport._pool)
+        _install(transport._pool, _Backend, self._pinning, httpcore.NetworkBackend)
+        return transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        token = _ORIGIN.set(_origin_of(request))
+        origin = _origin_of(request)
+        token = _ORIGIN.set(origin)
         try:
-            return super().handle_request(request)
+            if origin.sni is None or origin.sni == origin.host:
+                return super().handle_request(request)
+            # Another name for TLS: never on a connection opened for others.
+            transport, spare = self._routes.take(origin.sni)
+            for idle in spare:
+                idle.close()
+            try:
+                return transport.handle_request(request)
+            finally:
+                self._routes.give_back(origin.sni)
         finally:
             _ORIGIN.reset(token)
 
     def close(self) -> None:
         """Close the pool and stop the report worker (after the reports already queued)."""
-        super().close()
-        self._pinning.policy.close()
+        try:
+            super().close()
+            for transport in self._routes.clear():
+                transport.close()
+        finally:
+            self._pinning.policy.close()
 
     def __exit__(
         self,
@@ -709,6 +813,8 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
     ) -> None:
         try:
             super().__exit__(exc_type, exc_value, traceback)
+            for transport in self._routes.clear():
+                transport.close()
         finally:
             self._pinning.policy.close()
 
@@ -746,18 +852,42 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
         super().__init__(**kwargs)
         self._pinning.note_contexts(self._pool)
         _install(self._pool, _AsyncBackend, self._pinning, httpcore.AsyncNetworkBackend)
+        self._routes: _Routes[httpx.AsyncHTTPTransport] = _Routes(
+            lambda: self._route(_route_kwargs(self._pool, kwargs))
+        )
+
+    def _route(self, kwargs: dict[str, Any]) -> httpx.AsyncHTTPTransport:
+        transport = httpx.AsyncHTTPTransport(**kwargs)
+        self._pinning.note_contexts(transport._pool)
+        _install(transport._pool, _AsyncBackend, self._pinning, httpcore.AsyncNetworkBackend)
+        return transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        token = _ORIGIN.set(_origin_of(request))
+        origin = _origin_of(request)
+        token = _ORIGIN.set(origin)
         try:
-            return await super().handle_async_request(request)
+            if origin.sni is None or origin.sni == origin.host:
+                return await super().handle_async_request(request)
+            # Another name for TLS: never on a connection opened for others
+            # (see _Routes).
+            transport, spare = self._routes.take(origin.sni)
+            for idle in spare:
+                await idle.aclose()
+            try:
+                return await transport.handle_async_request(request)
+            finally:
+                self._routes.give_back(origin.sni)
         finally:
             _ORIGIN.reset(token)
 
     async def aclose(self) -> None:
         """Close the pool and stop the report worker (after the reports already queued)."""
-        await super().aclose()
-        await _close_reporter(self._pinning)
+        try:
+            await super().aclose()
+            for transport in self._routes.clear():
+                await transport.aclose()
+        finally:
+            await _close_reporter(self._pinning)
 
     async def __aexit__(
         self,
@@ -767,6 +897,8 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
     ) -> None:
         try:
             await super().__aexit__(exc_type, exc_value, traceback)
+            for transport in self._routes.clear():
+                await transport.aclose()
         finally:
             await _close_reporter(self._pinning)
 

@@ -128,6 +128,69 @@ def test_sni_hostname_request_on_a_pooled_connection_reaches_the_impostor(
         accepted(outcome)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_request_naming_another_host_for_tls_never_shares_a_connection(
+    pki: PKI, mode: str
+) -> None:
+    # Over HTTP/2, httpcore queued the request's headers in the shared
+    # connection's send buffer before its own write, where the re-check ran:
+    # another request on the connection, or a response being read (which
+    # acknowledges data), sent them first, and the impostor got the request's
+    # headers, Authorization included, though the request was refused (round
+    # 8 attack pass, a race). Now a request whose sni_hostname names another
+    # host has connections of its own: refused at its own handshake, and the
+    # genuine server sees two connections.
+    pins = {"localhost": [pki.intermediate_pin]}
+    sni = {"sni_hostname": "localhost"}
+    options = {"verify": trusting(pki), "http2": True, "http1": False}
+    with TLSServer(pki.rogue_leaf, http2=True) as rogue:
+        steps: list[Step] = [
+            (f"https://127.0.0.1:{rogue.port}/unpinned", {}),
+            (f"https://127.0.0.1:{rogue.port}/secret", sni),
+        ]
+        first, second = run(mode, pins, steps, **options)
+        accepted(first)
+        assert isinstance(second, PinMismatchError), repr(second)
+        rogue.wait_idle()
+        assert rogue.requests == ["GET /unpinned HTTP/2"]
+        assert rogue.handshakes == 2
+    # The twin: the genuine server passes both, each on a connection of its own.
+    with TLSServer(pki.leaf, http2=True) as good:
+        steps = [
+            (f"https://127.0.0.1:{good.port}/unpinned", {}),
+            (f"https://127.0.0.1:{good.port}/secret", sni),
+            (f"https://127.0.0.1:{good.port}/again", sni),
+        ]
+        for outcome in run(mode, pins, steps, **options):
+            accepted(outcome)
+        good.wait_idle()
+        assert good.handshakes == 2  # the third request rode the second's connection
+
+
+def test_transports_for_many_tls_names_are_closed_when_idle(pki: PKI, good: TLSServer) -> None:
+    # One transport per sni_hostname value, kept for the value's next requests:
+    # past _MAX_ROUTES, the idle ones are closed (their connections too).
+    from requests_pinning import httpx as pinning_httpx
+
+    transport = PinningTransport({"localhost": [pki.intermediate_pin]}, verify=trusting(pki))
+    with httpx.Client(transport=transport, timeout=10) as client:
+        for index in range(3 * pinning_httpx._MAX_ROUTES):
+            sni = "localhost" if index % 2 else f"h{index}.example"
+            url = f"https://127.0.0.1:{good.port}/{index}"
+            if sni == "localhost":
+                assert client.get(url, extensions={"sni_hostname": sni}).text == "ok"
+            else:  # not a name of the server's certificate: refused by the CA check
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    client.get(url, extensions={"sni_hostname": sni})
+        assert len(transport._routes._routes) == pinning_httpx._MAX_ROUTES
+    assert transport._routes._routes == {}  # closed with the client
+    good.wait_idle()
+    # localhost's transport, used every other request, was never the idle one
+    # closed: its one connection carried all its requests.
+    assert good.handshakes == 1
+    assert len(good.requests) == 3 * pinning_httpx._MAX_ROUTES // 2
+
+
 @contextlib.contextmanager
 def tunnel(route: str, pki: PKI, target: TLSServer) -> Iterator[dict[str, Any]]:
     """Transport arguments for a proxy (in the attacker's hands) that tunnels to ``target``."""
