@@ -48,9 +48,18 @@ class Poster:
             # The reporter judged "is the collector the failing host?" with
             # the standard library's parser; deliver only where it looked.
             raise ValueError(f"{uri!r} names its host ambiguously; not sending it a report")
-        if url.scheme == "http" and self._pins.match(url.host or "", url.port or 80) is not None:
-            # The collector's host is pinned, and a cleartext report cannot honour that.
-            raise ConnectionRefusedError(f"{url.host} is pinned; not sending it a report over http")
+        if url.scheme == "http":
+            # A cleartext report cannot honour pins, and with allow_unpinned=False
+            # nothing unpinned is spoken to: an http:// collector never is either.
+            if self._pins.match(url.host or "", url.port or 80) is not None:
+                raise ConnectionRefusedError(
+                    f"{url.host} is pinned; not sending it a report over http"
+                )
+            if not self._allow_unpinned:
+                raise ConnectionRefusedError(
+                    f"allow_unpinned=False: not sending a report over http to {url.host}, "
+                    "which cannot be pinned"
+                )
         pool = self._pool_manager().connection_from_url(uri)
         # A connection of our own, never returned to the pool: urllib3's
         # response parsing applies its timeouts to each read, so a collector

@@ -175,6 +175,31 @@ def test_allow_unpinned_false_applies_to_collectors_too(
         assert adapter.report_stats.failed == 1
 
 
+@pytest.mark.parametrize("allow_unpinned", [False, True])
+def test_allow_unpinned_false_sends_nothing_to_an_http_collector(
+    pki: PKI, rogue: TLSServer, collector: Collector, pin_log: Any, allow_unpinned: bool
+) -> None:
+    # An http:// collector whose host has no pins got the report (the host,
+    # the served chain, the known pins) in cleartext under allow_unpinned=False:
+    # only a pinned one was refused (round 8 attack pass).
+    adapter = PinningAdapter(
+        {"localhost": [pki.intermediate_pin]},
+        report_uri=collector.url,
+        allow_unpinned=allow_unpinned,
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)
+    adapter.close()
+    if allow_unpinned:
+        assert len(collector.reports) == 1
+        assert adapter.report_stats.sent == 1
+    else:
+        assert collector.reports == []
+        assert adapter.report_stats.failed == 1
+        assert "allow_unpinned=False: not sending a report over http" in pin_log.text
+
+
 @pytest.mark.parametrize("collector_pinned", [True, False])
 def test_no_cleartext_report_to_a_pinned_host(
     pki: PKI, rogue: TLSServer, collector: Collector, pin_log: Any, collector_pinned: bool
