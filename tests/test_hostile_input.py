@@ -709,8 +709,33 @@ def test_target_parsing_takes_linear_time() -> None:
         lambda n: b"https://[" + b":" * n + b"]/",
         lambda n: b"https://" + b"a." * (n // 2) + b"example:443/",
         lambda n: b"a" * n + b":" + b"9" * n,
+        # the zone id's split once backtracked over runs of colons (a minute
+        # and a half for 128 KiB of them)
+        lambda n: b":" * n,
+        lambda n: b":" * n + b"%",
+        lambda n: b"[" + b":" * n + b"%" + b"a" * n,
     ):
         assert_linear(target, make)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("[::1%" + "a" * 65 + "]:1", "is not a zone id"),
+        ("[::1%\udcff]:1", "is not a zone id"),
+        ("[::1%a\x01]:1", "is not a zone id"),
+        ("https://[::1%25]:1/", "is not a zone id"),
+        ("[::1%a..b]:1", "cannot resolve [::1%a..b]:1"),  # the resolver's encoder refuses it
+    ],
+)
+def test_a_target_zone_id_is_an_interface_or_an_error(
+    capsys: Capture, target: str, message: str
+) -> None:
+    # Handed to the resolver with the address, zone ids that its name encoder
+    # refuses failed as "unexpected error, a bug" (round 8 attack pass).
+    status, out, err = run(capsys, "pins", "--timeout", "5", target)
+    assert status in (1, 2) and out == ""
+    assert message in err
 
 
 @settings(

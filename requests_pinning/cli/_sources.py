@@ -96,15 +96,21 @@ def parse_endpoint(target: str) -> Endpoint:
     # A zone id is for connecting, not for the key (which refuses it).
     zone = ""
     bracketed = _BRACKETED_ZONE.fullmatch(hostport)
-    bare = None if bracketed else _BARE_ZONE.fullmatch(hostport)
     if bracketed is not None:
         address, zone, after = bracketed.groups()
-        hostport = f"[{address}]{after or ''}"
-    elif bare is not None:
-        address, zone = bare.groups()
-        hostport = address
+        hostport = f"[{address}]{after}"
+    elif "%" in hostport and "[" not in hostport:  # a bare IPv6 address, no port
+        address, percent, rest = hostport.partition("%")
+        if ":" in address and ":" not in rest:
+            hostport, zone = address, percent + rest
     if "://" in target and zone.startswith("%25"):
         zone = "%" + zone[3:]  # a URL's zone id is escaped (RFC 6874)
+    if zone and not _ZONE_ID.fullmatch(zone):
+        # Handed to the resolver as part of the address: an interface name
+        # or number, nothing the name encoder could refuse.
+        raise UserError(
+            f"target {target!r}: {zone!r} is not a zone id (an interface's name or number)"
+        )
     try:
         kind, host, port = _parse_pattern(hostport, None)
     except PinConfigError as exc:
@@ -119,10 +125,11 @@ def parse_endpoint(target: str) -> Endpoint:
     return Endpoint(target, host, 443 if port is None else port, zone)
 
 
-# An IPv6 literal with a zone id, in brackets (groups: the address, the zone id
-# with its "%", what follows the bracket) or bare (the address, the zone id).
+# An IPv6 literal with a zone id in brackets; groups: the address, the zone id
+# with its "%", what follows the bracket. (Linear: no group can end two ways.)
 _BRACKETED_ZONE = re.compile(r"\[([^\]%]*)(%[^\]]*)\](.*)", re.DOTALL)
-_BARE_ZONE = re.compile(r"([^\[\]%]*:[^\[\]%]*)(%[^\[\]:]*)", re.DOTALL)
+# An interface's name or number, as the resolver takes it after "%".
+_ZONE_ID = re.compile(r"%[A-Za-z0-9_.~-]{1,64}")
 
 
 def _url_hostport(url: str) -> str:
@@ -253,6 +260,11 @@ def handshake(
         why = exc.strerror or str(exc)
         raise Unreachable(
             "unreachable", f"cannot resolve {endpoint.host}: {why}", f"cannot resolve: {why}"
+        ) from None
+    except UnicodeError as exc:  # the resolver's name encoder refused the address
+        why = str(exc)
+        raise Unreachable(
+            "unreachable", f"cannot resolve {label}: {why}", f"cannot resolve: {why}"
         ) from None
     except OSError as exc:
         why = exc.strerror or str(exc)
