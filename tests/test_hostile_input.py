@@ -537,6 +537,11 @@ def test_pin_loading_takes_linear_time(tmp_path: Path) -> None:
     assert_linear(load, lambda n: pins_and_deny(n // 8))
 
 
+def _pin_number(number: int) -> str:
+    """A distinct canonical pin for each ``number``."""
+    return "sha256/" + base64.b64encode(hashlib.sha256(str(number).encode()).digest()).decode()
+
+
 # Valid files whose entries lint once paired quadratically; n: the entries.
 LINT_SHAPES: dict[str, Callable[[int], dict[str, list[str]]]] = {
     # pairing every entry with every other
@@ -546,6 +551,12 @@ LINT_SHAPES: dict[str, Callable[[int], dict[str, list[str]]]] = {
     "a host on many ports above many names": lambda n: {
         **{f"a.example:{p}": [PIN_A, PIN_B] for p in range(1, n // 2)},
         **{f"h{i}.a.example": [PIN_B, PIN_A] for i in range(n // 2)},
+    },
+    # two overlapping entries of many pins each: every pin of one was looked
+    # for in the other's tuple
+    "two overlapping entries of many pins": lambda n: {
+        "**.a.example": [_pin_number(i) for i in range(4 * n)],
+        "b.a.example": [_pin_number(-1 - i) for i in range(4 * n)],
     },
     # pairs that do overlap, quadratically many: lint stops after _MAX_PAIRS
     "a subtree on many ports above many names": lambda n: {
@@ -569,6 +580,8 @@ def test_lint_takes_linear_time(
     assert err == ""
     if shape == "a subtree on many ports above many names":
         assert "[overrides-unchecked]" in out
+    elif shape == "two overlapping entries of many pins":
+        assert "1 warning(s)" in out and "[override]" in out
     else:
         assert "0 warning(s)" in out
 

@@ -271,8 +271,10 @@ def _override(
     if winner is None:
         return
     loser = b if winner is a else a
-    lost = [pin for pin in loser.pins if pin not in winner.pins]
-    winner_deny: tuple[Pin, ...] = getattr(winner, "deny", ())
+    # Sets: entries of thousands of pins made each pair cost the product.
+    kept = set(winner.pins)
+    lost = [pin for pin in loser.pins if pin not in kept]
+    winner_deny: frozenset[Pin] = frozenset(getattr(winner, "deny", ()))
     lost_deny = [pin for pin in getattr(loser, "deny", ()) if pin not in winner_deny]
     if not lost and not lost_deny:
         return
