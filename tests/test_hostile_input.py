@@ -1021,6 +1021,27 @@ def test_an_expiry_whose_time_zone_cannot_be_read_is_a_config_error(answer: obje
         PinSet({"a.example": {"pins": [PIN_A], "expires": when}})
 
 
+def test_output_stays_printable_until_the_last_of_overlapping_runs_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # main() in two threads: the first to end restored the strict handler
+    # while the other still printed a name the locale cannot encode.
+    import io
+
+    from requests_pinning.cli import _printable_output
+
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr("sys.stdout", stream)
+    first, second = _printable_output(), _printable_output()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # ends first, the other still running
+    assert stream.errors == "backslashreplace"
+    print("pins-\udcff.json", file=stream)
+    second.__exit__(None, None, None)
+    assert stream.errors == "strict"
+
+
 @pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])
 def test_lint_refuses_a_warning_window_longer_than_any_expiry(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, days: str

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
@@ -77,6 +78,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# main() may run in several threads at once: the first to start makes the
+# streams escape what they cannot encode, the last to end restores them.
+_OUTPUT_LOCK = threading.Lock()
+_OUTPUT_USERS = 0
+_OUTPUT_SAVED: list[tuple[io.TextIOWrapper, str | None]] = []
+
+
 @contextlib.contextmanager
 def _printable_output() -> Iterator[None]:
     """Standard output and error that print any text, escaping what they cannot encode.
@@ -86,18 +94,26 @@ def _printable_output() -> Iterator[None]:
     and are printed back in messages and reports: with the usual strict
     handler, that failed as a bug instead of showing the name.
     """
-    streams = [
-        (stream, stream.errors)
-        for stream in (sys.stdout, sys.stderr)
-        if isinstance(stream, io.TextIOWrapper)
-    ]
-    for stream, _ in streams:
-        stream.reconfigure(errors="backslashreplace")
+    global _OUTPUT_USERS
+    with _OUTPUT_LOCK:
+        if _OUTPUT_USERS == 0:
+            _OUTPUT_SAVED[:] = [
+                (stream, stream.errors)
+                for stream in (sys.stdout, sys.stderr)
+                if isinstance(stream, io.TextIOWrapper)
+            ]
+            for stream, _ in _OUTPUT_SAVED:
+                stream.reconfigure(errors="backslashreplace")
+        _OUTPUT_USERS += 1
     try:
         yield
     finally:
-        for stream, errors in streams:
-            stream.reconfigure(errors=errors)
+        with _OUTPUT_LOCK:
+            _OUTPUT_USERS -= 1
+            if _OUTPUT_USERS == 0:
+                for stream, errors in _OUTPUT_SAVED:
+                    stream.reconfigure(errors=errors)
+                _OUTPUT_SAVED.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
