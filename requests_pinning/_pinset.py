@@ -1123,11 +1123,16 @@ def _parse_expires(raw_key: str, value: object) -> datetime:
 
 
 def _aware_utc(raw_key: str, value: datetime) -> datetime:
-    """An aware datetime ``expires``, in UTC."""
+    """An aware datetime ``expires``, in UTC, as a plain ``datetime``.
+
+    Read with ``datetime``'s own methods, never with a subclass's (whose
+    ``astimezone`` may answer a string or a naive time, kept to fail every
+    later comparison), and made anew of ``datetime`` itself.
+    """
     try:
-        offset = None if value.tzinfo is None else value.utcoffset()
-        if offset is not None:
-            return value.astimezone(timezone.utc)
+        if datetime.utcoffset(value) is not None:
+            moment = datetime.astimezone(value, timezone.utc)
+            return datetime.combine(moment, datetime.time(moment), tzinfo=timezone.utc)
     except (ValueError, OverflowError):
         raise  # out of range, said by the caller
     except Exception as exc:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -1040,6 +1040,28 @@ def test_output_stays_printable_until_the_last_of_overlapping_runs_ends(
     print("pins-\udcff.json", file=stream)
     second.__exit__(None, None, None)
     assert stream.errors == "strict"
+
+
+class _LyingMoment(datetime):
+    """A datetime whose astimezone() answers a string (and whose year is wrong)."""
+
+    def astimezone(self, tz: Any = None) -> Any:
+        return "not a moment"
+
+    @property
+    def year(self) -> int:
+        return 1
+
+
+def test_an_expiry_of_a_datetime_subclass_is_read_as_a_datetime() -> None:
+    # The subclass's astimezone() answer was kept as the expiry: a string, or
+    # a naive time, which failed every later check of the host.
+    when = _LyingMoment(2030, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    [entry] = PinSet({"a.example": {"pins": [PIN_A], "expires": when}})
+    assert type(entry.expires) is datetime
+    assert entry.expires == datetime(2030, 1, 1, 0, tzinfo=timezone.utc)
+    assert entry.to_dict()["expires"] == "2030-01-01T00:00:00+00:00"
+    assert not entry.is_expired(datetime(2029, 12, 31, 23, 59, tzinfo=timezone.utc))
 
 
 @pytest.mark.parametrize("days", ["3652501", "1000000000", "99999999999999999999999"])
