@@ -209,8 +209,8 @@ def test_sslkeylogfile_is_part_of_the_configuration(
 
 
 # Where urllib3 would write TLS secrets, changed between two connections in
-# ways the variable's text alone does not show. Each step sets the environment
-# (None: unset), a working directory, or renames a file, then connects once.
+# ways the variable's text alone does not show. Each step sets a variable,
+# changes the working directory, renames a file, or connects once.
 _KEY_LOG_STEPS: dict[str, list[tuple[str, str, str | None]]] = {
     # "$KL" cleared turns key logging off for urllib3 2.x (its expansion is "").
     "logging switched off through a variable": [

@@ -153,20 +153,30 @@ def test_a_report_reaches_a_pinned_collector_only_if_its_pins_match(
     assert collector.reports == []
 
 
-@pytest.mark.usefixtures("trust_test_pki")
-@pytest.mark.parametrize("allow_unpinned", [False, True])
-def test_allow_unpinned_false_applies_to_collectors_too(
-    pki: PKI, rogue: TLSServer, good: TLSServer, allow_unpinned: bool
-) -> None:
+def refused_and_reported(
+    pki: PKI, rogue: TLSServer, report_uri: str, *, allow_unpinned: bool
+) -> PinningAdapter:
+    """An adapter pinning localhost, after a request to the impostor and its report's delivery."""
     adapter = PinningAdapter(
         {"localhost": [pki.intermediate_pin]},
-        report_uri=f"https://127.0.0.1:{good.port}/pkp",
+        report_uri=report_uri,
         allow_unpinned=allow_unpinned,
     )
     session = requests.Session()
     session.mount("https://", adapter)
     refuse(session, rogue, verify=pki.bundle)
     adapter.close()
+    return adapter
+
+
+@pytest.mark.usefixtures("trust_test_pki")
+@pytest.mark.parametrize("allow_unpinned", [False, True])
+def test_allow_unpinned_false_applies_to_collectors_too(
+    pki: PKI, rogue: TLSServer, good: TLSServer, allow_unpinned: bool
+) -> None:
+    adapter = refused_and_reported(
+        pki, rogue, f"https://127.0.0.1:{good.port}/pkp", allow_unpinned=allow_unpinned
+    )
     if allow_unpinned:
         assert good.requests == ["POST /pkp HTTP/1.1"]
         assert adapter.report_stats.sent == 1
@@ -182,15 +192,7 @@ def test_allow_unpinned_false_sends_nothing_to_an_http_collector(
     # An http:// collector whose host has no pins got the report (the host,
     # the served chain, the known pins) in cleartext under allow_unpinned=False:
     # only a pinned one was refused (round 8 attack pass).
-    adapter = PinningAdapter(
-        {"localhost": [pki.intermediate_pin]},
-        report_uri=collector.url,
-        allow_unpinned=allow_unpinned,
-    )
-    session = requests.Session()
-    session.mount("https://", adapter)
-    refuse(session, rogue, verify=pki.bundle)
-    adapter.close()
+    adapter = refused_and_reported(pki, rogue, collector.url, allow_unpinned=allow_unpinned)
     if allow_unpinned:
         assert len(collector.reports) == 1
         assert adapter.report_stats.sent == 1
