@@ -143,12 +143,30 @@ _ORIGIN: contextvars.ContextVar[_Origin | None] = contextvars.ContextVar(
 def _origin_of(request: httpx.Request) -> _Origin:
     url = request.url
     port = url.port or (443 if url.scheme in ("https", "wss") else 80)
-    sni = request.extensions.get("sni_hostname")
-    if isinstance(sni, bytes):
-        sni = sni.decode("ascii", "replace")
-    return _Origin(
-        request, url.raw_host.decode("ascii"), port, sni if isinstance(sni, str) else None
-    )
+    given = request.extensions.get("sni_hostname")
+    sni = _tls_name(given)
+    if sni is not None and given is not sni:
+        # The name as the check reads it is the name TLS is started with (anyio
+        # takes no bytes, ssl does).
+        request.extensions = {**request.extensions, "sni_hostname": sni}
+    return _Origin(request, url.raw_host.decode("ascii"), port, sni)
+
+
+def _tls_name(value: object) -> str | None:
+    """A name TLS is started with (``sni_hostname``), as ``ssl`` reads it; ``None`` for none.
+
+    Whatever ``ssl`` would start TLS with is a name to look up: a bytearray
+    taken for "no name" left the pins of the name TLS authenticated unread on
+    a reused connection. Anything ``ssl`` would not take is refused here,
+    before the request is sent anywhere.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return "".join((value,))  # a plain str, whatever a subclass says of itself
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("ascii")  # as ssl decodes it (or refuses it)
+    raise TypeError(f"a TLS server name is a str or bytes, not a {type(value).__name__}")
 
 
 def _enforce(
@@ -418,6 +436,7 @@ class _Stream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         tls = self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
+            server_hostname = _tls_name(server_hostname)
             names = self._pinning.check(
                 tls,
                 peer=self._peer,
@@ -480,6 +499,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
+            server_hostname = _tls_name(server_hostname)
             names = self._pinning.check(
                 tls,
                 peer=self._peer,
@@ -646,39 +666,47 @@ class _Routes(Generic[_T]):
     def __init__(self, make: Callable[[], _T]) -> None:
         self._make: Callable[[], _T] = make
         self._lock = threading.Lock()
-        # sni -> [transport, requests it is sending now]
-        self._routes: OrderedDict[str, list[Any]] = OrderedDict()
+        self._routes: OrderedDict[str, _Route[_T]] = OrderedDict()
 
-    def take(self, sni: str) -> tuple[_T, list[_T]]:
-        """The transport for ``sni``, and the idle transports to close (over the limit)."""
+    def take(self, sni: str) -> tuple[_Route[_T], list[_T]]:
+        """The route for ``sni``, taken (give it back), and idle transports to close."""
         with self._lock:
             route = self._routes.get(sni)
             if route is None:
-                route = self._routes[sni] = [self._make(), 0]
+                route = self._routes[sni] = _Route(self._make())
             self._routes.move_to_end(sni)
-            route[1] += 1
+            route.sending += 1
             spare: list[_T] = []
-            for key, (transport, sending) in list(self._routes.items())[:-1]:
+            for key, other in list(self._routes.items())[:-1]:
                 if len(self._routes) <= _MAX_ROUTES:
                     break
                 # Never one a request is on: sending now, or reading a response.
-                if sending == 0 and _idle(transport):
+                if other.sending == 0 and _idle(other.transport):
                     del self._routes[key]
-                    spare.append(transport)
-            transport = route[0]
-            return transport, spare
+                    spare.append(other.transport)
+            return route, spare
 
-    def give_back(self, sni: str) -> None:
-        """The request that took the transport for ``sni`` has its response (or failed)."""
+    def give_back(self, route: _Route[_T]) -> None:
+        """The request that took ``route`` has its response (or failed)."""
         with self._lock:
-            self._routes[sni][1] -= 1
+            route.sending -= 1  # the route itself: it may have been cleared meanwhile
 
     def clear(self) -> list[_T]:
         """Forget every transport; return them, to close."""
         with self._lock:
-            transports = [transport for transport, _ in self._routes.values()]
+            transports = [route.transport for route in self._routes.values()]
             self._routes.clear()
         return transports
+
+
+class _Route(Generic[_T]):
+    """A transport for one ``sni_hostname``, and how many requests are sending on it now."""
+
+    __slots__ = ("sending", "transport")
+
+    def __init__(self, transport: _T) -> None:
+        self.transport: _T = transport
+        self.sending = 0
 
 
 def _idle(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> bool:
@@ -786,13 +814,13 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
             if origin.sni is None or origin.sni == origin.host:
                 return super().handle_request(request)
             # Another name for TLS: never on a connection opened for others.
-            transport, spare = self._routes.take(origin.sni)
-            for idle in spare:
-                idle.close()
+            route, spare = self._routes.take(origin.sni)
             try:
-                return transport.handle_request(request)
+                for idle in spare:
+                    idle.close()
+                return route.transport.handle_request(request)
             finally:
-                self._routes.give_back(origin.sni)
+                self._routes.give_back(route)
         finally:
             _ORIGIN.reset(token)
 
@@ -870,13 +898,16 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
                 return await super().handle_async_request(request)
             # Another name for TLS: never on a connection opened for others
             # (see _Routes).
-            transport, spare = self._routes.take(origin.sni)
-            for idle in spare:
-                await idle.aclose()
+            route, spare = self._routes.take(origin.sni)
             try:
-                return await transport.handle_async_request(request)
+                # Shielded: a request cancelled here still closes what it took
+                # out of the routes (and gives its route back, below).
+                with anyio.CancelScope(shield=True):
+                    for idle in spare:
+                        await idle.aclose()
+                return await route.transport.handle_async_request(request)
             finally:
-                self._routes.give_back(origin.sni)
+                self._routes.give_back(route)
         finally:
             _ORIGIN.reset(token)
 
