@@ -15,10 +15,10 @@ Large pin files are read close to the speed of ``json.loads`` and kept small:
   spelling (``api.example.com``, ``*.example.com:8443``, ``sha256/<base64>``),
   are read directly (``_read_plain``); everything else takes the general
   reading, which gives the same result (property tests compare the two).
-- Such an entry for any port, without an expiry, is kept *packed*: its table
-  holds only the pins' digests, end to end in one ``bytes``, and its
-  :class:`HostPins` is made when a lookup or a listing first reaches it, then
-  kept in its place. Everything was validated at load; unpacking cannot fail.
+- Such an entry without an expiry is kept *packed*: its table holds only the
+  pins' digests, end to end in one ``bytes``, and its :class:`HostPins` is
+  made when a lookup or a listing first reaches it, then kept in its place.
+  Everything was validated at load; unpacking cannot fail.
 - Large files repeat the same few CA pins across many hosts: each distinct
   list of pins is read once and shared by the entries that spell it alike.
 - A JSON file is read without handing every object to Python to catch a
@@ -159,20 +159,20 @@ class HostPins:
         return value
 
 
+# A packed entry: the SHA-256 SPKI digests of an entry read by _read_plain,
+# each but the last followed by one zero byte (_STRIDE: what decoding the
+# list's pins in one call gives, _packed_pins), without options other than
+# its kind (which says include_subdomains) and port (which its slot says).
+# Its HostPins is made when it is first matched.
+_Packed: TypeAlias = bytes
+_STRIDE = 33
+
+
 class _AtPort(NamedTuple):
     """The only entry of one host and kind, and the one port it is for."""
 
     port: int
-    entry: HostPins
-
-
-# A packed entry: the SHA-256 SPKI digests of an entry read by _read_plain,
-# each but the last followed by one zero byte (_STRIDE: what decoding the
-# list's pins in one call gives, _packed_pins), for any port and without
-# options other than its kind (which says include_subdomains). Its HostPins
-# is made when it is first matched.
-_Packed: TypeAlias = bytes
-_STRIDE = 33
+    entry: HostPins | _Packed
 
 
 class _ByPort(dict[int | None, HostPins | _Packed]):
@@ -194,11 +194,7 @@ def _add(
     """Add ``entry``; if the table has one for that host and port already, return that one."""
     current = table.get(host)
     if current is None:
-        if port is None:
-            table[host] = entry
-        else:
-            assert isinstance(entry, HostPins)  # only entries for any port are packed
-            table[host] = _AtPort(port, entry)
+        table[host] = entry if port is None else _AtPort(port, entry)
         return None
     if isinstance(current, _AtPort):
         by_port = _ByPort({current.port: current.entry})
@@ -213,13 +209,13 @@ def _add(
     return None
 
 
-def _at_port(found: _Slot, port: int) -> HostPins | _Packed | None:
-    # An entry for the port beats one for any port.
-    if isinstance(found, _AtPort):
-        return found.entry if found.port == port else None
-    if isinstance(found, _ByPort):
-        return found.get(port) or found.get(None)
-    return found
+def _in_slot(slot: _Slot, port: int | None) -> HostPins | _Packed | None:
+    """The entry of ``slot`` for exactly ``port`` (``None``: for any port)."""
+    if isinstance(slot, _AtPort):
+        return slot.entry if slot.port == port else None
+    if isinstance(slot, _ByPort):
+        return slot.get(port)
+    return slot if port is None else None
 
 
 _KIND_CODES: tuple[_Kind, ...] = ("exact", "one", "tree")
@@ -246,10 +242,11 @@ class PinSet:
         "_unpacker",
     )
 
-    # The entries in the order of the configuration: a HostPins, or the host of
-    # a packed entry, whose table is named by the code at the same index of
-    # _kinds (an index into _KIND_CODES).
-    _order: tuple[HostPins | str, ...]
+    # The entries in the order of the configuration: a HostPins, or where a
+    # packed entry is, its host (for any port) or its host and port, in the
+    # table named by the code at the same index of _kinds (an index into
+    # _KIND_CODES).
+    _order: tuple[HostPins | str | tuple[str, int], ...]
     _kinds: bytes
     _exact: _Table
     _one: _Table
@@ -272,7 +269,7 @@ class PinSet:
         tables: dict[_Kind, _Table] = {"exact": {}, "one": {}, "tree": {}}
         codes = {kind: code for code, kind in enumerate(_KIND_CODES)}
         shared = _Shared()
-        order: list[HostPins | str] = []
+        order: list[HostPins | str | tuple[str, int]] = []
         kinds = bytearray()
         for raw_key, value in config.items():
             if raw_key == _SCHEMA_KEY:
@@ -289,7 +286,10 @@ class PinSet:
                 table[host] = entry
             elif _add(table, host, port, entry) is not None:
                 _same_pattern(config, raw_key, (kind, host, port))
-            order.append(host if isinstance(entry, bytes) else entry)
+            if isinstance(entry, HostPins):
+                order.append(entry)
+            else:  # packed: found again by its host (and port) and kind
+                order.append(host if port is None else (host, port))
             kinds.append(codes[kind])
         object.__setattr__(self, "_order", tuple(order))
         object.__setattr__(self, "_kinds", bytes(kinds))
@@ -428,23 +428,32 @@ class PinSet:
 
     def _at(self, kind: _Kind, host: str, found: _Slot, port: int) -> HostPins | None:
         """The entry of a table's slot for ``port``, unpacked if it is packed."""
-        entry = _at_port(found, port)
+        # An entry for the port beats one for any port.
+        at: int | None = port
+        entry = _in_slot(found, port)
+        if entry is None:
+            at = None
+            entry = _in_slot(found, None)
         if isinstance(entry, bytes):
-            return self._unpack(self._tables[kind], kind, host, entry)
+            return self._unpack(self._tables[kind], kind, host, at, entry)
         return entry
 
-    def _unpack(self, table: _Table, kind: _Kind, host: str, packed: _Packed) -> HostPins:
+    def _unpack(
+        self, table: _Table, kind: _Kind, host: str, port: int | None, packed: _Packed
+    ) -> HostPins:
         """The HostPins of a packed entry, made once and kept in its place."""
         with self._unpacker.lock:
             # Under the lock, so that every lookup and listing of the entry
             # gets the one object kept: a thread that waited finds it made.
             slot = table[host]
-            current = slot.get(None) if isinstance(slot, _ByPort) else slot
+            current = _in_slot(slot, port)
             if isinstance(current, HostPins):
                 return current
-            entry = self._unpacker.entry(kind, host, packed)
+            entry = self._unpacker.entry(kind, host, port, packed)
             if isinstance(slot, _ByPort):
-                slot[None] = entry
+                slot[port] = entry
+            elif isinstance(slot, _AtPort):
+                table[host] = slot._replace(entry=entry)
             else:
                 table[host] = entry
             return entry
@@ -459,18 +468,16 @@ class PinSet:
             if isinstance(item, HostPins):
                 yield item
                 continue
-            # A packed entry (in a _ByPort when the host also has entries for
-            # ports), or what a lookup unpacked in its place: unpacked and
-            # kept, so that each entry is always the same object.
+            # A packed entry, or what a lookup unpacked in its place: unpacked
+            # and kept, so that each entry is always the same object.
+            host, port = (item, None) if isinstance(item, str) else item
             table = tables[code]
-            slot = table[item]
-            if isinstance(slot, _ByPort):
-                slot = slot[None]
-            assert not isinstance(slot, _AtPort)  # a packed entry is for any port
+            entry = _in_slot(table[host], port)
+            assert entry is not None  # every entry of _order is in its table
             yield (
-                slot
-                if isinstance(slot, HostPins)
-                else self._unpack(table, _KIND_CODES[code], item, slot)
+                entry
+                if isinstance(entry, HostPins)
+                else self._unpack(table, _KIND_CODES[code], host, port, entry)
             )
 
     def __len__(self) -> int:
@@ -519,14 +526,15 @@ class _Unpacker:
         self.pins: dict[bytes, Pin | None] = dict.fromkeys(pins)
         self.lock = threading.Lock()
 
-    def entry(self, kind: _Kind, host: str, packed: _Packed) -> HostPins:
-        """The HostPins that a packed entry of the table ``kind`` for ``host`` stands for."""
+    def entry(self, kind: _Kind, host: str, port: int | None, packed: _Packed) -> HostPins:
+        """The HostPins that a packed entry of the table ``kind`` for ``host`` and
+        ``port`` stands for."""
         pins = self.lists.get(packed)
         if pins is None:
             pins = tuple([self._pin(packed[i : i + 32]) for i in range(0, len(packed), _STRIDE)])
             if packed in self.lists:
                 self.lists[packed] = pins
-        return HostPins(_format_pattern(kind, host, None), pins, kind == "tree")
+        return HostPins(_format_pattern(kind, host, port), pins, kind == "tree")
 
     def _pin(self, digest: bytes) -> Pin:
         if digest not in self.pins:
@@ -804,7 +812,6 @@ def _read_plain(
     and says the same as ever (the one exception, an unreadable "expires", is
     the general reading's last check, raised by the same function).
     """
-    expires = None
     include: object = None  # not given
     if type(value) is list:
         texts: object = value
@@ -852,10 +859,11 @@ def _read_plain(
     packed = _packed_pins(texts, shared)
     if packed is None:
         return None
-    if options is not None and "expires" in options:
-        expires = _parse_expires(raw_key, options["expires"])
-    elif port is None:
-        return packed, (kind, host, None)
+    if options is None or "expires" not in options:
+        return packed, (kind, host, port)
+    # An entry with an expiry is made now (an expiry is rare, and checked by
+    # the general reading's own function).
+    expires = _parse_expires(raw_key, options["expires"])
     pins = _pins_of(packed, shared)
     return HostPins(pattern, pins, kind == "tree", expires), (kind, host, port)
 

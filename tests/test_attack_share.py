@@ -346,9 +346,10 @@ def test_the_seeded_unpacker_holds_what_was_made_for_each_key() -> None:
     # pin the one made for that digest; None only where nothing was made.
     a, b, c = NEAR[0], NEAR[1], NEAR[2]
     config: dict[str, Any] = {
-        "p1.example:8443": [a, b],
-        "p2.example:8443": [b, a],
+        "p1.example:8443": {"pins": [a, b], "expires": "2099-12-31"},
+        "p2.example": {"pins": [b, a], "expires": "2099-12-31"},
         "p3.example": {"pins": [a], "expires": "2099-12-31"},
+        "k0.example:8443": [a, b],  # packed, for a port
         "k1.example": [a, b],
         "k2.example": [b, a],
         "k3.example": [a],
@@ -369,7 +370,7 @@ def test_the_seeded_unpacker_holds_what_was_made_for_each_key() -> None:
 
     assert set(unpacker.lists) == {packed(a, b), packed(b, a), packed(a), packed(c, b)}
     assert unpacker.lists[packed(a, b)] is made["p1.example:8443"].pins
-    assert unpacker.lists[packed(b, a)] is made["p2.example:8443"].pins
+    assert unpacker.lists[packed(b, a)] is made["p2.example"].pins
     assert unpacker.lists[packed(a)] is made["p3.example"].pins
     assert unpacker.lists[packed(c, b)] is None  # no entry made at load has it
     assert set(unpacker.pins) == {Pin.parse(a).digest, Pin.parse(b).digest}

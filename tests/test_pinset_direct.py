@@ -160,7 +160,7 @@ def _agrees(key: Any, value: Any) -> None:
         return  # left to the general reading
     entry, table_key = plain
     if isinstance(entry, bytes):  # packed: what it unpacks to
-        entry = _pinset._Unpacker((), ()).entry(table_key[0], table_key[1], entry)
+        entry = _pinset._Unpacker((), ()).entry(*table_key, entry)
     assert (entry, table_key) == _general(key, value), (key, value)
 
 
@@ -192,18 +192,20 @@ def test_the_direct_entry_reading_agrees_on_every_combination_of_its_options() -
 
 def test_canonical_entries_are_read_directly_and_packed() -> None:
     # The twin of the property above: the direct reading is taken, and packs
-    # what it can (an entry for a port, or with an expiry, is made at once).
+    # what it can (an entry with an expiry is made at once).
     shared = _pinset._Shared()
     for key, value in [
         ("api.example.com", [P1, P2]),
         ("*.example.net", {"pins": [P1]}),
         ("example.org", {"pins": [P2, P3], "include_subdomains": True}),
+        ("api.example.com:8443", [P1]),
+        ("example.org:8443", {"pins": [P1], "include_subdomains": True}),
     ]:
         plain = _pinset._read_plain(key, value, shared)
         assert plain is not None and isinstance(plain[0], bytes), key
     for key, value in [
-        ("api.example.com:8443", [P1]),
         ("api.example.com", {"pins": [P1], "expires": "2099-12-31"}),
+        ("api.example.com:8443", {"pins": [P1], "expires": "2099-12-31"}),
     ]:
         plain = _pinset._read_plain(key, value, shared)
         assert plain is not None and not isinstance(plain[0], bytes), key
@@ -231,6 +233,80 @@ def test_a_packed_set_behaves_as_the_general_reading_built_it(
         entry = packed.match(host)
         assert entry is not None and entry is packed.match(host.upper() + ".")
         assert any(listed is entry for listed in packed)
+
+
+def test_packed_entries_for_ports_are_found_by_port_and_made_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Entries for a port are kept packed too: alone on their host (_AtPort),
+    # beside an entry for any port and others for ports (_ByPort), with one
+    # list shared by two ports. Each is found at its port only (another port
+    # gets the entry for any port, or nothing), and is one object however it
+    # is reached, in whatever order lookups and listing unpack them.
+    config: dict[str, Any] = {
+        "solo.example:8443": [P1, P2],
+        "many.example": [P1],
+        "many.example:8443": [P1, P2],
+        "many.example:9443": [P1, P2],
+        "**.tree.example:8443": [P3],
+        "sub.example:8443": {"pins": [P2], "include_subdomains": True},
+    }
+    queries = [
+        ("solo.example", 8443),
+        ("solo.example", 443),
+        ("many.example", 8443),
+        ("many.example", 9443),
+        ("many.example", 443),
+        ("many.example", None),
+        ("a.b.tree.example", 8443),
+        ("a.b.tree.example", 443),
+        ("x.sub.example", 8443),
+        ("sub.example", 8443),
+        ("sub.example", 80),
+    ]
+    for listed_first in (True, False):
+        packed = PinSet(config)
+        slots = [packed._exact["solo.example"], packed._exact["many.example"]]
+        assert isinstance(slots[0], _pinset._AtPort) and isinstance(slots[0].entry, bytes)
+        assert isinstance(slots[1], _pinset._ByPort) and isinstance(slots[1][8443], bytes)
+        listed = list(packed) if listed_first else []
+        answers = [packed.match(host, port) for host, port in queries]
+        listed = listed or list(packed)
+        patterns = [None if answer is None else answer.pattern for answer in answers]
+        assert patterns == [
+            "solo.example:8443",
+            None,
+            "many.example:8443",
+            "many.example:9443",
+            "many.example",
+            "many.example",
+            "**.tree.example:8443",
+            None,
+            "**.sub.example:8443",
+            "**.sub.example:8443",
+            None,
+        ]
+        for answer in answers:
+            assert answer is None or any(entry is answer for entry in listed)
+        assert [packed.match(host, port) for host, port in queries] == answers
+        assert all(
+            again is first
+            for again, first in zip(
+                [packed.match(host, port) for host, port in queries], answers, strict=True
+            )
+        )
+        assert [entry.pattern for entry in listed] == [
+            "solo.example:8443",
+            "many.example",
+            "many.example:8443",
+            "many.example:9443",
+            "**.tree.example:8443",
+            "**.sub.example:8443",
+        ]
+    monkeypatch.setattr(_pinset, "_read_plain", lambda *args: None)
+    general = PinSet(config)
+    assert list(general) == list(packed) and general.to_dict() == packed.to_dict()
+    assert [general.match(host, port) for host, port in queries] == answers
 
 
 def _canonical(digest: bytes) -> str:
@@ -262,7 +338,7 @@ def test_a_list_decoded_in_one_call_holds_each_pin_s_own_digest(
     shared = _pinset._Shared()
     plain = _pinset._read_plain("api.example.com", value, shared)
     assert plain is not None and isinstance(plain[0], bytes)  # taken, and packed
-    entry = _pinset._Unpacker((), ()).entry(plain[1][0], plain[1][1], plain[0])
+    entry = _pinset._Unpacker((), ()).entry(*plain[1], plain[0])
     assert [pin.digest for pin in entry.pins] == digests
     assert entry.pins == tuple(Pin.parse(text) for text in texts)
     # The same list again: found by its text, the same packed digests.
