@@ -449,6 +449,13 @@ class PinSet:
             current = _in_slot(slot, port)
             if isinstance(current, HostPins):
                 return current
+            # The pattern names the port as the configuration wrote it, not
+            # as the caller did: a lookup for True or 8443.0 finds the entry
+            # for 1 or 8443, and must not make it "host:True" for good.
+            if isinstance(slot, _AtPort):
+                port = slot.port
+            elif isinstance(slot, _ByPort) and port is not None:
+                port = next(key for key in slot if key == port)
             entry = self._unpacker.entry(kind, host, port, packed)
             if isinstance(slot, _ByPort):
                 slot[port] = entry

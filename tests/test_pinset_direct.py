@@ -309,6 +309,40 @@ def test_packed_entries_for_ports_are_found_by_port_and_made_once(
     assert [general.match(host, port) for host, port in queries] == answers
 
 
+def test_a_packed_entry_for_a_port_is_named_by_its_own_port_whatever_the_lookup_passed() -> None:
+    # A port equal to the entry's (True for 1, 8443.0, an int enum) finds it,
+    # as a dict finds an equal key; the entry it unpacks names the port as the
+    # configuration wrote it (it was "api.example.com:Port.ALT" for good, so
+    # to_dict(), equality and pickling broke).
+    import enum
+    import pickle
+
+    class Port(int, enum.Enum):
+        ALT = 8443
+
+    config: dict[str, Any] = {
+        "api.example.com:8443": [P1],
+        "api.example.com": [P2],
+        "one.example.com:1": [P1],
+        "alt.example.com:8443": [P3],
+    }
+    pins = PinSet(config)
+    found = [
+        pins.match("api.example.com", Port.ALT),
+        pins.match("one.example.com", True),
+        pins.match("alt.example.com", 8443.0),  # type: ignore[arg-type]
+    ]
+    assert [entry and entry.pattern for entry in found] == [
+        "api.example.com:8443",
+        "one.example.com:1",
+        "alt.example.com:8443",
+    ]
+    assert found[0] is pins.match("api.example.com", 8443)
+    assert pins.to_dict() == PinSet(config).to_dict()
+    assert list(pins.to_dict()) == list(config)
+    assert pins == PinSet(config) and pickle.loads(pickle.dumps(pins)) == pins
+
+
 def _canonical(digest: bytes) -> str:
     return "sha256/" + base64.b64encode(digest).decode("ascii")
 
