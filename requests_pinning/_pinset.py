@@ -31,6 +31,7 @@ import binascii
 import functools
 import ipaddress
 import json
+import operator
 import os
 import re
 import socket
@@ -428,6 +429,16 @@ class PinSet:
 
     def _at(self, kind: _Kind, host: str, found: _Slot, port: int) -> HostPins | None:
         """The entry of a table's slot for ``port``, unpacked if it is packed."""
+        if type(host) is not str or type(port) is not int:
+            # What is found here may be unpacked and kept for every later
+            # caller: it must be found by the host's text and the port's
+            # value, as str and int read them, never by the methods of the
+            # caller's own classes (_host_text, _port_number).
+            host, port = _host_text(host), _port_number(port)
+            slot = self._tables[kind].get(host)
+            if slot is None or type(slot) is HostPins:
+                return slot
+            found = slot
         # An entry for the port beats one for any port.
         at: int | None = port
         entry = _in_slot(found, port)
@@ -449,13 +460,6 @@ class PinSet:
             current = _in_slot(slot, port)
             if isinstance(current, HostPins):
                 return current
-            # The pattern names the port as the configuration wrote it, not
-            # as the caller did: a lookup for True or 8443.0 finds the entry
-            # for 1 or 8443, and must not make it "host:True" for good.
-            if isinstance(slot, _AtPort):
-                port = slot.port
-            elif isinstance(slot, _ByPort) and port is not None:
-                port = next(key for key in slot if key == port)
             entry = self._unpacker.entry(kind, host, port, packed)
             if isinstance(slot, _ByPort):
                 slot[port] = entry
@@ -1362,6 +1366,33 @@ def _valid_name(name: str) -> bool:
     return len(name) <= 253 and _NAME.fullmatch(name) is not None
 
 
+# A lookup may unpack an entry, made from what the lookup passed and kept for
+# every later caller, and fills a cache shared by all: a host or port of the
+# caller's own class, with its own lower(), __eq__, __hash__ or __str__, must
+# never decide which entry that is or what it says ("host:True", another
+# port's pins, another host's answer). So, where a lookup reaches either,
+# both are read as str and int read them, and anything else is an error,
+# not a guess. (A plain lookup's hot path tests neither: what it returns
+# then is the caller's alone.)
+
+
+def _host_text(host: str) -> str:
+    """A lookup's host as a plain str: its text, for a str subclass."""
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    return str.__str__(host)
+
+
+def _port_number(port: int | None) -> int:
+    """A lookup's port as a plain int (None: 443): its value, for an int subclass."""
+    if port is None:
+        return 443
+    try:
+        return operator.index(port)  # an int subclass's value, never its methods
+    except TypeError:
+        raise TypeError(f"port must be an int or None, not {type(port).__name__}") from None
+
+
 def _lookup_form(host: str) -> tuple[str, bool]:
     """Normalise a host being looked up into the form of the keys made at load.
 
@@ -1385,6 +1416,8 @@ def _lookup_form(host: str) -> tuple[str, bool]:
         and "%" not in host
     ):
         return host.lower(), False
+    if type(host) is not str:
+        host = _host_text(host)  # the cache answers every caller of that text
     return _general_lookup_form(host)
 
 

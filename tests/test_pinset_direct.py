@@ -310,10 +310,10 @@ def test_packed_entries_for_ports_are_found_by_port_and_made_once(
 
 
 def test_a_packed_entry_for_a_port_is_named_by_its_own_port_whatever_the_lookup_passed() -> None:
-    # A port equal to the entry's (True for 1, 8443.0, an int enum) finds it,
-    # as a dict finds an equal key; the entry it unpacks names the port as the
-    # configuration wrote it (it was "api.example.com:Port.ALT" for good, so
-    # to_dict(), equality and pickling broke).
+    # A port of an int subclass (an int enum, True for 1) finds its entry by
+    # its value; the entry it unpacks names the port as the configuration
+    # wrote it (it was "api.example.com:Port.ALT" for good, so to_dict(),
+    # equality and pickling broke). A port that is no integer is an error.
     import enum
     import pickle
 
@@ -327,20 +327,86 @@ def test_a_packed_entry_for_a_port_is_named_by_its_own_port_whatever_the_lookup_
         "alt.example.com:8443": [P3],
     }
     pins = PinSet(config)
-    found = [
-        pins.match("api.example.com", Port.ALT),
-        pins.match("one.example.com", True),
-        pins.match("alt.example.com", 8443.0),  # type: ignore[arg-type]
-    ]
+    found = [pins.match("api.example.com", Port.ALT), pins.match("one.example.com", True)]
     assert [entry and entry.pattern for entry in found] == [
         "api.example.com:8443",
         "one.example.com:1",
-        "alt.example.com:8443",
     ]
     assert found[0] is pins.match("api.example.com", 8443)
+    for port in (8443.0, "8443", b"8443"):
+        with pytest.raises(TypeError, match="port must be an int or None"):
+            pins.match("alt.example.com", port)  # type: ignore[arg-type]
     assert pins.to_dict() == PinSet(config).to_dict()
     assert list(pins.to_dict()) == list(config)
     assert pins == PinSet(config) and pickle.loads(pickle.dumps(pins)) == pins
+
+
+def test_a_lookup_s_own_objects_never_change_what_later_lookups_find(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a lookup passes may unpack an entry, kept for every later caller,
+    # and fills a cache shared by all: where it reaches either, a port or
+    # host of the caller's own class, with its own __eq__, __hash__, lower()
+    # or rstrip(), is read by its value, as int and str read it. (An int
+    # subclass equal to anything stored another port's pins as the host's
+    # entry for any port; a str subclass wrote its own pattern into the set,
+    # or poisoned the cache.) What a lying object's own lookup returns is
+    # its caller's alone; every later lookup is as the general reading's.
+    class AnyPort(int):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = int.__hash__
+
+    class Sneaky(str):
+        def lower(self) -> str:
+            return Sneaky("EVIL.example.com")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("x.example.net")
+
+    class Hostile(str):
+        def rstrip(self, chars: str | None = None) -> str:
+            return "evil.example"
+
+    class Benign(str):
+        pass
+
+    config: dict[str, Any] = {
+        "api.example.com": [P1],
+        "api.example.com:80": [P2],
+        "api.example.com:8443": [P3],
+        "*.example.net:8443": [P1],
+        "xn--bcher-kva.example": [P2],
+    }
+    queries: list[tuple[str, int | None]] = [
+        ("api.example.com", 443),
+        ("api.example.com", 80),
+        ("api.example.com", 8443),
+        ("x.example.net", 8443),
+        ("bücher.example", 443),
+        ("xn--bcher-kva.example", None),
+    ]
+    monkeypatch.setattr(_pinset, "_read_plain", lambda *args: None)
+    general = PinSet(config)
+    expected = [general.match(host, port) for host, port in queries]
+    monkeypatch.undo()
+    pins = PinSet(config)
+    assert pins.match("api.example.com", AnyPort(8443)) == expected[2]
+    pins.match(Sneaky("x.example.net"), 8443)
+    pins.match(Sneaky("api.example.com"), 80)
+    assert pins.match(Hostile("bücher.example")) == expected[4]
+    assert pins.match(Benign("bücher.example")) == expected[4] is not None
+    assert _pinset.normalize_host(Benign("bücher.example")) == "xn--bcher-kva.example"
+    assert [pins.match(host, port) for host, port in queries] == expected
+    assert pins.to_dict() == general.to_dict() and pins == general
+    assert all(type(entry.pattern) is str for entry in pins)
+    for host in (b"api.example.com", None, 5):
+        with pytest.raises((TypeError, AttributeError)):
+            pins.match(host)  # type: ignore[arg-type]
 
 
 def _canonical(digest: bytes) -> str:
