@@ -429,16 +429,19 @@ class PinSet:
 
     def _at(self, kind: _Kind, host: str, found: _Slot, port: int) -> HostPins | None:
         """The entry of a table's slot for ``port``, unpacked if it is packed."""
-        if type(host) is not str or type(port) is not int:
-            # What is found here may be unpacked and kept for every later
-            # caller: it must be found by the host's text and the port's
-            # value, as str and int read them, never by the methods of the
-            # caller's own classes (_host_text, _port_number).
-            host, port = _host_text(host), _port_number(port)
+        # What is found here may be unpacked and kept for every later
+        # caller: it must be found by the host's text and the port's value,
+        # as str and int read them, never by the methods of the caller's own
+        # classes (_host_text, _port_number). The port is read only where it
+        # chooses between a host's entries.
+        if type(host) is not str:
+            host = _host_text(host)
             slot = self._tables[kind].get(host)
             if slot is None or type(slot) is HostPins:
                 return slot
             found = slot
+        if type(port) is not int and isinstance(found, _AtPort | _ByPort):
+            port = _port_number(port)
         # An entry for the port beats one for any port.
         at: int | None = port
         entry = _in_slot(found, port)
@@ -1371,9 +1374,10 @@ def _valid_name(name: str) -> bool:
 # caller's own class, with its own lower(), __eq__, __hash__ or __str__, must
 # never decide which entry that is or what it says ("host:True", another
 # port's pins, another host's answer). So, where a lookup reaches either,
-# both are read as str and int read them, and anything else is an error,
-# not a guess. (A plain lookup's hot path tests neither: what it returns
-# then is the caller's alone.)
+# both are read as str and int read them (a port: an int, an int subclass
+# or anything with __index__), and anything else is an error, not a guess.
+# (A plain lookup's hot path tests neither: what it returns then is the
+# caller's alone.)
 
 
 def _host_text(host: str) -> str:
@@ -1384,7 +1388,8 @@ def _host_text(host: str) -> str:
 
 
 def _port_number(port: int | None) -> int:
-    """A lookup's port as a plain int (None: 443): its value, for an int subclass."""
+    """A lookup's port as a plain int (None: 443): the value of an int subclass
+    or of anything with ``__index__``; TypeError for anything else."""
     if port is None:
         return 443
     try:

@@ -196,7 +196,20 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
     """
     if not chain.verified or chain.problem is not None:
         return chain
-    problem = _unvouched(chain.checked, [name for name in names if name])
+    texts = []
+    for name in names:
+        given: object = name  # checked against what the type says: it is what a pool holds
+        if not given:
+            continue
+        if not isinstance(given, str):
+            return PeerChain(
+                checked=(), verified=False, problem=f"a name to check is a {type(given).__name__}"
+            )
+        # Its text, read as str reads it: what is judged is kept for every
+        # later connection, so a caller's own subclass (its rstrip(), __eq__
+        # or __hash__) must not judge, or key the judgement of, another name.
+        texts.append(str.__str__(given))
+    problem = _unvouched(chain.checked, texts)
     if problem is None:
         return chain
     return PeerChain(

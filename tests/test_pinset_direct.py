@@ -336,6 +336,12 @@ def test_a_packed_entry_for_a_port_is_named_by_its_own_port_whatever_the_lookup_
     for port in (8443.0, "8443", b"8443"):
         with pytest.raises(TypeError, match="port must be an int or None"):
             pins.match("alt.example.com", port)  # type: ignore[arg-type]
+    # Only where it chooses between a host's entries, and whatever came
+    # before: a host with one entry for any port answers any port, packed or
+    # not, as the general reading does.
+    fresh = PinSet({"any.example.com": [P1]})
+    for _ in range(2):  # packed, then unpacked
+        assert fresh.match("any.example.com", 8443.0) is fresh.match("any.example.com")  # type: ignore[arg-type]
     assert pins.to_dict() == PinSet(config).to_dict()
     assert list(pins.to_dict()) == list(config)
     assert pins == PinSet(config) and pickle.loads(pickle.dumps(pins)) == pins

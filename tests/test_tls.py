@@ -79,6 +79,39 @@ def test_a_chain_that_does_not_hold_fails_closed(pki: PKI, case: str, problem: s
     assert problem in result.problem
 
 
+def test_a_caller_s_own_name_class_never_judges_another_name(pki: PKI) -> None:
+    # What is judged is kept for every later connection (one judgement per
+    # chain and names). A str subclass whose text is one name and whose
+    # rstrip(), or __eq__ and __hash__, say another had the chain for
+    # attacker.example judged good, and kept, for victim.example: a later
+    # honest check for victim.example then passed it. Each name is read as
+    # str reads it; a name that is not a str fails closed.
+    from requests_pinning import _tls
+
+    class RstripLies(str):
+        def rstrip(self, chars: str | None = None) -> str:
+            return "attacker.example"
+
+    class Lying(str):
+        def __hash__(self) -> int:
+            return hash("victim.example")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    other = pki.intermediate.issue_cert("attacker.example")
+    pems = (other.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes())
+    for liar in (RstripLies("victim.example"), Lying("attacker.example")):
+        _tls._judged.cache_clear()
+        vouched(chain_of(*pems), [liar])
+        honest = vouched(chain_of(*pems), ["victim.example"])
+        assert honest.checked == () and honest.problem is not None, type(liar).__name__
+        assert "the leaf is not for the name" in honest.problem
+    assert vouched(chain_of(*pems), ["attacker.example"]).problem is None
+    refused = vouched(chain_of(*pems), [b"attacker.example"])  # type: ignore[list-item]
+    assert refused.checked == () and "a name to check is a bytes" in str(refused.problem)
+
+
 def _signed_by_leaf(leaf: trustme.LeafCert, name: str) -> bytes:
     import datetime
 
