@@ -199,16 +199,20 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
     texts = []
     for name in names:
         given: object = name  # checked against what the type says: it is what a pool holds
-        if not given:
+        if given is None:
             continue
-        if not isinstance(given, str):
+        # Its text, read as str reads it: what is judged is kept for every
+        # later connection, so a caller's own subclass (its __bool__,
+        # rstrip(), __eq__ or __hash__) must not judge, skip, or key the
+        # judgement of, another name. (Its type, not its __class__, says
+        # whether it is a str.)
+        if not issubclass(type(given), str):
             return PeerChain(
                 checked=(), verified=False, problem=f"a name to check is a {type(given).__name__}"
             )
-        # Its text, read as str reads it: what is judged is kept for every
-        # later connection, so a caller's own subclass (its rstrip(), __eq__
-        # or __hash__) must not judge, or key the judgement of, another name.
-        texts.append(str.__str__(given))
+        text = str.__str__(cast(str, given))
+        if text:
+            texts.append(text)
     problem = _unvouched(chain.checked, texts)
     if problem is None:
         return chain
@@ -222,7 +226,13 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
 
 def _unvouched(chain: tuple[bytes, ...], names: list[str]) -> str | None:
     """Why ``chain`` would not pass validation for ``names`` now, or ``None``."""
-    problem, valid_from, valid_until = _judged(chain, tuple(names))
+    try:
+        problem, valid_from, valid_until = _judged(chain, tuple(names))
+    except (RecursionError, MemoryError) as exc:
+        # Not the certificates' doing (the stack or memory ran out while
+        # judging them): this connection fails, and nothing is kept that
+        # would fail every later one.
+        return f"{type(exc).__name__}: {exc}"
     if problem is None and not valid_from <= datetime.now(timezone.utc) <= valid_until:
         return "a certificate is not valid now"
     return problem
@@ -255,6 +265,8 @@ def _judged(
                 return "its signatures do not link", never, never
         if names and not any(_issued_for(certs[0], name) for name in names):
             return "the leaf is not for the name", never, never
+    except (RecursionError, MemoryError):
+        raise  # never kept as the certificates' judgement (_unvouched)
     except Exception as exc:  # a certificate it cannot read
         return f"{type(exc).__name__}: {exc}", never, never
     return None, valid_from, valid_until

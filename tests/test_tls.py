@@ -112,6 +112,60 @@ def test_a_caller_s_own_name_class_never_judges_another_name(pki: PKI) -> None:
     assert refused.checked == () and "a name to check is a bytes" in str(refused.problem)
 
 
+def test_a_name_s_own_truth_value_or_class_never_skips_its_check(pki: PKI) -> None:
+    # A falsy str subclass was skipped as no name, and with no name left the
+    # chain was judged without one; an object whose __class__ claims str, or
+    # whose __bool__ raises, made the check raise instead of failing closed.
+    class Falsy(str):
+        def __bool__(self) -> bool:
+            return False
+
+    class Raising(str):
+        def __bool__(self) -> bool:
+            raise RuntimeError("boom")
+
+    class Posing:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return str
+
+    other = pki.intermediate.issue_cert("attacker.example")
+    pems = (other.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes())
+    for name in (Falsy("victim.example"), Raising("victim.example")):
+        result = vouched(chain_of(*pems), [name])
+        assert result.checked == () and "the leaf is not for the name" in str(result.problem)
+    posing = vouched(chain_of(*pems), [Posing()])  # type: ignore[list-item]
+    assert posing.checked == () and "a name to check is a Posing" in str(posing.problem)
+    assert vouched(chain_of(*pems), ["", None, "attacker.example"]).problem is None
+
+
+def test_a_passing_error_is_never_kept_as_the_chain_s_judgement(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The judgement of a chain is kept for later connections: a RecursionError
+    # or MemoryError while judging (a request made deep in a stack) was kept
+    # as the chain's failure, and failed every later connection to the server.
+    from requests_pinning import _tls
+
+    pems = (
+        pki.leaf.cert_chain_pems[0].bytes(),
+        pki.intermediate.cert_pem.bytes(),
+        pki.root.cert_pem.bytes(),
+    )
+    load = x509.load_der_x509_certificate
+    for error in (RecursionError("maximum recursion depth exceeded"), MemoryError()):
+        _tls._judged.cache_clear()
+
+        def failing(data: bytes, error: BaseException = error) -> x509.Certificate:
+            raise error
+
+        monkeypatch.setattr(x509, "load_der_x509_certificate", failing)
+        result = vouched(chain_of(*pems), ["localhost"])
+        assert result.checked == () and type(error).__name__ in str(result.problem)
+        monkeypatch.setattr(x509, "load_der_x509_certificate", load)
+        assert vouched(chain_of(*pems), ["localhost"]).problem is None
+
+
 def _signed_by_leaf(leaf: trustme.LeafCert, name: str) -> bytes:
     import datetime
 
