@@ -210,10 +210,10 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
             return PeerChain(
                 checked=(), verified=False, problem=f"a name to check is a {type(given).__name__}"
             )
-        text = str.__str__(cast(str, given))
-        if text:
-            texts.append(text)
-    problem = _unvouched(chain.checked, texts)
+        # An empty name is kept, and matches nothing (ssl and urllib3 refuse
+        # one): only no names at all means no name check.
+        texts.append(str.__str__(cast(str, given)))
+    problem = _unvouched(chain, texts)
     if problem is None:
         return chain
     return PeerChain(
@@ -224,10 +224,14 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
     )
 
 
-def _unvouched(chain: tuple[bytes, ...], names: list[str]) -> str | None:
+def _unvouched(chain: PeerChain, names: list[str]) -> str | None:
     """Why ``chain`` would not pass validation for ``names`` now, or ``None``."""
     try:
-        problem, valid_from, valid_until = _judged(chain, tuple(names))
+        certs = chain.checked  # converted to DER here: a failure fails closed
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        problem, valid_from, valid_until = _judged(certs, tuple(names))
     except (RecursionError, MemoryError) as exc:
         # Not the certificates' doing (the stack or memory ran out while
         # judging them): this connection fails, and nothing is kept that
@@ -285,6 +289,8 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
     if address is not None:
         return address in sans.get_values_for_type(x509.IPAddress)
     wanted = name.rstrip(".").lower()
+    if not wanted:
+        return False  # an empty name is no name a certificate is for
     for pattern in sans.get_values_for_type(x509.DNSName):
         pattern = pattern.rstrip(".").lower()
         if pattern == wanted:

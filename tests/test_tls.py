@@ -137,6 +137,12 @@ def test_a_name_s_own_truth_value_or_class_never_skips_its_check(pki: PKI) -> No
     posing = vouched(chain_of(*pems), [Posing()])  # type: ignore[list-item]
     assert posing.checked == () and "a name to check is a Posing" in str(posing.problem)
     assert vouched(chain_of(*pems), ["", None, "attacker.example"]).problem is None
+    # Only no names at all is no name check: an empty name matches nothing.
+    for names in (["", None], [Falsy("")], ["."]):
+        result = vouched(chain_of(*pems), names)
+        assert result.checked == () and "the leaf is not for the name" in str(result.problem)
+    assert vouched(chain_of(*pems), []).problem is None
+    assert vouched(chain_of(*pems), [None]).problem is None
 
 
 def test_a_passing_error_is_never_kept_as_the_chain_s_judgement(
@@ -164,6 +170,15 @@ def test_a_passing_error_is_never_kept_as_the_chain_s_judgement(
         assert result.checked == () and type(error).__name__ in str(result.problem)
         monkeypatch.setattr(x509, "load_der_x509_certificate", load)
         assert vouched(chain_of(*pems), ["localhost"]).problem is None
+
+        # Converting the chain to DER (the TLS library's certificates) fails
+        # closed too, whatever the error, and is not kept either.
+        def to_der(cert: object, error: BaseException = error) -> bytes:
+            raise error
+
+        unconvertible = PeerChain(checked=[object()], verified=True, to_der=to_der)
+        result = vouched(unconvertible, ["localhost"])
+        assert result.checked == () and type(error).__name__ in str(result.problem)
 
 
 def _signed_by_leaf(leaf: trustme.LeafCert, name: str) -> bytes:
