@@ -198,21 +198,23 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
         return chain
     texts = []
     for name in names:
-        given: object = name  # checked against what the type says: it is what a pool holds
-        if given is None:
+        if name is None:
             continue
         # Its text, read as str reads it: what is judged is kept for every
         # later connection, so a caller's own subclass (its __bool__,
         # rstrip(), __eq__ or __hash__) must not judge, skip, or key the
         # judgement of, another name. (Its type, not its __class__, says
-        # whether it is a str.)
-        if not issubclass(type(given), str):
-            return PeerChain(
-                checked=(), verified=False, problem=f"a name to check is a {type(given).__name__}"
-            )
-        # An empty name is kept, and matches nothing (ssl and urllib3 refuse
-        # one): only no names at all means no name check.
-        texts.append(str.__str__(cast(str, given)))
+        # whether it is a str: it is what a pool holds, whatever its type
+        # says.) An empty name is kept, and matches nothing (ssl and urllib3
+        # refuse one): only no names at all means no name check.
+        kind: type = type(name)
+        if kind is not str:
+            if not issubclass(kind, str):
+                return PeerChain(
+                    checked=(), verified=False, problem=f"a name to check is a {kind.__name__}"
+                )
+            name = str.__str__(name)
+        texts.append(name)
     problem = _unvouched(chain, texts)
     if problem is None:
         return chain
