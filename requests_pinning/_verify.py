@@ -494,7 +494,7 @@ class PinningPolicy:
                 log.debug("no pins configured for %s:%s; connection allowed", first, port)
                 return None
             return self._decide(first, port, None, _read(chain))
-        checked = chain if isinstance(chain, PeerChain) else chain()
+        checked = _read(chain)
         for host, entry in found.values():
             failure = self._decide(host, port, entry, checked)
             if failure is not None:
@@ -579,7 +579,17 @@ class PinningPolicy:
 
 
 def _read(chain: PeerChain | Callable[[], PeerChain]) -> PeerChain:
-    return chain if isinstance(chain, PeerChain) else chain()
+    """The chain, read now if it is given as the function that reads it."""
+    if isinstance(chain, PeerChain):
+        return chain
+    try:
+        return chain()
+    except Exception as exc:
+        # A chain that cannot be read cannot pass: a failure like any other
+        # (reported, and let through only in report-only mode), not an
+        # exception that would skip on_failure and the report.
+        why = f"the certificates could not be read ({type(exc).__name__}: {exc})"
+        return PeerChain((), verified=False, problem=why)
 
 
 def _failure(

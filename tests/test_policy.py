@@ -183,6 +183,30 @@ def test_a_name_that_cannot_be_looked_up_fails_closed(
     assert policy.check(["other.example.com"], 443, chains["verified"]) is None
 
 
+def test_a_chain_that_cannot_be_read_is_a_failure_like_any_other(pki: PKI) -> None:
+    def unreadable() -> PeerChain:
+        raise ValueError("the TLS object is gone")
+
+    seen: list[PinFailure] = []
+    pins = {HOST: [pki.intermediate_pin]}
+    enforced = PinningPolicy(pins, on_failure=seen.append)
+    failure = enforced.check([HOST], 443, unreadable)
+    assert failure is not None
+    assert "could not be read (ValueError: the TLS object is gone)" in failure.reason
+    # Report-only lets it through, but reports it, as any other failure.
+    lenient = PinningPolicy(pins, report_only=True, on_failure=seen.append)
+    assert lenient.check([HOST], 443, unreadable) is None
+    assert [item.report_only for item in seen] == [False, True]
+    # Refused unpinned hosts and names that cannot be looked up read it too.
+    strict = PinningPolicy(pins, allow_unpinned=False)
+    refused = strict.check(["other.example.com"], 443, unreadable)
+    assert refused is not None and "unpinned hosts are refused" in refused.reason
+    odd = enforced.check([b"api.example.com"], 443, unreadable)  # type: ignore[list-item]
+    assert odd is not None and "could not be looked up" in odd.reason
+    # An unpinned host never reads it (its twin: nothing to fail).
+    assert enforced.check(["other.example.com"], 443, unreadable) is None
+
+
 def test_one_policy_object_serves_every_face(pki: PKI) -> None:
     policy = PinningPolicy({HOST: [pki.intermediate_pin]}, allow_unpinned=False)
     adapter = PinningAdapter(policy)
