@@ -279,7 +279,15 @@ def _judged(
 
 
 def _issued_for(cert: x509.Certificate, name: str) -> bool:
-    """Whether ``cert``'s subjectAltName covers ``name`` (one left-most wildcard label)."""
+    """Whether ``cert``'s subjectAltName covers ``name``, no more widely than OpenSSL's check.
+
+    A wildcard is a whole left-most label that stands for exactly one label,
+    and only under two labels or more: ``*.example.com`` covers
+    ``api.example.com``; ``*.com`` is no wildcard at all (OpenSSL ignores it
+    too). One trailing dot, the fully qualified spelling, is the same name
+    (urllib3 takes it off before TLS sees the name); ``api.example.com..``
+    is no name.
+    """
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -290,17 +298,21 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
         address = None
     if address is not None:
         return address in sans.get_values_for_type(x509.IPAddress)
-    wanted = name.rstrip(".").lower()
-    if not wanted:
-        return False  # an empty name is no name a certificate is for
+    wanted = _one_dot_off(name).lower()
+    if not wanted or wanted.endswith("."):
+        return False  # an empty name, or empty labels at its end, is no name a certificate is for
+    label, _, parent = wanted.partition(".")
     for pattern in sans.get_values_for_type(x509.DNSName):
-        pattern = pattern.rstrip(".").lower()
+        pattern = _one_dot_off(pattern).lower()
         if pattern == wanted:
             return True
-        label, _, rest = wanted.partition(".")
-        if pattern.startswith("*.") and label and rest == pattern[2:]:
+        if pattern.startswith("*.") and label and "." in pattern[2:] and parent == pattern[2:]:
             return True
     return False
+
+
+def _one_dot_off(name: str) -> str:
+    return name[:-1] if name.endswith(".") else name
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, asked: bool = False) -> PeerChain:

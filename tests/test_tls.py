@@ -51,6 +51,32 @@ def test_a_genuine_chain_for_the_name_holds(pki: PKI) -> None:
 
 
 @pytest.mark.parametrize(
+    ("san", "name", "holds"),
+    [
+        ("*.example.com", "api.example.com", True),
+        ("*.example.com", "API.Example.COM.", True),  # one trailing dot: the same name
+        ("api.example.com", "api.example.com.", True),
+        ("*.example.com", "example.com", False),  # a wildcard stands for one label
+        ("*.example.com", "a.b.example.com", False),
+        ("*.com", "victim.com", False),  # not under two labels: no wildcard (as OpenSSL)
+        ("*.com", "*.com", True),  # only itself, as any name
+        ("api.example.com", "api.example.com..", False),  # empty labels: no name
+        ("api.example.com", "api.example.co", False),
+    ],
+)
+def test_a_leaf_is_for_a_name_as_openssl_reads_its_names(
+    pki: PKI, san: str, name: str, holds: bool
+) -> None:
+    leaf = pki.intermediate.issue_cert(san)
+    chain = chain_of(leaf.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes())
+    result = vouched(chain, [name])
+    if holds:
+        assert result is chain
+    else:
+        assert "the leaf is not for the name" in str(result.problem)
+
+
+@pytest.mark.parametrize(
     ("case", "problem"),
     [
         ("a rogue leaf with the genuine intermediate appended", "signatures do not link"),
