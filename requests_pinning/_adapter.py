@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+import requests.adapters
 import requests.exceptions
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
@@ -33,23 +34,32 @@ _PLAIN_CERT = frozenset({type(None), str, tuple})
 
 def _tls_state(conn: Any, url: str, verify: Any, cert: Any) -> tuple[object, ...] | None:
     """What requests' ``cert_verify`` reads and what it writes on a pool; None for
-    arguments of other types than exact built-in ones (then nothing is skipped)."""
+    arguments of other types than exact built-in ones, or a pool without those
+    attributes yet (then nothing is skipped)."""
     # Exact types only: a subclass's own __eq__ must not decide that requests'
     # check was already done for these arguments.
     if type(verify) not in _PLAIN_VERIFY or type(cert) not in _PLAIN_CERT:
         return None
     if type(cert) is tuple and not all(type(item) is str for item in cert):
         return None
-    return (
-        verify,
-        cert,
-        url[:5].lower() == "https",
-        getattr(conn, "cert_reqs", None),
-        getattr(conn, "ca_certs", None),
-        getattr(conn, "ca_cert_dir", None),
-        getattr(conn, "cert_file", None),
-        getattr(conn, "key_file", None),
-    )
+    scheme = url[:5]
+    try:
+        return (
+            verify,
+            cert,
+            # requests tests url.lower().startswith("https"): the same, lower-cased
+            # only when it must be.
+            scheme == "https" or scheme.lower() == "https",
+            # What requests reads for verify=True: a program may point it elsewhere.
+            requests.adapters.DEFAULT_CA_BUNDLE_PATH,
+            conn.cert_reqs,
+            conn.ca_certs,
+            conn.ca_cert_dir,
+            conn.cert_file,
+            conn.key_file,
+        )
+    except AttributeError:  # an http:// pool has none of them until requests sets them
+        return None
 
 
 class PinningAdapter(HTTPAdapter):

@@ -8,6 +8,7 @@ requests raises on a pool's first request.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -64,6 +65,8 @@ def test_requests_check_runs_once_per_pool_not_per_request(
         with pytest.raises(requests.exceptions.SSLError):
             session.get(url, verify=bundle_dir)  # a directory without hashed names
         assert [verify for _, verify in requests_checks] == [pki.bundle, bundle_dir]
+    requests_checks.clear()  # the pools, and with them their connections
+    gc.collect()  # the refused connection is held by its traceback's cycles
     good.wait_idle()
     assert good.handshakes == 1  # five requests on one connection; the other verify failed
 
@@ -85,6 +88,13 @@ def test_a_pool_changed_since_or_arguments_of_other_types_are_checked_again(
         assert session.get(url).ok
         assert pool.ca_certs == pki.bundle
         assert len(requests_checks) == 2
+        # So is one whose requests default bundle was pointed elsewhere.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", "/elsewhere.pem")
+            assert session.get(url).ok
+        assert session.get(url).ok
+        assert len(requests_checks) == 4
+        del requests_checks[2:]
         # A str subclass's own __eq__ never says the check is done.
         odd = Path_(pki.bundle)
         assert session.get(url, verify=odd).ok
