@@ -62,6 +62,26 @@ def _tls_state(conn: Any, url: str, verify: Any, cert: Any) -> tuple[object, ...
         return None
 
 
+_REQUESTS_CERT_VERIFY = HTTPAdapter.cert_verify
+
+
+def _next_cert_verify(cls: type) -> object:
+    """The ``cert_verify`` after PinningAdapter's in ``cls``'s method order (remembered)."""
+    mro = cls.__mro__
+    for klass in mro[mro.index(PinningAdapter) + 1 :]:
+        if "cert_verify" in klass.__dict__:
+            found: object = klass.__dict__["cert_verify"]
+            break
+    else:
+        found = None
+    _NEXT_CERT_VERIFY[cls] = found
+    return found
+
+
+# Each adapter class's next cert_verify (the function found in its method order).
+_NEXT_CERT_VERIFY: dict[type, object] = {}
+
+
 class PinningAdapter(HTTPAdapter):
     """A requests transport adapter that checks certificate pins on every new TLS connection.
 
@@ -249,24 +269,35 @@ class PinningAdapter(HTTPAdapter):
 
         requests runs it for every request, each one on a kept-alive
         connection too: it looks the CA bundle (and a client certificate) up on
-        disk, two ``stat`` calls or more (15 k instructions, 0.8 % of a
+        disk, two ``stat`` calls or more (17 k instructions, 0.9 % of a
         kept-alive request), and sets the pool's TLS attributes to what they
         already are. It is skipped only when it would change nothing: the same
-        ``verify``, ``cert`` and scheme as the last time it ran on this pool,
-        of exact built-in types, and the pool's attributes still as it left
-        them. A missing path is still refused on a pool's first request, as
-        requests refuses it; a bundle deleted later is found by the next new
-        connection, which cannot load it and fails.
+        ``verify``, ``cert``, scheme and requests default bundle as the last
+        time it ran on this pool, of exact built-in types, the pool's
+        attributes still as it left them, and requests' own ``cert_verify``
+        next in the class's method order. A missing path is still refused on a
+        pool's first request, as requests refuses it; a bundle deleted later is
+        found by the next new connection, which cannot load it and fails.
         """
-        state = _tls_state(conn, url, verify, cert)
+        # Only requests' own check is known to depend on nothing else: a class
+        # of cert_verify's own later in a subclass's method order (a mixin),
+        # or requests' replaced at run time, runs on every request, as it would
+        # without pinning.
+        found = _NEXT_CERT_VERIFY.get(type(self)) or _next_cert_verify(type(self))
+        ours = found is _REQUESTS_CERT_VERIFY and HTTPAdapter.cert_verify is found
+        state = _tls_state(conn, url, verify, cert) if ours else None
         if state is not None and state == getattr(conn, "_pinning_cert_verified", None):
             return
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-        if state is not None:
-            # What requests left, for the next request on this pool to compare
-            # (a pool that takes no attribute of ours is simply checked every time).
+        after = _tls_state(conn, url, verify, cert)
+        if state is not None and after is not None:
+            # For the next request on this pool to compare: the arguments as
+            # requests read them before it ran (another thread may point its
+            # default bundle elsewhere meanwhile: then the next request runs it
+            # again), and the pool's attributes as it left them. A pool that
+            # takes no attribute of ours is simply checked every time.
             with contextlib.suppress(AttributeError):
-                conn._pinning_cert_verified = _tls_state(conn, url, verify, cert)
+                conn._pinning_cert_verified = state[:4] + after[4:]
 
     def send(
         self,

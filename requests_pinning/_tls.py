@@ -23,6 +23,7 @@ import functools
 import ipaddress
 import itertools
 import operator
+import re
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -278,15 +279,25 @@ def _judged(
     return None, valid_from, valid_until
 
 
-def _issued_for(cert: x509.Certificate, name: str) -> bool:
-    """Whether ``cert``'s subjectAltName covers ``name``, no more widely than OpenSSL's check.
+# OpenSSL's host check (X509_check_host, as ssl calls it: no partial
+# wildcards), for a wildcard SAN: "*." and then two labels or more, each of
+# letters, digits and inner hyphens; the one label it stands for, of letters,
+# digits and hyphens.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_WILDCARD_BASE = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}\Z")
+_WILDCARD_LABEL = re.compile(r"[a-z0-9-]+\Z")
 
-    A wildcard is a whole left-most label that stands for exactly one label,
-    and only under two labels or more: ``*.example.com`` covers
-    ``api.example.com``; ``*.com`` is no wildcard at all (OpenSSL ignores it
-    too). One trailing dot, the fully qualified spelling, is the same name
-    (urllib3 takes it off before TLS sees the name); ``api.example.com..``
-    is no name.
+
+def _issued_for(cert: x509.Certificate, name: str) -> bool:
+    """Whether ``cert``'s subjectAltName covers ``name``, never more widely than OpenSSL's check.
+
+    A name is compared as ASCII text without regard to case, and one trailing
+    dot (the fully qualified spelling, which urllib3 takes off before TLS sees
+    the name) is the same name. A wildcard SAN covers one label of letters,
+    digits and hyphens, and is one only as OpenSSL takes it: ``*.`` then two
+    well-formed labels or more (``*.example.com`` covers ``api.example.com``;
+    ``*.com``, ``*.*.example.com`` and ``*.exa_mple.com`` are no wildcards).
+    A SAN with a trailing dot covers nothing but itself, as in OpenSSL.
     """
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -298,21 +309,21 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
         address = None
     if address is not None:
         return address in sans.get_values_for_type(x509.IPAddress)
-    wanted = _one_dot_off(name).lower()
-    if not wanted or wanted.endswith("."):
-        return False  # an empty name, or empty labels at its end, is no name a certificate is for
+    wanted = name[:-1] if name.endswith(".") else name
+    if not wanted or wanted.endswith(".") or not wanted.isascii():
+        # An empty name, empty labels, or text TLS would never have been given
+        # as it is (ssl encodes a name to ASCII first): no name a leaf is for.
+        return False
+    wanted = wanted.lower()
     label, _, parent = wanted.partition(".")
+    wild = _WILDCARD_LABEL.match(label) is not None and _WILDCARD_BASE.match(parent) is not None
     for pattern in sans.get_values_for_type(x509.DNSName):
-        pattern = _one_dot_off(pattern).lower()
-        if pattern == wanted:
-            return True
-        if pattern.startswith("*.") and label and "." in pattern[2:] and parent == pattern[2:]:
+        if not pattern.isascii():
+            continue  # OpenSSL compares its bytes: no lower() may turn them into a name
+        pattern = pattern.lower()
+        if pattern == wanted or (wild and pattern[:2] == "*." and pattern[2:] == parent):
             return True
     return False
-
-
-def _one_dot_off(name: str) -> str:
-    return name[:-1] if name.endswith(".") else name
 
 
 def _stdlib_chain(tls: ssl.SSLSocket | ssl.SSLObject, asked: bool = False) -> PeerChain:

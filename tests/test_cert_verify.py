@@ -32,17 +32,29 @@ _ATTRIBUTES = ("cert_reqs", "ca_certs", "ca_cert_dir", "cert_file", "key_file")
 
 
 @pytest.fixture
-def requests_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, object]]]:
-    """The pool and ``verify`` of every run of requests' own ``cert_verify``."""
-    calls: list[tuple[Any, object]] = []
-    original = HTTPAdapter.cert_verify
+def requests_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The path of every run of requests' own ``cert_verify`` (it calls
+    ``os.path.exists`` once with the CA bundle's path; other callers are left out
+    by the tests' own paths)."""
+    calls: list[object] = []
+    exists = os.path.exists
 
-    def counted(self: HTTPAdapter, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        calls.append((conn, verify))
-        original(self, conn, url, verify, cert)  # type: ignore[no-untyped-call]
+    def counted(path: Any) -> bool:
+        calls.append(path)
+        return exists(path)
 
-    monkeypatch.setattr(HTTPAdapter, "cert_verify", counted)
+    # requests' own function stays in place: the adapter skips only requests' own.
+    monkeypatch.setattr(os.path, "exists", counted)
     yield calls
+
+
+def checks_of(calls: list[object], *paths: object) -> list[object]:
+    return [path for path in calls if path in paths]
+
+
+def pools_of(session: requests.Session, url: str) -> list[Any]:
+    manager = session.get_adapter(url).poolmanager  # type: ignore[attr-defined]
+    return [manager.pools[key] for key in manager.pools.keys()]  # noqa: SIM118 (no __iter__)
 
 
 def session_for(pki: PKI, verify: Any) -> requests.Session:
@@ -53,26 +65,25 @@ def session_for(pki: PKI, verify: Any) -> requests.Session:
 
 
 def test_requests_check_runs_once_per_pool_not_per_request(
-    pki: PKI, good: TLSServer, requests_checks: list[tuple[Any, object]]
+    pki: PKI, good: TLSServer, requests_checks: list[object]
 ) -> None:
     url = f"https://localhost:{good.port}/"
+    bundle_dir = str(Path(pki.bundle).parent)
     with session_for(pki, pki.bundle) as session:
         for _ in range(5):
             assert session.get(url).ok
-        assert [verify for _, verify in requests_checks] == [pki.bundle]
+        assert checks_of(requests_checks, pki.bundle, bundle_dir) == [pki.bundle]
         # Another verify for the same host is another pool, checked on its own.
-        bundle_dir = str(Path(pki.bundle).parent)
         with pytest.raises(requests.exceptions.SSLError):
             session.get(url, verify=bundle_dir)  # a directory without hashed names
-        assert [verify for _, verify in requests_checks] == [pki.bundle, bundle_dir]
-    requests_checks.clear()  # the pools, and with them their connections
+        assert checks_of(requests_checks, pki.bundle, bundle_dir) == [pki.bundle, bundle_dir]
     gc.collect()  # the refused connection is held by its traceback's cycles
     good.wait_idle()
     assert good.handshakes == 1  # five requests on one connection; the other verify failed
 
 
 def test_a_pool_changed_since_or_arguments_of_other_types_are_checked_again(
-    pki: PKI, good: TLSServer, requests_checks: list[tuple[Any, object]]
+    pki: PKI, good: TLSServer, requests_checks: list[object]
 ) -> None:
     class Path_(str):
         def __eq__(self, other: object) -> bool:
@@ -83,23 +94,87 @@ def test_a_pool_changed_since_or_arguments_of_other_types_are_checked_again(
     url = f"https://localhost:{good.port}/"
     with session_for(pki, pki.bundle) as session:
         assert session.get(url).ok
-        pool = requests_checks[0][0]
+        [pool] = pools_of(session, url)
         pool.ca_certs = "/elsewhere.pem"  # someone changed it: requests sets it back
         assert session.get(url).ok
         assert pool.ca_certs == pki.bundle
-        assert len(requests_checks) == 2
+        assert len(checks_of(requests_checks, pki.bundle)) == 2
         # So is one whose requests default bundle was pointed elsewhere.
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", "/elsewhere.pem")
             assert session.get(url).ok
         assert session.get(url).ok
-        assert len(requests_checks) == 4
-        del requests_checks[2:]
+        assert len(checks_of(requests_checks, pki.bundle)) == 4
         # A str subclass's own __eq__ never says the check is done.
         odd = Path_(pki.bundle)
         assert session.get(url, verify=odd).ok
         assert session.get(url, verify=odd).ok
-        assert len(requests_checks) == 4
+        assert len(checks_of(requests_checks, pki.bundle)) == 6
+
+
+def test_a_default_bundle_pointed_elsewhere_during_the_check_is_read_again(
+    pki: PKI, good: TLSServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another thread points requests' default bundle elsewhere while a pool's
+    # first check runs (here: at its os.path.exists call). Plain requests uses
+    # the new bundle from the next request on; so must the pinned session.
+    old, new = tmp_path / "old.pem", tmp_path / "new.pem"
+    shutil.copy(pki.bundle, old)
+    new.write_bytes(pki.rogue_root.cert_pem.bytes())  # does not trust the server
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(old))
+    exists = os.path.exists
+
+    def flipping(path: Any) -> bool:
+        if path == str(old):
+            requests.adapters.DEFAULT_CA_BUNDLE_PATH = str(new)
+        return exists(path)
+
+    url = f"https://localhost:{good.port}/"
+    with session_for(pki, True) as session:
+        session.trust_env = False  # verify=True, not REQUESTS_CA_BUNDLE
+        monkeypatch.setattr(os.path, "exists", flipping)
+        first = session.get(url, stream=True)  # kept open: the next needs a new connection
+        monkeypatch.setattr(os.path, "exists", exists)
+        preloaded = getattr(requests.adapters, "_preloaded_ssl_context", None) is not None
+        try:
+            assert first.ok
+            if preloaded:
+                # requests 2.32.3 and 2.32.4 verify against a context of their
+                # own for verify=True and read no default path for it.
+                assert session.get(url).ok
+            else:
+                with pytest.raises(requests.exceptions.SSLError):
+                    session.get(url)
+        finally:
+            first.close()
+
+
+class _EnvironmentCA(HTTPAdapter):
+    """A mixin's own cert_verify that reads other state than its arguments."""
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if os.environ.get("TEST_EXTRA_CA"):
+            conn.ca_certs = os.environ["TEST_EXTRA_CA"]
+
+
+class _PinningWithMixin(PinningAdapter, _EnvironmentCA):
+    pass
+
+
+@pytest.mark.parametrize("make", [_EnvironmentCA, lambda: _PinningWithMixin({})])
+def test_a_cert_verify_of_a_class_after_the_adapter_runs_every_time(
+    pki: PKI, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter = make()
+    pool = urllib3.HTTPSConnectionPool("localhost")
+    monkeypatch.setenv("TEST_EXTRA_CA", "/srv/withdrawn.pem")
+    adapter.cert_verify(pool, "https://localhost/", pki.bundle, None)
+    assert pool.ca_certs == "/srv/withdrawn.pem"
+    monkeypatch.delenv("TEST_EXTRA_CA")
+    adapter.cert_verify(pool, "https://localhost/", pki.bundle, None)
+    assert pool.ca_certs == pki.bundle  # withdrawn, as without pinning
+    adapter.close()
 
 
 def test_a_missing_bundle_is_refused_as_requests_refuses_it(
