@@ -321,21 +321,28 @@ def check_proxy_session(
         tls_server_name(sock),
         *extra,
     ]
-    tls = getattr(sock, "sslobj", sock)
-    misreports = may_misreport(getattr(tls, "context", None))
-    # As for the origin: a context that may misreport is not asked.
-    asked = misreports and ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE
-    chain = read_chain(sock, "the proxy's TLS session", asked=asked)
-    if (
-        getattr(proxy_config, "ssl_context", None) is not None
-        or getattr(conn, "_pin_user_context", False)
-        or misreports
-    ):
-        # As for the origin (see _connection_chain): a context of the user's
-        # (proxy_ssl_context, or the pool's in forwarding mode) or one that
-        # validates after a CERT_NONE handshake must show a chain that holds.
-        chain = vouched(chain, [] if asserted is False else names)
-    enforce(policies, names, int(conn.port or 443), chain)
+
+    def read() -> PeerChain:
+        # Read only when some name has an entry, as for the origin: inside
+        # the check, so that whatever goes wrong reading it is a pin failure
+        # like any other (reported; let through only in report-only mode).
+        tls = getattr(sock, "sslobj", sock)
+        misreports = may_misreport(getattr(tls, "context", None))
+        # As for the origin: a context that may misreport is not asked.
+        asked = misreports and ssl_.resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE
+        chain = read_chain(sock, "the proxy's TLS session", asked=asked)
+        if (
+            getattr(proxy_config, "ssl_context", None) is not None
+            or getattr(conn, "_pin_user_context", False)
+            or misreports
+        ):
+            # As for the origin (see _connection_chain): a context of the user's
+            # (proxy_ssl_context, or the pool's in forwarding mode) or one that
+            # validates after a CERT_NONE handshake must show a chain that holds.
+            chain = vouched(chain, [] if asserted is False else names)
+        return chain
+
+    enforce(policies, names, int(conn.port or 443), read)
     conn._pin_proxy_checked = True
 
 

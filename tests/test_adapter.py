@@ -330,6 +330,33 @@ def test_https_proxy_tls_in_tls_pins_the_origin(
     assert tls_proxy.connects == [f"localhost:{good.port}", f"localhost:{rogue.port}"]
 
 
+def test_an_https_proxy_s_chain_that_cannot_be_read_is_a_failure_like_any_other(
+    pki: PKI, good: TLSServer, tls_proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests_pinning._urllib3 as face
+
+    def unreadable(context: object) -> bool:
+        raise RuntimeError("the TLS object is gone")
+
+    # Reading the proxy session's chain fails (its first step, here): the
+    # proxy (localhost) is pinned, the origin (127.0.0.1) is not.
+    monkeypatch.setattr(face, "may_misreport", unreadable)
+    origin = url(good, host="127.0.0.1")
+    kwargs: dict[str, Any] = {"verify": pki.bundle, "proxies": {"https": tls_proxy.url}}
+    seen: list[PinFailure] = []
+    pins = {"localhost": [pki.intermediate_pin]}
+    refused = pytest.raises(PinMismatchError, match=r"could not be read \(RuntimeError")
+    with pinned_session(pins, on_failure=seen.append) as session, refused:
+        session.get(origin, timeout=10, **kwargs)
+    assert tls_proxy.connects == []  # refused before the CONNECT line
+    with pinned_session(pins, report_only=True, on_failure=seen.append) as session:
+        assert session.get(origin, timeout=10, **kwargs).ok  # report-only lets it through
+    assert [failure.report_only for failure in seen] == [False, True]
+    # Its twin: an unpinned proxy's chain is never read, so nothing fails.
+    with pinned_session({"other.example": [pki.intermediate_pin]}) as session:
+        assert session.get(origin, timeout=10, **kwargs).ok
+
+
 def test_socks_proxy_pins_the_origin(
     pki: PKI, good: TLSServer, rogue: TLSServer, socks_proxy: Socks5Proxy
 ) -> None:
