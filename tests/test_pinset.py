@@ -1361,7 +1361,9 @@ def check_loaded(pins: PinSet, keys: Mapping[str, Key], config: Mapping[Any, Any
     used = {int(m.group(1)) for e in pins for m in [re.search(r":(\d+)$", e.pattern)] if m}
     free = min(set(range(1, 100)) - used)
     for entry in pins:
-        assert all(isinstance(pin, Pin) for pin in entry.pins) and entry.pins
+        # Accepted pins, or deny pins only (a deny-list entry): never neither.
+        assert all(isinstance(pin, Pin) for pin in (*entry.pins, *entry.deny))
+        assert entry.pins or entry.deny
         if is_exact(entry):
             host, port = exact_lookup(entry.pattern)
             assert pins.match(host, free if port is None else port) is entry
