@@ -23,7 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from ._errors import PinConfigError
+from ._errors import PinConfigError, printable
 
 __all__ = ["ALGORITHMS", "CertInput", "cert_fingerprint", "spki_pin"]
 
@@ -218,8 +218,21 @@ def describe_name(der: bytes) -> str:
 
 
 def format_name(name: x509.Name) -> str:
-    """A name, most specific part first (``CN=R3, O=Let's Encrypt``); empty for no parts."""
-    return ", ".join(rdn.rfc4514_string() for rdn in reversed(list(name.rdns)))
+    r"""A name, most specific part first (``CN=R3, O=Let's Encrypt``); empty for no parts.
+
+    A character that is not printable is escaped as RFC 4514 allows for any
+    character, a backslash before each byte of its UTF-8 in hex (a line break:
+    ``\0A``; ESC: ``\1B``). The name is the server's own text, shown in
+    terminals and logs: with a line break or a terminal escape sequence left
+    in, a certificate could forge lines of the output around it, or erase them.
+    """
+    text = ", ".join(rdn.rfc4514_string() for rdn in reversed(list(name.rdns)))
+    return printable(text, escape_hex)
+
+
+def escape_hex(char: str) -> str:
+    """``char`` as RFC 4514 escapes any character: ``\\`` and hex, for each byte of its UTF-8."""
+    return "".join(f"\\{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
 
 
 def _check_algorithm(algorithm: str) -> str:

@@ -25,7 +25,7 @@ module imports no HTTP client: the client-specific classes live with their faces
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +51,27 @@ class PinConfigError(ValueError):
 
 
 _MAX_MESSAGE = 1000
+
+
+def printable(text: str, escape: Callable[[str], str] | None = None) -> str:
+    r"""``text`` with every character that is not printable written as its escape.
+
+    For text that comes from outside (a server's certificate, an error raised
+    while reading one, a collector's answer) on its way to a terminal or a
+    log: a line break, an ANSI escape sequence or a bidirectional override in
+    it could otherwise forge lines, erase the line above, or reorder what is
+    shown. Escapes are written as ``repr`` writes them (a line break as
+    ``\n``, ESC as ``\x1b``, U+202E as ``\u202e``), or by ``escape``.
+    """
+    if text.isprintable():
+        return text
+    if escape is None:
+        escape = _repr_escape
+    return "".join(char if char.isprintable() else escape(char) for char in text)
+
+
+def _repr_escape(char: str) -> str:
+    return repr(char)[1:-1]
 
 
 def safe_repr(value: object) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._certs import describe_name, sha256_pin
+from ._errors import printable
 from ._pinset import PinSet, normalize_host
 
 if TYPE_CHECKING:
@@ -101,9 +102,12 @@ class PinFailure:
 def format_message(failure: PinFailure) -> str:
     """The error text people copy from: the chain checked and the pins configured."""
     state = "verified" if failure.verified else "NOT verified: CA validation is off"
-    lines = [
-        f"Certificate pinning failure for {_hostport(failure.host, failure.port)}: {failure.reason}"
-    ]
+    # The message is logged and shown: text that may come from outside (the
+    # reason can quote an error raised reading the server's certificates) is
+    # kept to its one line, escaped (subjects are, by describe_name).
+    host = printable(failure.host)
+    where = _hostport(host, failure.port)
+    lines = [f"Certificate pinning failure for {where}: {printable(failure.reason)}"]
     if failure.checked_chain:
         lines.append(f"  Chain checked ({state}):")
         for pin, der in zip(failure.checked, failure.checked_chain, strict=True):
@@ -114,9 +118,9 @@ def format_message(failure: PinFailure) -> str:
         for pin, der in zip(pins_of(extra), extra, strict=True):
             lines.append(f"    {pin}  {describe_name(der)}")
     if failure.pattern is None:
-        lines.append(f"  No pins are configured for {failure.host}.")
+        lines.append(f"  No pins are configured for {host}.")
     else:
-        lines.append(f'  Pinned for {failure.host} (entry "{failure.pattern}"):')
+        lines.append(f'  Pinned for {host} (entry "{failure.pattern}"):')
         lines.extend(f"    {pin}" for pin in failure.pinned)
         if not failure.pinned:
             lines.append("    (none: the entry has deny pins only)")
@@ -356,8 +360,9 @@ class Reporter:
                 status = self._post(uri, body, deadline)
             except Exception as exc:
                 # Whatever went wrong (a refused pin check, a timeout, a bad
-                # answer), one report is lost, never the worker.
-                log.warning("pin violation report to %s failed: %s", uri, exc)
+                # answer), one report is lost, never the worker. The error can
+                # quote the collector's answer: escaped, as in the messages.
+                log.warning("pin violation report to %s failed: %s", uri, printable(str(exc)))
                 self._count("failed")
                 continue
             if 200 <= status < 300:

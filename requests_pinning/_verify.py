@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from ._certs import cert_digest, describe_name, sha256_pin, spki_digest
+from ._errors import printable
 from ._pins import Pin
 from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host
 from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, ReportStats, log_gate, pins_of
@@ -614,7 +615,9 @@ def _failure(
         verified=chain.verified,
         report_only=report_only,
         date_time=now,
-        reason=verdict.reason,
+        # A reason can quote an error raised reading the server's certificates:
+        # the field is printable, for every log an on_failure callback writes.
+        reason=printable(verdict.reason),
         served_chain=chain.served,
         checked_chain=checked,
         include_subdomains=entry.include_subdomains if entry else False,

@@ -2,12 +2,16 @@
 
 A user error is one line on stderr (``requests-pinning: error: ...``) and an
 exit status, never a traceback. Warnings go to stderr as well, so that
-``--json`` output on stdout is the JSON alone.
+``--json`` output on stdout is the JSON alone. Every line of text output,
+here and in the other commands, goes through :func:`show`.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TextIO
+
+from .._errors import printable
 
 __all__ = [
     "EXIT_FAILED",
@@ -17,6 +21,7 @@ __all__ = [
     "UserError",
     "print_error",
     "print_warning",
+    "show",
 ]
 
 PROG = "requests-pinning"
@@ -31,11 +36,22 @@ class UserError(Exception):
         self.status = status
 
 
+def show(line: str = "", file: TextIO | None = None) -> None:
+    """Print one line of text output (stdout unless ``file``), as one line.
+
+    The command prints what servers sent (certificate names, errors read from
+    a handshake): a line break or a terminal escape sequence in that text
+    would forge lines of the report, a PASS under a FAIL, or erase them. So
+    whatever is not printable is written as its escape (:func:`printable`).
+    """
+    print(printable(line), file=file)
+
+
 def print_error(message: str) -> None:
     """Print ``requests-pinning: error: MESSAGE`` on stderr."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    show(f"{PROG}: error: {message}", sys.stderr)
 
 
 def print_warning(message: str) -> None:
     """Print ``requests-pinning: warning: MESSAGE`` on stderr."""
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    show(f"{PROG}: warning: {message}", sys.stderr)

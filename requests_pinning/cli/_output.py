@@ -17,7 +17,7 @@ from cryptography import x509
 
 from .._certs import cert_digest, describe_name, format_fingerprint, format_name
 from .._pinset import PinSet
-from ._errors import PROG, print_warning
+from ._errors import PROG, print_warning, show
 from ._sources import Chain, Item
 
 __all__ = ["days_until", "print_chains", "print_pins_json"]
@@ -35,13 +35,13 @@ def print_chains(chains: list[Chain], backups: list[tuple[str, str]], now: datet
     """Print each target's chain, then the backup pins (``(path, pin)``) if any."""
     for index, chain in enumerate(chains):
         if index:
-            print()
+            show()
         _print_chain(chain, now)
     if backups:
-        print()
-        print("backup pins:")
+        show()
+        show("backup pins:")
         for path, pin in backups:
-            print(f"  {pin}  ({path})")
+            show(f"  {pin}  ({path})")
 
 
 def _print_chain(chain: Chain, now: datetime) -> None:
@@ -51,12 +51,12 @@ def _print_chain(chain: Chain, now: datetime) -> None:
         header = f"{chain.name}: verified chain, leaf first (CA validation on)"
     else:
         header = f"{chain.name}: UNVERIFIED chain as served, leaf first (CA validation OFF)"
-    print(header)
+    show(header)
     for position, item in enumerate(chain.items):
-        print()
-        print(f"  #{position}  {_role(chain, position, item)}")
+        show()
+        show(f"  #{position}  {_role(chain, position, item)}")
         for label, value in _item_rows(item, now):
-            print(f"      {label:<12} {value}")
+            show(f"      {label:<12} {value}")
 
 
 def _role(chain: Chain, position: int, item: Item) -> str:

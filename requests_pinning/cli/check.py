@@ -24,7 +24,7 @@ from .._certs import describe_name, sha256_pin
 from .._pins import Pin
 from .._pinset import HostPins, PinSet
 from .._verify import PeerChain, evaluate
-from ._errors import EXIT_FAILED, EXIT_OK, print_warning
+from ._errors import EXIT_FAILED, EXIT_OK, print_warning, show
 from ._options import read_network, subparser
 from ._output import days_until
 from ._sources import Endpoint, Unreachable, handshake, parse_endpoint, tls_context
@@ -154,21 +154,21 @@ def check_all(
 def print_check(record: dict[str, Any]) -> None:
     """Print one PASS or FAIL line for a record, and its details."""
     target = Endpoint(record["target"], record["host"], record["port"]).label
-    print(f"PASS  {target}" if record["ok"] else f"FAIL  {target}: {record['reason']}")
+    show(f"PASS  {target}" if record["ok"] else f"FAIL  {target}: {record['reason']}")
     for label, value in _check_rows(record):
-        print(f"      {label:<9} {value}")
+        show(f"      {label:<9} {value}")
     if not record["ok"] and record["checked"]:
         state = "verified chain" if record["verified"] else "leaf only: CA validation is off"
-        print(f"      the server presents ({state}, leaf first):")
+        show(f"      the server presents ({state}, leaf first):")
         for cert in record["checked"]:
-            print(f"        {cert['pin']}  {cert['subject']}")
+            show(f"        {cert['pin']}  {cert['subject']}")
     sys.stdout.flush()  # each result as it arrives, also into a pipe
 
 
 def print_summary(records: list[dict[str, Any]]) -> None:
     """Print the line that closes the text output."""
     passed = sum(1 for record in records if record["ok"])
-    print(f"{len(records)} target(s): {passed} passed, {len(records) - passed} failed")
+    show(f"{len(records)} target(s): {passed} passed, {len(records) - passed} failed")
 
 
 def _check_rows(record: dict[str, Any]) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from typing import Any
 from .._pins import Pin
 from .._pinset import _SCHEMA_KEY, HostPins, PinSet, _parse_pattern, read_pin_file
 from .._suffixes import SuffixList, public_suffix_list
-from ._errors import EXIT_FAILED, EXIT_OK
+from ._errors import EXIT_FAILED, EXIT_OK, show
 from ._options import subparser
 from ._output import days_until
 
@@ -75,9 +75,9 @@ def print_lint(
         print(json.dumps(report, indent=2))
         return
     for warning in found:
-        print(f"{path}: {warning.pattern}: {warning.message} [{warning.code}]")
-    print(f"{path}: {len(pinset)} entries, {len(found)} warning(s)")
-    print(f"{path}: public suffixes from {suffixes.description}")
+        show(f"{path}: {warning.pattern}: {warning.message} [{warning.code}]")
+    show(f"{path}: {len(pinset)} entries, {len(found)} warning(s)")
+    show(f"{path}: public suffixes from {suffixes.description}")
 
 
 # -- one entry at a time ----------------------------------------------------------------

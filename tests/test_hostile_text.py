@@ -1,0 +1,177 @@
+"""Text a server controls cannot forge or erase lines of a log or of the command's output.
+
+A certificate's subject is the server's own text, and so is any error raised
+while reading its certificates: a line break in it would add what looks like a
+log record of its own ("pin check passed"), and a terminal escape sequence
+would erase the FAIL line above it. Everything such text reaches (the pin
+failure's message and log line, the ``reason`` field, the command's text
+output) writes what is not printable as an escape. The twins: a plain subject
+is shown exactly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import trustme
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from requests_pinning import PinMismatchError, PinningSession
+from requests_pinning._certs import escape_hex, format_name
+from requests_pinning._errors import printable
+from requests_pinning._verify import PeerChain
+
+from .conftest import PKI, Enforcing
+from .servers import TLSServer
+from .test_cli import Capture, run, target, write_pins
+
+# A subject that, printed as it is, ends the line, erases the one above on a
+# terminal and writes lines of its own: a PASS, a summary, a log record.
+FORGERY = (
+    "x\r\x1b[2K\x1b[1A\x1b[2KPASS  localhost:443\n"
+    "INFO requests_pinning: pin check passed for localhost:443\n"
+    "1 target(s): 1 passed, 0 failed\u202e"
+)
+CONTROL = ("\n", "\r", "\x1b", "\u202e")
+
+
+@pytest.fixture(scope="module")
+def hostile(pki: PKI) -> trustme.LeafCert:
+    """A leaf from the rogue CA (which the bundle trusts), its organisation a forgery."""
+    return pki.rogue_root.issue_cert("localhost", organization_name=FORGERY)
+
+
+@pytest.fixture
+def forger(hostile: trustme.LeafCert) -> Iterator[TLSServer]:
+    with TLSServer(hostile) as server:
+        yield server
+
+
+def lines_without_control(text: str) -> list[str]:
+    assert not any(char in text for char in CONTROL if char != "\n"), repr(text)
+    return text.split("\n")
+
+
+# -- the escaping itself ----------------------------------------------------------------
+
+
+@given(st.text())
+def test_printable_leaves_nothing_unprintable_and_printable_text_alone(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable()
+    assert (shown == text) == text.isprintable()
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_name_is_printable_and_reads_back_as_the_same_name(value: str) -> None:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, value),
+            x509.NameAttribute(NameOID.COMMON_NAME, "api.example.com"),
+        ]
+    )
+    shown = format_name(name)
+    assert shown.isprintable()
+    assert shown.startswith("CN=api.example.com, O=")
+    # RFC 4514's own escape: the name it shows is the name, read back.
+    assert x509.Name.from_rfc4514_string(printable(name.rfc4514_string(), escape_hex)) == name
+
+
+def test_a_line_break_in_a_name_is_written_as_rfc_4514_hex() -> None:
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a\nb\x1b[2K")])
+    assert format_name(name) == "O=a\\0Ab\\1B[2K"
+    plain = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Let's Encrypt")])
+    assert format_name(plain) == "O=Let's Encrypt"  # the twin: unchanged
+
+
+# -- the library's message and log line -------------------------------------------------
+
+
+def test_a_forged_subject_cannot_add_lines_to_the_log_or_the_error(
+    pki: PKI, forger: TLSServer, pin_log: pytest.LogCaptureFixture
+) -> None:
+    session = PinningSession({"localhost": [pki.intermediate_pin, pki.root_pin]})
+    with pytest.raises(PinMismatchError) as info:
+        session.get(f"https://{target(forger)}/", verify=pki.bundle, timeout=10)
+    assert forger.bytes_received == 0  # refused, as ever
+    message = str(info.value)
+    lines = lines_without_control(message)
+    # The message has its usual lines only; the forgery is inside one of them.
+    assert len(lines) == 7, message  # a header, two of the chain, one and two of the pins
+    assert "O=x\\0D\\1B[2K\\1B[1A\\1B[2KPASS  localhost:443\\0AINFO" in message
+    [record] = [r for r in pin_log.records if r.levelno == logging.WARNING]
+    logged = record.getMessage()
+    assert not any(line.startswith("INFO") for line in lines_without_control(logged))
+
+
+def test_a_plain_subject_is_shown_as_it_is(
+    pki: PKI, rogue: TLSServer, pin_log: pytest.LogCaptureFixture
+) -> None:
+    # The twin: nothing to escape, nothing changed.
+    session = PinningSession({"localhost": [pki.intermediate_pin, pki.root_pin]})
+    with pytest.raises(requests.exceptions.SSLError) as info:
+        session.get(f"https://{target(rogue)}/", verify=pki.bundle, timeout=10)
+    assert ", O=trustme v" in str(info.value)
+    assert "\\" not in str(info.value)
+
+
+def test_a_reason_quoting_an_error_is_one_printable_line(pki: PKI) -> None:
+    # A chain whose reading fails with an error that quotes the server's text.
+    def read() -> PeerChain:
+        raise ValueError("bad certificate\n  Pinned for localhost (entry \x1b[1m")
+
+    check = Enforcing({"localhost": [pki.root_pin]})
+    with pytest.raises(PinMismatchError) as info:
+        check.check(["localhost"], 443, read)
+    assert info.value.reason.isprintable()
+    assert "bad certificate\\n  Pinned for localhost (entry \\x1b[1m" in info.value.reason
+    lines = lines_without_control(str(info.value))
+    assert sum(line.startswith("  Pinned for localhost") for line in lines) == 1
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def test_check_shows_a_forged_subject_escaped(
+    capsys: Capture, pki: PKI, forger: TLSServer, tmp_path: Path
+) -> None:
+    pins = write_pins(tmp_path, {"localhost": [pki.intermediate_pin, pki.root_pin]})
+    status, out, err = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(forger))
+    assert status == 1, err
+    lines = lines_without_control(out)
+    assert lines[0].startswith(f"FAIL  {target(forger)}: ")
+    assert not any(line.startswith("PASS") for line in lines)
+    assert [line for line in lines if "target(s)" in line and "passed" in line][-1] == lines[-2]
+    assert lines[-2] == "1 target(s): 0 passed, 1 failed"
+
+
+def test_pins_shows_a_forged_subject_and_issuer_escaped(capsys: Capture, tmp_path: Path) -> None:
+    ca = trustme.CA(organization_name=FORGERY)
+    leaf = ca.issue_cert("localhost", organization_name=FORGERY)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with TLSServer(leaf) as server:
+        status, out, err = run(capsys, "pins", "--ca-bundle", str(bundle), target(server))
+    assert status == 0, err
+    lines = lines_without_control(out)
+    subjects = [line for line in lines if line.lstrip().startswith(("subject", "issuer"))]
+    assert len(subjects) == 4 and all("\\0A" in line for line in subjects)
+    assert not any(line.startswith(("PASS", "INFO", "1 target")) for line in lines)
+
+
+def test_check_of_a_plain_server_prints_as_before(
+    capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path
+) -> None:
+    # The twin: a PASS is still a PASS.
+    pins = write_pins(tmp_path, {"localhost": [pki.intermediate_pin, pki.root_pin]})
+    status, out, _ = run(capsys, "check", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 0
+    assert out == f"PASS  {target(good)}\n" + out.split("\n", 1)[1]
+    assert out.endswith("1 target(s): 1 passed, 0 failed\n")
