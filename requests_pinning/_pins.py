@@ -153,10 +153,22 @@ class Pin:
         digest = _b64_digest(text)
         if digest is not None and len(digest) == ALGORITHMS["sha256"]:
             return cls("spki", "sha256", digest)
-        looks_like_base64 = "=" in text or "+" in text or "/" in text or 40 <= len(text) <= 48
+        algorithm = _SIZES.get(len(digest)) if digest is not None else None
+        # Base64 of a SHA-384 digest is 64 characters without '=', and often
+        # without '+' or '/' either. Read as base64 when it mixes upper and
+        # lower case, as base64 of a digest does, and is not hex (a SHA-256
+        # fingerprint, read below): "0x" and 62 hex digits is a fingerprint
+        # mistyped, and no guess at a SHA-384 pin.
+        mixed_case = not text.islower() and not text.isupper()
+        looks_like_base64 = (
+            "=" in text
+            or "+" in text
+            or "/" in text
+            or 40 <= len(text) <= 48
+            or (algorithm is not None and mixed_case and not _HEX.fullmatch(text))
+        )
         if not looks_like_base64:
             return None  # say "neither" below, not a guess at base64
-        algorithm = _SIZES.get(len(digest)) if digest is not None else None
         if digest is not None and algorithm is not None:
             raise _Refused(
                 f"is bare base64 of a {len(digest)}-byte digest: only a SHA-256 SPKI pin "

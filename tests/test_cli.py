@@ -712,10 +712,13 @@ def test_lint_bad_file_exits_2(capsys: Capture, tmp_path: Path, content: str, me
 
 
 def test_demo(capsys: Capture) -> None:
-    status, out, _ = run(capsys, "demo")
+    status, out, err = run(capsys, "demo")
     assert status == 0
     assert "0 bytes" in out
     assert "PinMismatchError" in out
+    # The library's WARNING is a line of the demo, not Python's bare output on stderr.
+    assert "-> logged at WARNING by the logger 'requests_pinning': pin failure (connection " in out
+    assert err == ""
 
 
 def test_python_dash_m_help() -> None:

@@ -72,6 +72,9 @@ ACCEPTED = [
 CURL_LIST = f"sha256//{B64};{OTHER}"
 HPKP_HEADER = f'pin-sha256="{B64}"; max-age=600'
 BARE_SHA1 = base64.b64encode(SHA1).decode("ascii")
+# 48 bytes whose base64 has no "+", "/" or "=" (one SHA-384 pin in eight), and is not hex.
+BARE_SHA384 = base64.b64encode(bytes(range(48))).decode("ascii")
+assert BARE_SHA384.isalnum() and not set(BARE_SHA384) <= set("0123456789abcdefABCDEF")
 MD5_SPKI = "md5/" + base64.b64encode(bytes(16)).decode("ascii")
 SSH = "SHA256:" + B64[:-1]  # ssh-keygen -l: an SSH key's hash, unpadded
 NAMED_WRONG = f"SHA1 Fingerprint={CERT_CANONICAL}"
@@ -95,6 +98,12 @@ REFUSED = [
         "bare base64 of 20 bytes",
         "is bare base64 of a 20-byte digest: only a SHA-256 SPKI pin (32 bytes) may be "
         f"written without its algorithm; did you mean {'sha1/' + BARE_SHA1!r}?",
+    ),
+    (
+        BARE_SHA384,
+        "bare base64 of 48 bytes, no '+', '/' or '='",
+        "is bare base64 of a 48-byte digest: only a SHA-256 SPKI pin (32 bytes) may be "
+        f"written without its algorithm; did you mean {'sha384/' + BARE_SHA384!r}?",
     ),
     (
         NOT_HEX,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
 
 import pytest
 
-from requests_pinning import PinConfigError, PinMismatchError, PinSet
+from requests_pinning import PinConfigError, PinFailure, PinMismatchError, PinSet
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -30,6 +31,13 @@ def test_the_pin_mismatch_error_field_list_names_every_field() -> None:
     public = {name for name in vars(error) if not name.startswith("_")} - inherited
     assert fields == public
     assert set(inspect.signature(PinMismatchError).parameters) >= public
+
+
+def test_the_pin_failure_field_list_names_every_field() -> None:
+    [listed] = re.findall(r"with a `PinFailure` \((.*?)\); its", README, re.S)
+    fields = set(re.findall(r"`(\w+)`", listed))
+    public = {field.name for field in dataclasses.fields(PinFailure)} | {"message"}
+    assert fields == public
 
 
 def test_the_runtime_dependencies_are_the_declared_ones() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import socket
 import ssl
@@ -146,9 +147,32 @@ class _Server:
                 self.changed.notify_all()
 
 
+class _Records(logging.Handler):
+    """The library's log records during the demo, to show in its own words."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def run(out: TextIO | None = None) -> int:
     """Run the demo, printing to ``out`` (default: stdout); return 0 when it all happened."""
     out = out if out is not None else sys.stdout
+    # The refusal is logged at WARNING: shown as a line of the demo, not as
+    # Python's bare fallback output on stderr, in the middle of step 3.
+    records = _Records()
+    logger = logging.getLogger("requests_pinning")
+    logger.addHandler(records)
+    try:
+        return _run(out, records)
+    finally:
+        logger.removeHandler(records)
+
+
+def _run(out: TextIO, records: _Records) -> int:
     say: Callable[[str], object] = lambda text: print(text, file=out, flush=True)  # noqa: E731
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(5)]
     root = _cert("Demo Root CA", keys[0], None, keys[0], ca=True)
@@ -197,6 +221,9 @@ def run(out: TextIO | None = None) -> int:
             impostor.wait_finished(2)
             say("   -> refused with PinMismatchError:")
             say("      " + str(error).replace("\n", "\n      "))
+        logged = [message.split(": ", 1)[0] for message in records.messages]
+        say(f"   -> logged at WARNING by the logger 'requests_pinning': {', '.join(logged)}")
+        ok &= logged == ["pin failure (connection refused)"]
         leaked = impostor.received - before
         say(f"   -> bytes the impostor received from the pinned session: {leaked} bytes")
         ok &= leaked == 0 and impostor.handshakes == 2
