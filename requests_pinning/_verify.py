@@ -492,7 +492,7 @@ class PinningPolicy:
         if not found:
             first = next(iter(hosts), "")
             if self._allow_unpinned:
-                log.debug("no pins configured for %s:%s; connection allowed", first, port)
+                _debug("no pins configured for %s:%s; connection allowed", first, port)
                 return None
             return self._decide(first, port, None, _read(chain))
         checked = _read(chain)
@@ -514,10 +514,10 @@ class PinningPolicy:
             verdict = Verdict("failed", why)
         if verdict.status == "matched":
             # The pin is formatted only if DEBUG is on: this is the hot path.
-            log.debug("pin check passed for %s:%s: %s matched", host, port, verdict.matched)
+            _debug("pin check passed for %s:%s: %s matched", host, port, verdict.matched)
             return None
         if verdict.status == "unpinned":
-            log.debug("no pins configured for %s:%s; connection allowed", host, port)
+            _debug("no pins configured for %s:%s; connection allowed", host, port)
             return None
         if verdict.status == "expired":
             assert entry is not None
@@ -554,7 +554,7 @@ class PinningPolicy:
                 self._reporter.submit(failure, report_uri)
             except Exception:
                 # Reporting is best effort; it never changes the verdict.
-                log.exception("could not queue a pin violation report for %s", host)
+                log.exception("could not queue a pin violation report for %s", failure.host)
         return None if report_only else failure
 
     def _warn_expired(self, entry: HostPins) -> None:
@@ -577,6 +577,12 @@ class PinningPolicy:
             # A broken callback must neither let a bad connection through nor
             # break a report-only one; the verdict stands either way.
             log.exception("on_failure callback raised for %s:%s", failure.host, failure.port)
+
+
+def _debug(message: str, host: str, *args: object) -> None:
+    """``log.debug`` of a line about ``host``, escaped (:func:`printable`) only if it is shown."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(message, printable(host), *args)
 
 
 def _read(chain: PeerChain | Callable[[], PeerChain]) -> PeerChain:
@@ -605,7 +611,12 @@ def _failure(
 ) -> PinFailure:
     checked = _readable(chain)
     return PinFailure(
-        host=host,
+        # The name as the URL (or a server's redirect) spelled it, normalised:
+        # urllib3 1.26 keeps control characters in a host. Escaped here, so
+        # that every error, report and log line made from the failure is one
+        # line. Only ever after the lookup: escaping first would hide a name
+        # that IDNA maps to a pinned one (a soft hyphen is dropped by it).
+        host=printable(host),
         port=port,
         pattern=entry.pattern if entry else None,
         pinned=tuple(str(pin) for pin in entry.pins) if entry else (),

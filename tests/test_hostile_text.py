@@ -23,14 +23,16 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from requests_pinning import PinMismatchError, PinningSession
+from requests_pinning import PinMismatchError, PinningPolicy, PinningSession
 from requests_pinning._certs import escape_hex, format_name
 from requests_pinning._errors import printable
+from requests_pinning._urllib3 import _PinRefused
 from requests_pinning._verify import PeerChain
 
 from .conftest import PKI, Enforcing
 from .servers import TLSServer
 from .test_cli import Capture, run, target, write_pins
+from .test_decision import intermediate_der, leaf_der
 
 # A subject that, printed as it is, ends the line, erases the one above on a
 # terminal and writes lines of its own: a PASS, a summary, a log record.
@@ -134,6 +136,52 @@ def test_a_reason_quoting_an_error_is_one_printable_line(pki: PKI) -> None:
     assert "bad certificate\\n  Pinned for localhost (entry \\x1b[1m" in info.value.reason
     lines = lines_without_control(str(info.value))
     assert sum(line.startswith("  Pinned for localhost") for line in lines) == 1
+
+
+# A host as urllib3 1.26 takes it from a server's redirect: it keeps control
+# characters in a host name (2.x refuses them), and the name reaches the check.
+FORGED_HOST = "x\x1bm\x1bm\x1b7forged.pinned.test"
+
+
+def test_a_host_with_control_characters_is_judged_as_it_is_and_shown_escaped(
+    pki: PKI, pin_log: pytest.LogCaptureFixture
+) -> None:
+    def broken_callback(failure: object) -> None:
+        raise RuntimeError("the callback fails: its log line names the host")
+
+    policy = PinningPolicy({"**.pinned.test": [pki.root_pin]}, on_failure=broken_callback)
+    rogue = PeerChain(checked=(leaf_der(pki),), verified=True)  # the leaf is not the root
+    failure = policy.check([FORGED_HOST], 443, rogue)
+    # The lookup reads the name as it is: the subtree's entry applies.
+    assert failure is not None and failure.pattern == "**.pinned.test"
+    assert failure.host == "x\\x1bm\\x1bm\\x1b7forged.pinned.test"
+    error = PinMismatchError.from_failure(failure)
+    for text in (str(error), str(_PinRefused(error)), *(r.getMessage() for r in pin_log.records)):
+        assert "\x1b" not in text, text
+    assert any("on_failure callback raised" in r.getMessage() for r in pin_log.records)
+
+
+def test_unpinned_and_passing_hosts_are_logged_escaped(
+    pki: PKI, pin_log: pytest.LogCaptureFixture
+) -> None:
+    policy = PinningPolicy({"**.pinned.test": [pki.intermediate_pin]})
+    genuine = PeerChain(checked=(leaf_der(pki), intermediate_der(pki)), verified=True)
+    assert policy.check([FORGED_HOST], 443, genuine) is None
+    assert policy.check(["x\x1bm.unpinned.test"], 443, genuine) is None
+    shown = [r.getMessage() for r in pin_log.records]
+    assert any(m.startswith("pin check passed for x\\x1bm") for m in shown), shown
+    assert any(m.startswith("no pins configured for x\\x1bm") for m in shown), shown
+    assert not any("\x1b" in m for m in shown)
+
+
+def test_a_name_idna_maps_to_a_pinned_one_is_still_checked_against_it(pki: PKI) -> None:
+    # The twin of escaping only what is shown: a soft hyphen is not printable,
+    # and UTS 46 drops it. Escaped before the lookup, this name would miss the
+    # entry of the name TLS validates, and pass unpinned.
+    policy = PinningPolicy({"example.com": [pki.root_pin]}, allow_unpinned=True)
+    rogue = PeerChain(checked=(leaf_der(pki),), verified=True)
+    failure = policy.check(["ex\u00adample.com"], 443, rogue)
+    assert failure is not None and failure.pattern == "example.com"
 
 
 # -- the command ------------------------------------------------------------------------
