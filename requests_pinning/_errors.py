@@ -93,8 +93,8 @@ class MismatchFields:
     Attributes:
         host: the name whose pins failed, normalised: the origin's (as the URL
             spelled it, or a name it was validated as), or an HTTPS proxy's
-            when the TLS session with the proxy failed its pins. What is not
-            printable in it is escaped (:func:`printable`).
+            when the TLS session with the proxy failed its pins. As it is:
+            the message shows it escaped (:func:`printable`).
         port: that host's port.
         pattern: the pin-set entry that applied, or ``None`` when the host has none.
         pinned: the pins that applied, in their canonical spelling.

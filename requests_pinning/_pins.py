@@ -16,6 +16,7 @@ _ALGORITHM_NAMES = {name: name for name in ALGORITHMS}
 _HEX_LENGTHS = {2 * size: name for name, size in ALGORITHMS.items()}
 _SIZES = {size: name for name, size in ALGORITHMS.items()}
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # Separators between hex digits: ':' anywhere (urllib3's assert_fingerprint
 # strips every one) and white space (macOS and Windows show fingerprints so).
 _HEX_SEPARATORS = re.compile(r"[:\s]+")
@@ -155,17 +156,23 @@ class Pin:
             return cls("spki", "sha256", digest)
         algorithm = _SIZES.get(len(digest)) if digest is not None else None
         # Base64 of a SHA-384 digest is 64 characters without '=', and often
-        # without '+' or '/' either. Read as base64 when it mixes upper and
-        # lower case, as base64 of a digest does, and is not hex (a SHA-256
-        # fingerprint, read below): "0x" and 62 hex digits is a fingerprint
-        # mistyped, and no guess at a SHA-384 pin.
-        mixed_case = not text.islower() and not text.isupper()
+        # without '+' or '/' either: as long as a SHA-256 fingerprint in hex.
+        # Read as base64 only when it looks like base64 of a digest: upper
+        # and lower case mixed, and mostly not hex (42 of 64 characters on
+        # average; 16 or fewer about once in 10^10). A fingerprint with a typo
+        # ('O' for '0', "0x" before it) is a fingerprint mistyped, and no
+        # guess at a SHA-384 pin.
         looks_like_base64 = (
             "=" in text
             or "+" in text
             or "/" in text
             or 40 <= len(text) <= 48
-            or (algorithm is not None and mixed_case and not _HEX.fullmatch(text))
+            or (
+                algorithm is not None
+                and not text.islower()
+                and not text.isupper()
+                and sum(char not in _HEX_DIGITS for char in text) > 16
+            )
         )
         if not looks_like_base64:
             return None  # say "neither" below, not a guess at base64

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._certs import describe_name, sha256_pin
-from ._errors import printable
+from ._errors import MismatchFields, printable, safe_repr
 from ._pinset import PinSet, normalize_host
 
 if TYPE_CHECKING:
@@ -128,6 +128,28 @@ def format_message(failure: PinFailure) -> str:
             lines.append("  Denied:")
             lines.extend(f"    {pin}" for pin in failure.denied)
     return "\n".join(lines)
+
+
+class _Shown:
+    """An error for a log line, escaped, and formatted only as the line is.
+
+    A pin failure's message keeps its lines (each part of it is escaped where
+    it is made); any other error's text is one line, escaped: it can quote
+    what a collector answered. An error whose ``str`` raises is shown by its
+    type: formatting a log line must not end the thread that logs it.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __str__(self) -> str:
+        try:
+            text = str(self.error)
+        except Exception:
+            return safe_repr(self.error)
+        if isinstance(self.error, MismatchFields):
+            return text
+        return printable(text)
 
 
 def _hostport(host: str, port: int) -> str:
@@ -278,7 +300,9 @@ class Reporter:
         if report_host(uri) == failure.host:
             # Reporting to the host that just failed would hand the report
             # (and a loop of failures) to the impostor; HPKP forbids it.
-            log.warning("not sending a pin violation report for %s to itself", failure.host)
+            log.warning(
+                "not sending a pin violation report for %s to itself", printable(failure.host)
+            )
             self._count("dropped")
             return
         key = (failure.host, failure.port, failure.served_chain, failure.pinned, uri)
@@ -301,7 +325,9 @@ class Reporter:
                     self._threads.append(thread)
                     thread.start()
         if full:
-            log.warning("pin violation report queue is full; report for %s dropped", failure.host)
+            log.warning(
+                "pin violation report queue is full; report for %s dropped", printable(failure.host)
+            )
 
     def close(self, timeout: float = 5.0) -> None:
         """Send the reports already queued for up to ``timeout`` seconds, then stop the worker.
@@ -360,9 +386,8 @@ class Reporter:
                 status = self._post(uri, body, deadline)
             except Exception as exc:
                 # Whatever went wrong (a refused pin check, a timeout, a bad
-                # answer), one report is lost, never the worker. The error can
-                # quote the collector's answer: escaped, as in the messages.
-                log.warning("pin violation report to %s failed: %s", uri, printable(str(exc)))
+                # answer), one report is lost, never the worker.
+                log.warning("pin violation report to %s failed: %s", uri, _Shown(exc))
                 self._count("failed")
                 continue
             if 200 <= status < 300:

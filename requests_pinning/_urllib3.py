@@ -30,6 +30,7 @@ from urllib3.util import ssl_
 from urllib3.util.retry import Retry
 
 from ._contexts import TLSContexts, own_context
+from ._errors import printable
 from ._mismatch import PinMismatchError
 from ._pinset import PinSet, PinSource, normalize_host
 from ._report import OnFailure, ReportStats
@@ -69,7 +70,7 @@ class _PinRefused(MaxRetryError):
     """
 
     def __init__(self, error: PinMismatchError) -> None:
-        host = f"[{error.host}]" if ":" in error.host else error.host
+        host = printable(f"[{error.host}]" if ":" in error.host else error.host)
         super().__init__(None, f"https://{host}:{error.port}/", reason=error)  # type: ignore[arg-type]
         self.error = error
 

@@ -554,7 +554,7 @@ class PinningPolicy:
                 self._reporter.submit(failure, report_uri)
             except Exception:
                 # Reporting is best effort; it never changes the verdict.
-                log.exception("could not queue a pin violation report for %s", failure.host)
+                log.exception("could not queue a pin violation report for %s", printable(host))
         return None if report_only else failure
 
     def _warn_expired(self, entry: HostPins) -> None:
@@ -576,7 +576,9 @@ class PinningPolicy:
         except Exception:
             # A broken callback must neither let a bad connection through nor
             # break a report-only one; the verdict stands either way.
-            log.exception("on_failure callback raised for %s:%s", failure.host, failure.port)
+            log.exception(
+                "on_failure callback raised for %s:%s", printable(failure.host), failure.port
+            )
 
 
 def _debug(message: str, host: str, *args: object) -> None:
@@ -612,11 +614,12 @@ def _failure(
     checked = _readable(chain)
     return PinFailure(
         # The name as the URL (or a server's redirect) spelled it, normalised:
-        # urllib3 1.26 keeps control characters in a host. Escaped here, so
-        # that every error, report and log line made from the failure is one
-        # line. Only ever after the lookup: escaping first would hide a name
-        # that IDNA maps to a pinned one (a soft hyphen is dropped by it).
-        host=printable(host),
+        # urllib3 1.26 keeps control characters in a host. Kept as it is, as
+        # data (reports, their deduplication); every message and log line
+        # shows it escaped (printable), and only ever after the lookup:
+        # escaping first would hide a name that IDNA maps to a pinned one (a
+        # soft hyphen is dropped by it).
+        host=host,
         port=port,
         pattern=entry.pattern if entry else None,
         pinned=tuple(str(pin) for pin in entry.pins) if entry else (),

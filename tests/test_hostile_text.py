@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from requests_pinning import PinMismatchError, PinningPolicy, PinningSession
 from requests_pinning._certs import escape_hex, format_name
 from requests_pinning._errors import printable
+from requests_pinning._report import Reporter
 from requests_pinning._urllib3 import _PinRefused
 from requests_pinning._verify import PeerChain
 
@@ -33,6 +34,7 @@ from .conftest import PKI, Enforcing
 from .servers import TLSServer
 from .test_cli import Capture, run, target, write_pins
 from .test_decision import intermediate_der, leaf_der
+from .test_deny_and_reports import a_failure
 
 # A subject that, printed as it is, ends the line, erases the one above on a
 # terminal and writes lines of its own: a PASS, a summary, a log record.
@@ -152,9 +154,11 @@ def test_a_host_with_control_characters_is_judged_as_it_is_and_shown_escaped(
     policy = PinningPolicy({"**.pinned.test": [pki.root_pin]}, on_failure=broken_callback)
     rogue = PeerChain(checked=(leaf_der(pki),), verified=True)  # the leaf is not the root
     failure = policy.check([FORGED_HOST], 443, rogue)
-    # The lookup reads the name as it is: the subtree's entry applies.
+    # The lookup reads the name as it is: the subtree's entry applies. The
+    # field keeps it as it is too (it is data: reports, their deduplication).
     assert failure is not None and failure.pattern == "**.pinned.test"
-    assert failure.host == "x\\x1bm\\x1bm\\x1b7forged.pinned.test"
+    assert failure.host == FORGED_HOST and failure.to_report()["hostname"] == FORGED_HOST
+    assert "for x\\x1bm\\x1bm\\x1b7forged.pinned.test:443: " in failure.message
     error = PinMismatchError.from_failure(failure)
     for text in (str(error), str(_PinRefused(error)), *(r.getMessage() for r in pin_log.records)):
         assert "\x1b" not in text, text
@@ -182,6 +186,44 @@ def test_a_name_idna_maps_to_a_pinned_one_is_still_checked_against_it(pki: PKI) 
     rogue = PeerChain(checked=(leaf_der(pki),), verified=True)
     failure = policy.check(["ex\u00adample.com"], 443, rogue)
     assert failure is not None and failure.pattern == "example.com"
+
+
+class Unshowable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this error cannot say what it is")
+
+
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        # What a collector answered, quoted in an error: one line, escaped.
+        (ValueError("answer \x1b[2K\nINFO forged"), "failed: answer \\x1b[2K\\nINFO forged"),
+        # A collector that fails its own pins: the message keeps its lines.
+        (PinMismatchError("failure\n  Pinned for c.example", host="c.example", port=443), "\n"),
+        # An error whose str raises: shown by its type; the worker goes on.
+        (Unshowable(), "failed: Unshowable()"),
+    ],
+)
+def test_a_collector_s_error_is_logged_as_shown_and_the_worker_goes_on(
+    error: Exception, logged: str, pin_log: pytest.LogCaptureFixture
+) -> None:
+    reporter = Reporter(deadline=1.0)
+    tried: list[str] = []
+
+    def post(uri: str, body: bytes, deadline: float) -> int:
+        tried.append(uri)
+        raise error
+
+    reporter._post = post  # type: ignore[method-assign]
+    # Reports are deduplicated process-wide: a collector of this case's own.
+    uri = f"https://collector-{type(error).__name__.lower()}.example/pkp"
+    for port in (1, 2):
+        reporter.submit(a_failure(port), uri)
+        reporter.close(timeout=5)
+    assert len(tried) == 2 and reporter.snapshot().failed == 2
+    lines = [r.getMessage() for r in pin_log.records if "failed: " in r.getMessage()]
+    assert len(lines) == 2 and all(logged in line for line in lines), lines
+    assert not any("\x1b" in line for line in lines)
 
 
 # -- the command ------------------------------------------------------------------------

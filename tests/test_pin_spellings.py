@@ -140,6 +140,10 @@ REFUSED = [
     ),
     (SSH, "an SSH key fingerprint (ssh-keygen -l)", NEITHER),
     ("AB-CD-EF", "hyphens", NEITHER),
+    # The twins of BARE_SHA384: a hex fingerprint with a typo is no SHA-384 pin.
+    ("0x" + CERT_HEX.upper()[2:], "'0x' before upper-case hex", NEITHER),
+    (CERT_HEX.upper().replace("0", "O"), "upper-case hex, 'O' for '0'", NEITHER),
+    (CERT_HEX[:20] + "O" + CERT_HEX[21:], "lower-case hex, one 'O'", NEITHER),
 ]
 
 

@@ -196,7 +196,7 @@ def _entry_pins(chain: Chain) -> tuple[list[str], str | None]:
 
 
 def _reminder() -> None:
-    print(
+    show(
         f"{PROG}: reminder: add a backup pin (--backup KEYFILE): the public key of a spare "
         "key pair kept offline, so that clients keep working when the pinned keys change",
         file=sys.stderr,

@@ -40,7 +40,7 @@ from .._errors import PinConfigError
 from .._pinset import _parse_pattern, read_at_most
 from .._tls import may_misreport, peer_chain, vouched
 from .._verify import PeerChain
-from ._errors import EXIT_FAILED, PROG, UserError
+from ._errors import EXIT_FAILED, PROG, UserError, show
 
 __all__ = [
     "Chain",
@@ -344,12 +344,12 @@ def gather(source: Endpoint | str, net: Network, context: ssl.SSLContext | None)
 
 
 def _insecure_warning(label: str) -> None:
-    print(
+    show(
         f"{PROG}: WARNING: --insecure: CA validation is OFF for {label}. Its chain was "
         "NOT verified: anyone on the network path could have sent it. Only the leaf "
         "is meaningful (it is all requests-pinning checks when verify=False), and only "
         "once you have compared its pin with one obtained another way.",
-        file=sys.stderr,
+        sys.stderr,
     )
 
 

@@ -23,7 +23,7 @@ __all__ = ["add_parser"]
 _PINS_EPILOG = """\
 A TARGET is an https:// URL, host[:port] (IPv6: [2001:db8::1]:8443), or a
 file: a PEM or DER certificate or chain (also PKCS#7), a PEM or DER public
-key, a certificate request, or an unencrypted private key, of which only the
+key, a PEM certificate request, or an unencrypted private key, of which only the
 public half is used (private material is never printed). A TARGET naming an
 existing file is read as that file; write https://NAME to mean the host.
 
