@@ -144,14 +144,19 @@ def _no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_log_rate_limit() -> Iterator[None]:
-    # Failures are logged once a minute per (host, port, chain), process-wide:
-    # each test starts with none logged.
+def _fresh_report_state() -> Iterator[None]:
+    # Failures are logged once a minute, and reported once a day, per (host,
+    # port, chain[, collector URL]), process-wide: each test starts with none
+    # logged or reported. Without the second, a collector given a port an
+    # earlier test's collector had (the OS reuses them) never received a report
+    # the earlier test had already sent: CI saw it once.
     from requests_pinning import _report
 
     _report._log_seen.clear()
+    _report._dedup_seen.clear()
     yield
     _report._log_seen.clear()
+    _report._dedup_seen.clear()
 
 
 @pytest.fixture

@@ -370,3 +370,15 @@ def test_a_closed_reporter_starts_again_on_the_next_report(collector: Collector)
     assert workers(before) == []
     assert reporter.snapshot().sent == 2
     assert [r["port"] for r in collector.reports] == [1, 2]
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_each_test_starts_with_no_report_sent(turn: str) -> None:
+    # Reports are deduplicated for a day, process-wide, by (failure, URL), and
+    # the OS hands a later test's collector a port an earlier one had: the two
+    # turns submit the same report to the same URL, and the second is counted
+    # as deduplicated unless conftest clears that state between tests.
+    reporter = Reporter(deadline=0.5)
+    reporter.submit(a_failure(), "http://127.0.0.1:9/refused")
+    reporter.close(timeout=0.5)
+    assert reporter.snapshot().deduplicated == 0
