@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, settings
 
 from requests_pinning import PinMismatchError, PinningPolicy, spki_pin
 from requests_pinning._verify import PeerChain
@@ -23,6 +24,12 @@ from requests_pinning._verify import PeerChain
 from .servers import Collector, ConnectProxy, Socks5Proxy, TLSServer
 
 HOSTS = ("localhost", "127.0.0.1", "::1")
+
+# No property here is about speed (tests never assert timings): a slow or
+# oversubscribed CI machine must not fail one on hypothesis' 200 ms deadline or
+# its too-slow health check. Tests that set their own settings keep them.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @dataclass(frozen=True)

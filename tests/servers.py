@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -35,6 +35,20 @@ _CHUNK = 65536
 _MAX_HEAD = 65536  # a request head longer than this ends the connection
 
 _S = TypeVar("_S", bound="_Server")
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections, held for the ``with`` block.
+
+    Bound and never listening: a connection to it is refused, and neither
+    another test's server nor the other suite CI runs beside this one can be
+    given the port meanwhile (a port closed before use could be, and a "down"
+    collector would then reach a live one).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 class _Forbidden(Exception):

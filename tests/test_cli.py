@@ -27,7 +27,7 @@ from requests_pinning.cli import _sources
 from requests_pinning.cli.lint import DUMMY_PIN
 
 from .conftest import PKI
-from .servers import TLSServer
+from .servers import TLSServer, refused_port
 
 Capture = pytest.CaptureFixture[str]
 
@@ -61,13 +61,6 @@ def key_pin(private_key_pem: bytes) -> str:
 
 def in_days(days: int) -> str:
     return (datetime.now(timezone.utc) + timedelta(days=days)).date().isoformat()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- pins: network targets ------------------------------------------------------------
@@ -151,8 +144,8 @@ def test_pins_insecure_warns_and_json_pins_only_the_leaf(
 
 
 def test_pins_unreachable_target_fails(capsys: Capture, pki: PKI) -> None:
-    port = closed_port()
-    status, out, err = run(capsys, "pins", "--ca-bundle", pki.bundle, f"127.0.0.1:{port}")
+    with refused_port() as port:
+        status, out, err = run(capsys, "pins", "--ca-bundle", pki.bundle, f"127.0.0.1:{port}")
     assert status == 1
     assert out == ""
     assert (
@@ -391,11 +384,11 @@ def test_check_judges_a_report_only_entry_anyway(
 
 
 def test_check_fails_an_unreachable_target(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
-    port = closed_port()
     pins = write_pins(tmp_path, {"127.0.0.1": [pki.intermediate_pin, pki.root_pin]})
-    status, out, err = run(
-        capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, f"127.0.0.1:{port}"
-    )
+    with refused_port() as port:
+        status, out, err = run(
+            capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, f"127.0.0.1:{port}"
+        )
     assert status == 1, err
     [record] = json.loads(out)
     assert record["status"] == "unreachable"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timezone
 
 import pytest
@@ -12,15 +11,8 @@ from requests_pinning import HostOptions, PinFailure, PinMismatchError, PinningA
 from requests_pinning._report import Reporter
 
 from .conftest import PKI
-from .servers import Collector, TLSServer
+from .servers import Collector, TLSServer, refused_port
 from .test_adapter import accept, pinned_session, refuse
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 # -- deny pins ----------------------------------------------------------------------------
 
@@ -122,14 +114,15 @@ def test_entry_report_uri_beats_the_adapter_one(
         "report_uri": collector.url,
         "report_only": True,
     }
-    adapter = PinningAdapter(
-        {"localhost": entry}, report_uri=f"http://127.0.0.1:{closed_port()}/elsewhere"
-    )
-    session = requests.Session()
-    session.mount("https://", adapter)
-    accept(session, rogue, verify=pki.bundle)  # report-only failures are reported too
-    collector.wait_for(1)
-    adapter.close()
+    with refused_port() as port:
+        adapter = PinningAdapter(
+            {"localhost": entry}, report_uri=f"http://127.0.0.1:{port}/elsewhere"
+        )
+        session = requests.Session()
+        session.mount("https://", adapter)
+        accept(session, rogue, verify=pki.bundle)  # report-only failures are reported too
+        collector.wait_for(1)
+        adapter.close()
     assert collector.reports[0]["noted-hostname"] == "localhost"
     assert adapter.report_stats.sent == 1
 
@@ -148,13 +141,14 @@ def test_a_stalled_collector_never_delays_the_request(
 
 
 def test_a_collector_that_is_down_changes_nothing(pki: PKI, rogue: TLSServer) -> None:
-    adapter = PinningAdapter(
-        {"localhost": [pki.intermediate_pin]}, report_uri=f"http://127.0.0.1:{closed_port()}/"
-    )
-    session = requests.Session()
-    session.mount("https://", adapter)
-    refuse(session, rogue, verify=pki.bundle)
-    adapter.close()
+    with refused_port() as port:
+        adapter = PinningAdapter(
+            {"localhost": [pki.intermediate_pin]}, report_uri=f"http://127.0.0.1:{port}/"
+        )
+        session = requests.Session()
+        session.mount("https://", adapter)
+        refuse(session, rogue, verify=pki.bundle)
+        adapter.close()
     assert adapter.report_stats.failed == 1
     assert adapter.report_stats.sent == 0
 

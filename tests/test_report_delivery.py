@@ -9,6 +9,7 @@ one byte at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import socket
 import threading
@@ -25,6 +26,7 @@ from requests_pinning import (
     PinningAdapter,
     PinningPoolManager,
     PinSet,
+    _verify,
 )
 from requests_pinning._report import Reporter
 
@@ -314,8 +316,13 @@ def test_no_worker_before_the_first_report(
 
 @pytest.mark.parametrize("ending", ["with", "clear", "adapter.close", "session.close"])
 def test_no_worker_outlives_its_owner(
-    pki: PKI, rogue: TLSServer, collector: Collector, ending: str
+    pki: PKI, rogue: TLSServer, collector: Collector, ending: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every worker must still be waiting on the collector when the 30th owner
+    # is made, however slow the machine: with the default 3 s deadline, a
+    # loaded machine that took longer for the 30 failing requests let the
+    # first worker give up first (provoked with a 1 s deadline).
+    monkeypatch.setattr(_verify, "Reporter", functools.partial(Reporter, deadline=60.0))
     before = set(threading.enumerate())
     pins = {"localhost": [pki.intermediate_pin]}
     url = f"https://localhost:{rogue.port}/"
