@@ -20,7 +20,7 @@ import requests
 
 from requests_pinning import PinningSession
 
-from .pki import make_chain
+from .pki import make_chain, wait_until_settled
 from .server import ServerProcess
 
 ROUNDS = 5
@@ -38,6 +38,7 @@ def main() -> None:
     warnings.simplefilter("ignore")  # verify=False warns on every request
     with tempfile.TemporaryDirectory() as folder:
         chain = make_chain(Path(folder), "ec")
+        wait_until_settled()
         pin = chain.leaf_pin  # the leaf: it is all that counts under verify=False
         with ServerProcess(Path(folder), ["ec"]) as server:
             url = f"https://localhost:{server.ports['ec']}/"

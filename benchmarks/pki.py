@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from requests_pinning import spki_pin
+from requests_pinning._contexts import SETTLE_SECONDS
 
 __all__ = [
     "HOST",
@@ -30,6 +32,7 @@ __all__ = [
     "load_chain",
     "make_certifi_overlay",
     "make_chain",
+    "wait_until_settled",
 ]
 
 #: The host every benchmark connects to: loopback, by address (no resolver involved).
@@ -112,3 +115,9 @@ def make_certifi_overlay(folder: Path, chains: Sequence[Chain]) -> Path:
             bundle.write(b"\n# requests-pinning benchmark root: " + chain.name.encode() + b"\n")
             bundle.write(chain.bundle.read_bytes())
     return certifi_overlay(folder)
+
+
+def wait_until_settled() -> None:
+    """Wait until the files just written are old enough for a pinned session to share
+    a TLS context built from them (``SETTLE_SECONDS``): measurements start after."""
+    time.sleep(SETTLE_SECONDS + 0.1)

@@ -47,7 +47,7 @@ from .client import (
 from .client import (
     Target as HttpTarget,
 )
-from .pki import Chain, make_certifi_overlay, make_chain
+from .pki import Chain, make_certifi_overlay, make_chain, wait_until_settled
 from .report import Target, machine, table
 from .server import ServerProcess
 
@@ -1054,6 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(name)
         chains: dict[str, Chain] = {key: make_chain(folder, key) for key in ("ec", "rsa")}
         overlay = make_certifi_overlay(folder, list(chains.values()))
+        wait_until_settled()
         with ServerProcess(folder, list(chains)) as server:
             targets = {
                 key: HttpTarget(

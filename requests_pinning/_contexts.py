@@ -17,9 +17,12 @@ them identically:
   or data, and the client certificate, key and password;
 - the identity and modification stamp of every file named, so that a bundle
   or a certificate replaced on disk is loaded again (a file that cannot be
-  looked at is never a key, and a context whose files changed while it was
-  built is not kept). A rewrite that leaves the stamp as it was (through a
-  memory map, or on a file system whose clock is coarse) is not seen;
+  looked at is never a key, a context whose files changed while it was built
+  is not kept, and neither is one built within ``SETTLE_SECONDS`` of a file's
+  last change: file systems stamp times in ticks, a few milliseconds on Linux
+  before 6.13 and up to 2 s on FAT, and a same-size rewrite within the tick of
+  the read would leave the stamp as it was). A rewrite through a memory map,
+  whose stamp the kernel may update only later, is not seen;
 - the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
   ``check_hostname``), ``SSLKEYLOGFILE`` (as urllib3 reads it, and the file it
   names now: ``_key_log``), and the context class urllib3 uses.
@@ -48,8 +51,9 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 from urllib3.util import ssl_
 
@@ -62,8 +66,24 @@ _MAX_CONTEXTS = 32  # distinct TLS configurations kept per owner; the oldest goe
 _LOADED = ("ca_certs", "ca_cert_dir", "ca_cert_data", "cert_file", "key_file", "key_password")
 
 
+#: A context is kept only if every file it was built from last changed at least
+#: this long before the build began (see the module's docstring).
+SETTLE_SECONDS = 2.0
+
+
 class _Unstamped(Exception):
     """A file named by a connection could not be looked at: nothing is shared for it."""
+
+
+class _Stamp(NamedTuple):
+    """A file's identity and modification stamp, as a key part."""
+
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes]
+    device: int
+    inode: int
+    modified_ns: int
+    size: int
+    changed_ns: int  # ctime: moved by any write or utime(), and settable by no one
 
 
 def _stamp(path: object) -> object:
@@ -77,7 +97,25 @@ def _stamp(path: object) -> object:
         # later would be found again under it by every connection that cannot
         # see the file, where urllib3 would refuse (a bundle being replaced).
         raise _Unstamped from None
-    return (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
+    return _Stamp(path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
+
+
+def _settled(key: tuple[object, ...], started_ns: int) -> bool:
+    """Whether every file in ``key`` last changed ``SETTLE_SECONDS`` or more before ``started_ns``.
+
+    A later rewrite of such a file is stamped with a later time, however
+    coarse the file system's clock, so it makes another key. A file changed
+    more recently (or stamped in the future: a clock that disagrees) may be
+    rewritten within the same tick, to the same size, after the build read it:
+    its context would then be found again under the stamp it kept, trusting
+    what the file no longer holds.
+    """
+    settled_by = started_ns - int(SETTLE_SECONDS * 1e9)
+    return all(
+        max(part.modified_ns, part.changed_ns) <= settled_by
+        for part in key
+        if isinstance(part, _Stamp)
+    )
 
 
 def _key_log() -> object:
@@ -276,12 +314,14 @@ class TLSContexts:
     def _built(
         self, conn: Any, own: dict[str, Any], key: tuple[object, ...]
     ) -> ssl.SSLContext | None:
-        """A new context for ``key``, or None if building failed or a file changed meanwhile."""
+        """A new context for ``key``, or None if building failed or a file changed meanwhile
+        (or changed so recently that its stamp cannot tell a rewrite yet: _settled)."""
+        started_ns = time.time_ns()
         try:
             context = self._build(conn, own)
             # A file that changed while it was read may have been read half
             # old and half new, or new under the old stamp: not kept.
-            if self._key(conn, own) != key:
+            if self._key(conn, own) != key or not _settled(key, started_ns):
                 return None
         except Exception:
             return None

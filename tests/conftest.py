@@ -18,7 +18,7 @@ import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
-from requests_pinning import PinMismatchError, PinningPolicy, spki_pin
+from requests_pinning import PinMismatchError, PinningPolicy, _contexts, spki_pin
 from requests_pinning._verify import PeerChain
 
 from .servers import Collector, ConnectProxy, Socks5Proxy, TLSServer
@@ -148,6 +148,19 @@ def _no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
+
+
+#: The real settling time of a file a shared TLS context is built from.
+REAL_SETTLE_SECONDS = _contexts.SETTLE_SECONDS
+
+
+@pytest.fixture(autouse=True)
+def _files_settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A context built from a file changed less than SETTLE_SECONDS before is
+    # not kept (a coarse file-system clock could hide a rewrite), and tests
+    # write their bundles just before they use them: here a file settles at
+    # once, and the tests of the settling time itself set the real one.
+    monkeypatch.setattr(_contexts, "SETTLE_SECONDS", 0.0)
 
 
 @pytest.fixture(autouse=True)

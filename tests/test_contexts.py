@@ -14,6 +14,7 @@ import os
 import ssl
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,10 @@ import urllib3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from requests_pinning import PinningAdapter, PinningPoolManager, PinningSession
+from requests_pinning import PinningAdapter, PinningPoolManager, PinningSession, _contexts
 from requests_pinning._contexts import TLSContexts
 
-from .conftest import PKI
+from .conftest import PKI, REAL_SETTLE_SECONDS
 from .servers import TLSServer
 
 CLOSE = {"Connection": "close"}  # a new connection, so a new handshake, per request
@@ -103,7 +104,9 @@ def test_a_bundle_rewritten_on_disk_is_loaded_again(
     pki: PKI, good: TLSServer, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(trustme.CA().cert_pem.bytes())
+    # Three sizes: each rewrite is another stamp even where the file system's
+    # clock gives the three writes one time (their settling is tested below).
+    bundle.write_bytes(trustme.CA().cert_pem.bytes() + b"\n\n")
     url = f"https://localhost:{good.port}/"
     with PinningSession(pins(pki)) as session:
         session.verify = str(bundle)
@@ -370,7 +373,8 @@ def test_a_context_whose_bundle_changed_while_it_was_built_is_not_kept(
     pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build = TLSContexts._build
-    rewrites = [trustme.CA().cert_pem.bytes()]  # once: the root distrusted mid-build
+    # Once: the root distrusted mid-build (another size: another stamp on any clock).
+    rewrites = [trustme.CA().cert_pem.bytes() + b"\n"]
 
     def rewritten_while_built(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
         context = build(conn, own)
@@ -541,5 +545,83 @@ def test_a_build_ended_by_a_base_exception_leaves_nothing_behind(
         http.request("GET", url, headers=CLOSE, retries=False)
     assert http._pin_contexts is not None
     assert http._pin_contexts._building == {}  # its lock and entry went with it
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    assert http._pin_contexts.built == 1
+
+
+# -- a file system whose clock is coarse ------------------------------------------------
+
+
+def _one_tick(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make every later write of ``path`` stamped, as the cache sees it, as the last one.
+
+    What a file system whose clock ticks coarsely (Linux before 6.13: a few
+    milliseconds; ext3, HFS+: 1 s; FAT: 2 s) does to writes within one tick.
+    Only the cache's view of the file's times is held still; its size, its
+    contents and every TLS handshake are real.
+    """
+    real_stat = os.stat
+    held = real_stat(path)
+
+    def stat(name: Any) -> Any:
+        info = real_stat(name)
+        if os.fspath(name) != str(path):
+            return info
+        return types.SimpleNamespace(
+            st_dev=info.st_dev,
+            st_ino=info.st_ino,
+            st_size=info.st_size,
+            st_mtime_ns=held.st_mtime_ns,
+            st_ctime_ns=held.st_ctime_ns,
+        )
+
+    monkeypatch.setattr(_contexts, "os", types.SimpleNamespace(**{**vars(os), "stat": stat}))
+
+
+@pytest.mark.parametrize("settling", ["real", "none"])
+def test_a_same_size_rewrite_within_one_tick_is_loaded(
+    pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch, settling: str
+) -> None:
+    # A context built from a file that changed moments before is not kept: a
+    # rewrite to the same size within the same tick would keep the stamp, and
+    # the kept context would trust what the file no longer holds. "none" is
+    # the failing twin: without settling, the distrusted root stays trusted.
+    monkeypatch.setattr(
+        _contexts, "SETTLE_SECONDS", REAL_SETTLE_SECONDS if settling == "real" else 0.0
+    )
+    _one_tick(monkeypatch, bundle)
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
+    url = f"https://localhost:{good.port}/"
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    distrusted = trustme.CA().cert_pem.bytes()
+    assert len(distrusted) == bundle.stat().st_size  # the stamp and the size both unchanged
+    bundle.write_bytes(distrusted)
+    assert http._pin_contexts is not None
+    if settling == "none":
+        assert http.request("GET", url, headers=CLOSE, retries=False).status == 200
+        assert http._pin_contexts.built == 1
+    else:
+        with pytest.raises(urllib3.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.request("GET", url, headers=CLOSE, retries=False)
+        assert http._pin_contexts.built == 0
+
+
+def test_a_file_that_has_settled_is_shared(
+    pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The twin: settling only defers sharing. Connections made meanwhile load
+    # the bundle as urllib3 does, and the first one after it is kept. (The
+    # cache's clock is moved on rather than waited for.)
+    monkeypatch.setattr(_contexts, "SETTLE_SECONDS", REAL_SETTLE_SECONDS)
+    http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
+    url = f"https://localhost:{good.port}/"
+    assert http.request("GET", url, headers=CLOSE).status == 200
+    assert http._pin_contexts is not None
+    assert http._pin_contexts.built == 0
+    later = int((REAL_SETTLE_SECONDS + 1) * 1e9)
+    monkeypatch.setattr(
+        _contexts, "time", types.SimpleNamespace(time_ns=lambda: time.time_ns() + later)
+    )
+    assert http.request("GET", url, headers=CLOSE).status == 200
     assert http.request("GET", url, headers=CLOSE).status == 200
     assert http._pin_contexts.built == 1
