@@ -18,11 +18,14 @@ them identically:
 - the identity and modification stamp of every file named, so that a bundle
   or a certificate replaced on disk is loaded again (a file that cannot be
   looked at is never a key, a context whose files changed while it was built
-  is not kept, and neither is one built within ``SETTLE_SECONDS`` of a file's
-  last change: file systems stamp times in ticks, a few milliseconds on Linux
-  before 6.13 and up to 2 s on FAT, and a same-size rewrite within the tick of
-  the read would leave the stamp as it was). A rewrite through a memory map,
-  whose stamp the kernel may update only later, is not seen;
+  is not kept, and none is built while a file's last change is less than
+  ``SETTLE_SECONDS`` old: file systems stamp times in ticks, a few
+  milliseconds on Linux before 6.13 and up to 2 s on FAT, and a same-size
+  rewrite within the tick of the read would leave the stamp as it was). The
+  age is read on this machine's clock: a network file system whose server's
+  clock runs behind it can make a fresh change look old. A rewrite through a
+  memory map, whose stamp the kernel may update only later, is not seen
+  either; replacing a file by renaming a new one over it is always seen;
 - the TLS versions, ``assert_hostname`` and ``assert_fingerprint`` (they decide
   ``check_hostname``), ``SSLKEYLOGFILE`` (as urllib3 reads it, and the file it
   names now: ``_key_log``), and the context class urllib3 uses.
@@ -66,9 +69,10 @@ _MAX_CONTEXTS = 32  # distinct TLS configurations kept per owner; the oldest goe
 _LOADED = ("ca_certs", "ca_cert_dir", "ca_cert_data", "cert_file", "key_file", "key_password")
 
 
-#: A context is kept only if every file it was built from last changed at least
-#: this long before the build began (see the module's docstring).
-SETTLE_SECONDS = 2.0
+#: A context is built (and shared) only from files whose last change is at
+#: least this old (see the module's docstring): FAT's 2 s tick, and a second
+#: for the kernel's coarse clock to lag the one this is measured on.
+SETTLE_SECONDS = 3.0
 
 
 class _Unstamped(Exception):
@@ -100,17 +104,17 @@ def _stamp(path: object) -> object:
     return _Stamp(path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, info.st_ctime_ns)
 
 
-def _settled(key: tuple[object, ...], started_ns: int) -> bool:
-    """Whether every file in ``key`` last changed ``SETTLE_SECONDS`` or more before ``started_ns``.
+def _settled(key: tuple[object, ...], now_ns: int) -> bool:
+    """Whether every file in ``key`` last changed ``SETTLE_SECONDS`` or more before ``now_ns``.
 
     A later rewrite of such a file is stamped with a later time, however
     coarse the file system's clock, so it makes another key. A file changed
-    more recently (or stamped in the future: a clock that disagrees) may be
-    rewritten within the same tick, to the same size, after the build read it:
-    its context would then be found again under the stamp it kept, trusting
-    what the file no longer holds.
+    more recently may be rewritten within the same tick, to the same size,
+    after a build read it: its context would then be found again under the
+    stamp it kept, trusting what the file no longer holds. A file stamped in
+    the future (a clock that disagrees) is not settled until that time.
     """
-    settled_by = started_ns - int(SETTLE_SECONDS * 1e9)
+    settled_by = now_ns - int(SETTLE_SECONDS * 1e9)
     return all(
         max(part.modified_ns, part.changed_ns) <= settled_by
         for part in key
@@ -292,6 +296,12 @@ class TLSContexts:
             context = self._found(key)
             if context is not None:
                 return context
+        if not _settled(key, time.time_ns()):
+            # Decided before anything is read: until the files settle, each
+            # connection loads them as urllib3 does, once, and no thread waits
+            # on another's build.
+            return None
+        with self._lock:
             building = self._building.setdefault(key, threading.Lock())
         with building:
             try:
@@ -314,14 +324,12 @@ class TLSContexts:
     def _built(
         self, conn: Any, own: dict[str, Any], key: tuple[object, ...]
     ) -> ssl.SSLContext | None:
-        """A new context for ``key``, or None if building failed or a file changed meanwhile
-        (or changed so recently that its stamp cannot tell a rewrite yet: _settled)."""
-        started_ns = time.time_ns()
+        """A new context for ``key``, or None if building failed or a file changed meanwhile."""
         try:
             context = self._build(conn, own)
             # A file that changed while it was read may have been read half
             # old and half new, or new under the old stamp: not kept.
-            if self._key(conn, own) != key or not _settled(key, started_ns):
+            if self._key(conn, own) != key:
                 return None
         except Exception:
             return None

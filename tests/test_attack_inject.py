@@ -23,6 +23,7 @@ request byte). The "rogue" cases fail today:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import ssl
@@ -293,6 +294,24 @@ def _settled(server: TLSServer, at_least: int = 0) -> int:
     return seen
 
 
+@contextlib.contextmanager
+def _counting_sends(conn: Any) -> Iterator[list[int]]:
+    """Count the bytes ``conn`` hands its TLS socket (HTTP/2's preface in connect() too)."""
+    sent = [0]
+    real_sendall = ssl.SSLSocket.sendall
+
+    def sendall(self: ssl.SSLSocket, data: Any, *args: Any) -> Any:
+        if self is getattr(conn, "sock", None):  # not the server thread's answers
+            sent[0] += memoryview(data).nbytes
+        return real_sendall(self, data, *args)
+
+    ssl.SSLSocket.sendall = sendall  # type: ignore[method-assign, assignment]
+    try:
+        yield sent
+    finally:
+        ssl.SSLSocket.sendall = real_sendall  # type: ignore[method-assign]
+
+
 def _nothing(conn: Any) -> None:
     pass
 
@@ -377,9 +396,11 @@ def test_a_bare_connection_opened_before_injection_sending_its_own_way(
     leaf = pki.leaf if route == "good" else pki.rogue_leaf
     with TLSServer(leaf, http2=http2) as target:
         conn = connection_class("localhost", target.port, ssl_context=context, timeout=10)
-        conn.connect()  # before injection: HTTP/2's preface goes out here
-        before_injection(conn)
-        before = _settled(target, 24 if http2 else 0)
+        with _counting_sends(conn) as sent:
+            conn.connect()  # before injection: HTTP/2's preface goes out here
+            before_injection(conn)
+        # Everything sent before the injection has arrived, whatever the load.
+        before = _settled(target, sent[0])
         assert before >= (24 if http2 else 0)
         inject_into_urllib3(pins(pki))
         try:

@@ -552,13 +552,13 @@ def test_a_build_ended_by_a_base_exception_leaves_nothing_behind(
 # -- a file system whose clock is coarse ------------------------------------------------
 
 
-def _one_tick(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+def _one_tick(monkeypatch: pytest.MonkeyPatch, path: Path) -> int:
     """Make every later write of ``path`` stamped, as the cache sees it, as the last one.
 
     What a file system whose clock ticks coarsely (Linux before 6.13: a few
     milliseconds; ext3, HFS+: 1 s; FAT: 2 s) does to writes within one tick.
     Only the cache's view of the file's times is held still; its size, its
-    contents and every TLS handshake are real.
+    contents and every TLS handshake are real. Returns the held time (ns).
     """
     real_stat = os.stat
     held = real_stat(path)
@@ -576,26 +576,43 @@ def _one_tick(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         )
 
     monkeypatch.setattr(_contexts, "os", types.SimpleNamespace(**{**vars(os), "stat": stat}))
+    return max(held.st_mtime_ns, held.st_ctime_ns)
+
+
+def _cache_clock(monkeypatch: pytest.MonkeyPatch, at_ns: int) -> None:
+    """Set the time the cache reads (to judge a file's age) to ``at_ns``: no test waits."""
+    monkeypatch.setattr(_contexts, "time", types.SimpleNamespace(time_ns=lambda: at_ns))
+
+
+def _same_size(bundle: Path, pem: bytes, other: bytes) -> bytes:
+    """Write ``pem`` to ``bundle`` and return ``other``, both padded to one size."""
+    # (Most trustme roots take 680 bytes as PEM, a few 676: line breaks after
+    # the PEM block are read as nothing.)
+    size = max(len(pem), len(other))
+    bundle.write_bytes(pem + b"\n" * (size - len(pem)))
+    return other + b"\n" * (size - len(other))
 
 
 @pytest.mark.parametrize("settling", ["real", "none"])
 def test_a_same_size_rewrite_within_one_tick_is_loaded(
     pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch, settling: str
 ) -> None:
-    # A context built from a file that changed moments before is not kept: a
-    # rewrite to the same size within the same tick would keep the stamp, and
-    # the kept context would trust what the file no longer holds. "none" is
-    # the failing twin: without settling, the distrusted root stays trusted.
+    # No context is built from a file that changed moments before: a rewrite
+    # to the same size within the same tick would keep the stamp, and the kept
+    # context would trust what the file no longer holds. "none" is the
+    # failing twin: without settling, the distrusted root stays trusted.
+    distrusted = _same_size(bundle, pki.root.cert_pem.bytes(), trustme.CA().cert_pem.bytes())
     monkeypatch.setattr(
         _contexts, "SETTLE_SECONDS", REAL_SETTLE_SECONDS if settling == "real" else 0.0
     )
-    _one_tick(monkeypatch, bundle)
+    written = _one_tick(monkeypatch, bundle)
+    _cache_clock(monkeypatch, written + 1_000_000_000)  # one second after the write
     http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
     url = f"https://localhost:{good.port}/"
     assert http.request("GET", url, headers=CLOSE).status == 200
-    distrusted = trustme.CA().cert_pem.bytes()
-    assert len(distrusted) == bundle.stat().st_size  # the stamp and the size both unchanged
+    size = bundle.stat().st_size
     bundle.write_bytes(distrusted)
+    assert bundle.stat().st_size == size  # the stamp and the size both as they were
     assert http._pin_contexts is not None
     if settling == "none":
         assert http.request("GET", url, headers=CLOSE, retries=False).status == 200
@@ -606,22 +623,40 @@ def test_a_same_size_rewrite_within_one_tick_is_loaded(
         assert http._pin_contexts.built == 0
 
 
+@pytest.mark.parametrize("stamped", ["now", "in the future"])
 def test_a_file_that_has_settled_is_shared(
-    pki: PKI, good: TLSServer, bundle: Path, monkeypatch: pytest.MonkeyPatch
+    pki: PKI,
+    good: TLSServer,
+    bundle: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stamped: str,
 ) -> None:
     # The twin: settling only defers sharing. Connections made meanwhile load
-    # the bundle as urllib3 does, and the first one after it is kept. (The
-    # cache's clock is moved on rather than waited for.)
+    # the bundle as urllib3 does (no context is built for them), and the first
+    # one after it builds the shared context. A file stamped in the future (a
+    # clock that disagrees) settles that much later.
     monkeypatch.setattr(_contexts, "SETTLE_SECONDS", REAL_SETTLE_SECONDS)
+    if stamped == "in the future":
+        ahead = time.time_ns() + 3600 * 1_000_000_000
+        os.utime(bundle, ns=(ahead, ahead))
+    written = max(bundle.stat().st_mtime_ns, bundle.stat().st_ctime_ns)
+    settled = written + int(REAL_SETTLE_SECONDS * 1e9)
+    builds: list[object] = []
+    build = TLSContexts._build
+
+    def counted(conn: Any, own: dict[str, Any]) -> ssl.SSLContext:
+        builds.append(conn)
+        return build(conn, own)
+
+    monkeypatch.setattr(TLSContexts, "_build", staticmethod(counted))
     http = PinningPoolManager(pins(pki), cert_reqs="CERT_REQUIRED", ca_certs=str(bundle))
     url = f"https://localhost:{good.port}/"
+    _cache_clock(monkeypatch, settled - 1)
+    assert http.request("GET", url, headers=CLOSE).status == 200
     assert http.request("GET", url, headers=CLOSE).status == 200
     assert http._pin_contexts is not None
-    assert http._pin_contexts.built == 0
-    later = int((REAL_SETTLE_SECONDS + 1) * 1e9)
-    monkeypatch.setattr(
-        _contexts, "time", types.SimpleNamespace(time_ns=lambda: time.time_ns() + later)
-    )
+    assert (http._pin_contexts.built, len(builds)) == (0, 0)
+    _cache_clock(monkeypatch, settled)
     assert http.request("GET", url, headers=CLOSE).status == 200
     assert http.request("GET", url, headers=CLOSE).status == 200
-    assert http._pin_contexts.built == 1
+    assert (http._pin_contexts.built, len(builds)) == (1, 1)
