@@ -704,6 +704,19 @@ def test_lint_bad_file_exits_2(capsys: Capture, tmp_path: Path, content: str, me
 # -- demo and the module entry point --------------------------------------------------
 
 
+def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m requests_pinning`` in a process of its own; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "requests_pinning", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_demo(capsys: Capture) -> None:
     status, out, _ = run(capsys, "demo")
     assert status == 0
@@ -714,14 +727,7 @@ def test_demo(capsys: Capture) -> None:
 def test_the_demo_shows_the_library_s_warning_as_a_line_of_its_own() -> None:
     # In a process of its own, where nothing else handles the library's log
     # (pytest does): Python's bare fallback would print it on stderr.
-    result = subprocess.run(
-        [sys.executable, "-m", "requests_pinning", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_module("demo")
     line = (
         "   -> logged at WARNING by the logger 'requests_pinning': pin failure (connection refused)"
     )
@@ -730,14 +736,7 @@ def test_the_demo_shows_the_library_s_warning_as_a_line_of_its_own() -> None:
 
 
 def test_python_dash_m_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "requests_pinning", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_module("--help")
     assert result.stdout.startswith("usage: requests-pinning")
     assert "examples:" in result.stdout
     for command in ("pins", "check", "lint", "demo"):

@@ -140,15 +140,19 @@ def test_a_stalled_collector_never_delays_the_request(
     collector.wait_for(1)
 
 
+def refuse_and_report(pki: PKI, rogue: TLSServer, report_uri: str) -> PinningAdapter:
+    """Refuse one connection to ``rogue`` with reports to ``report_uri``; the adapter is closed."""
+    adapter = PinningAdapter({"localhost": [pki.intermediate_pin]}, report_uri=report_uri)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    refuse(session, rogue, verify=pki.bundle)
+    adapter.close()
+    return adapter
+
+
 def test_a_collector_that_is_down_changes_nothing(pki: PKI, rogue: TLSServer) -> None:
     with refused_port() as port:
-        adapter = PinningAdapter(
-            {"localhost": [pki.intermediate_pin]}, report_uri=f"http://127.0.0.1:{port}/"
-        )
-        session = requests.Session()
-        session.mount("https://", adapter)
-        refuse(session, rogue, verify=pki.bundle)
-        adapter.close()
+        adapter = refuse_and_report(pki, rogue, f"http://127.0.0.1:{port}/")
     assert adapter.report_stats.failed == 1
     assert adapter.report_stats.sent == 0
 
@@ -190,13 +194,7 @@ def test_never_reports_to_the_host_that_failed(
     pki: PKI, rogue: TLSServer, collector: Collector
 ) -> None:
     port = collector.url.split(":")[2].split("/")[0]
-    adapter = PinningAdapter(
-        {"localhost": [pki.intermediate_pin]}, report_uri=f"http://localhost:{port}/pkp"
-    )
-    session = requests.Session()
-    session.mount("https://", adapter)
-    refuse(session, rogue, verify=pki.bundle)
-    adapter.close()
+    adapter = refuse_and_report(pki, rogue, f"http://localhost:{port}/pkp")
     assert collector.reports == []
     assert adapter.report_stats.dropped == 1
 
