@@ -11,6 +11,7 @@ import requests.exceptions
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from requests.utils import get_auth_from_url, prepend_scheme_if_needed, select_proxy
+from urllib3 import HTTPSConnectionPool
 
 from ._contexts import TLSContexts
 from ._mismatch import PinMismatchError
@@ -20,6 +21,7 @@ from ._urllib3 import (
     PinningPoolManager,
     PinningProxyManager,
     _PinningManagerMixin,
+    _PinningPoolMixin,
     socks_proxy_manager,
 )
 from ._verify import PinningPolicy, make_policy
@@ -279,6 +281,17 @@ class PinningAdapter(HTTPAdapter):
         pool's first request, as requests refuses it; a bundle deleted later is
         found by the next new connection, which cannot load it and fails.
         """
+        # Fail closed: requests hands this method the pool that will carry
+        # the request, whichever method found it. A subclass that makes its
+        # own pool (say in get_connection_with_tls_context) gets past the
+        # checks of the pool managers, not past this one. An https:// URL on
+        # a cleartext pool would be sent without TLS at all.
+        pinning = isinstance(conn, _PinningPoolMixin)
+        if not pinning and (isinstance(conn, HTTPSConnectionPool) or url[:6].lower() == "https:"):
+            raise TypeError(
+                f"{type(self).__name__} got a {type(conn).__name__} for {url!r}, which does "
+                "not check pins: a subclass replaced the pinning pools; refusing to use it"
+            )
         # Only requests' own check is known to depend on nothing else: a class
         # of cert_verify's own later in a subclass's method order (a mixin),
         # or requests' replaced at run time, runs on every request, as it would

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 
 from requests_pinning import PinningAdapter
+from requests_pinning._urllib3 import _AdapterHTTPSConnectionPool
 
 from .conftest import PKI
 from .servers import TLSServer
@@ -166,7 +167,9 @@ def test_a_cert_verify_of_a_class_after_the_adapter_runs_every_time(
     pki: PKI, make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     adapter = make()
-    pool = urllib3.HTTPSConnectionPool("localhost")
+    pool = _AdapterHTTPSConnectionPool(
+        "localhost"
+    )  # the adapter refuses a pool that checks no pins
     monkeypatch.setenv("TEST_EXTRA_CA", "/srv/withdrawn.pem")
     adapter.cert_verify(pool, "https://localhost/", pki.bundle, None)
     assert pool.ca_certs == "/srv/withdrawn.pem"
@@ -260,7 +263,7 @@ def test_any_sequence_of_calls_leaves_a_pool_as_requests_leaves_it(
             cert = places[cert]
         return url, verify, cert
 
-    ours = urllib3.HTTPSConnectionPool("localhost")
+    ours = _AdapterHTTPSConnectionPool("localhost")
     theirs = urllib3.HTTPSConnectionPool("localhost")
     for call in map(spelled, calls):
         # Each call twice: the second is the one the adapter may skip.

@@ -299,6 +299,47 @@ def test_a_subclass_that_replaces_the_pool_manager_fails_closed(
     assert rogue.bytes_received == 0
 
 
+class _OwnPoolAdapter(PinningAdapter):
+    """Keeps the pinning pool manager, but hands requests pools of its own."""
+
+    def __init__(self, pins: Any, pool: Any) -> None:
+        super().__init__(pins)
+        self.own_pool = pool
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        pool = self.own_pool(request.url) if self.own_pool else None
+        return pool or super().get_connection_with_tls_context(request, verify, proxies, cert)
+
+
+@pytest.mark.parametrize("pool", ["https", "cleartext", "the adapter's"])
+def test_a_subclass_that_hands_requests_its_own_pool_fails_closed(
+    pki: PKI, rogue: TLSServer, good: TLSServer, pool: str
+) -> None:
+    pins = {"localhost": [pki.intermediate_pin]}
+    plain = urllib3.PoolManager(ca_certs=pki.bundle)
+    pools = {
+        "https": plain.connection_from_url,
+        # An https:// URL on a cleartext pool would go out with no TLS at all.
+        "cleartext": lambda url: urllib3.HTTPConnectionPool("localhost", rogue.port),
+        "the adapter's": None,  # the twin: the pinning pools, found by super()
+    }
+    with PinningSession(pins) as session:
+        session.verify = pki.bundle
+        session.mount("https://localhost", _OwnPoolAdapter(pins, pools[pool]))
+        if pool == "the adapter's":
+            assert session.get(f"https://localhost:{good.port}/").status_code == 200
+            with pytest.raises(PinMismatchError):
+                session.post(f"https://localhost:{rogue.port}/", data=b"secret")
+        else:
+            with pytest.raises(TypeError, match="does not check pins"):
+                session.post(f"https://localhost:{rogue.port}/", data=b"secret")
+            assert rogue.handshakes == 0
+    plain.clear()
+    assert rogue.bytes_received == 0
+
+
 def test_a_reconnected_connection_checks_its_proxy_session_again(pki: PKI) -> None:
     # urllib3 reconnects the same connection object when a pooled socket
     # dropped: the new TLS session with the proxy is checked like the first.
