@@ -46,15 +46,25 @@ class PinningMountWarning(UserWarning):
     """
 
 
-# Leading whitespace and control characters: urllib3 strips them from a URL
-# before it connects, so they must not hide a URL's scheme from these checks.
+# requests matches a URL against the mounted prefixes as it is written, but
+# the parsers that then connect read it otherwise: urllib.parse removes tabs
+# and line breaks anywhere ("ht\ttps://host" is sent to https://host) and
+# strips leading whitespace and control characters, as urllib3 does. So these
+# checks read a prefix or a URL with every such character removed: a web URL
+# cannot hide behind one, and a prefix that needs them is refused (fail closed).
 _INVISIBLE = "".join(map(chr, range(33)))
+_REMOVE_INVISIBLE = str.maketrans("", "", _INVISIBLE)
 
 
-def _covers_web_urls(prefix: str) -> bool:
-    """Whether some http(s) URL starts with ``prefix`` (as requests compares: lower case)."""
-    prefix = prefix.lstrip(_INVISIBLE).lower()
-    return any(prefix.startswith(scheme) or scheme.startswith(prefix) for scheme in _SCHEMES)
+def _as_parsed(text: str) -> str:
+    """``text`` lower-cased, with every character a URL parser may drop removed."""
+    return text.translate(_REMOVE_INVISIBLE).lower()
+
+
+def _covers_web_urls(prefix: str, schemes: tuple[str, ...] = _SCHEMES) -> bool:
+    """Whether a URL that connects with one of ``schemes`` can start with ``prefix``."""
+    prefix = _as_parsed(prefix)
+    return any(prefix.startswith(scheme) or scheme.startswith(prefix) for scheme in schemes)
 
 
 class PinningSession(requests.Session):
@@ -143,7 +153,7 @@ class PinningSession(requests.Session):
         approved = adapter is self.pinning_adapter or any(
             adapter is other for other in self._approved
         )
-        if not approved and url.lstrip(_INVISIBLE)[:4].lower() == "http":
+        if not approved and _as_parsed(url).startswith("http"):
             raise ValueError(
                 f"refusing {url!r}: its adapter, {type(adapter).__name__}, was not mounted "
                 "through PinningSession.mount, so it may not check the session's pins"
@@ -167,7 +177,10 @@ def audit_mounts(adapter: PinningAdapter, session: object) -> None:
         return
     mine = [prefix for prefix, mounted in adapters.items() if mounted is adapter]
     problems = []
-    if not any(prefix.lower() == "https://" for prefix in mine):
+    # Exactly "https://": requests keeps "HTTPS://" as a prefix of its own,
+    # and the default adapter's "https://", mounted first, is tried before it.
+    on_https = "https://" in mine
+    if not on_https:
         problems.append(
             f"the PinningAdapter is mounted on {', '.join(map(repr, mine))} and not on "
             "'https://': requests picks adapters by URL prefix, so other spellings of a "
@@ -175,9 +188,13 @@ def audit_mounts(adapter: PinningAdapter, session: object) -> None:
             "adapter, unpinned"
         )
     for prefix, other in adapters.items():
-        lowered = prefix.lower()
-        other_prefix = lowered.startswith("https://") and lowered != "https://"
-        if other_prefix and not isinstance(other, PinningAdapter):
+        # Any other adapter whose prefix some https:// URL can match, however
+        # spelled: "HTTPS://" matches the same URLs as "https://" (which one
+        # requests tries first depends on the order of the mounts), and
+        # "ht\t" takes "ht\ttps://" URLs.
+        if prefix == "https://" and not on_https:
+            continue  # said above: that adapter has the URLs the pinning one has not
+        if _covers_web_urls(prefix, ("https://",)) and not isinstance(other, PinningAdapter):
             problems.append(
                 f"{type(other).__name__} mounted on {prefix!r} takes the URLs under that "
                 "prefix out of pinning"

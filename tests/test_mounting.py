@@ -10,6 +10,7 @@ host (``user@host``, the IP address, a trailing dot) to an unpinned adapter.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import pytest
@@ -91,6 +92,47 @@ def test_pinning_session_refuses_a_request_an_edited_mapping_would_send_unpinned
             session.get(f"https://localhost:{rogue.port}/")
     assert rogue.handshakes == 0
     assert rogue.bytes_received == 0
+
+
+# Prefixes that no URL as written starts with, but that URLs parsed as https://
+# do: urllib.parse drops tabs and line breaks anywhere in a URL.
+HIDDEN_SCHEMES = ["ht\t", "h\nttps://", "https:\r//localhost", "\tht\ttp"]
+
+
+def test_pinning_session_reads_prefixes_and_urls_as_they_are_parsed(
+    pki: PKI, rogue: TLSServer
+) -> None:
+    session = PinningSession(pins(pki))
+    session.verify = pki.bundle
+    for prefix in HIDDEN_SCHEMES:
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount(prefix, HTTPAdapter())
+    session.adapters["ht\t"] = HTTPAdapter()  # sidesteps mount()
+    with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+        session.get(f"ht\ttps://localhost:{rogue.port}/")
+    assert rogue.handshakes == 0
+    # The failing twin: a plain Session sends that URL to https://localhost,
+    # unpinned and, as requests reads its scheme, unvalidated.
+    plain = requests.Session()
+    plain.adapters["ht\t"] = HTTPAdapter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning
+        assert plain.get(f"ht\ttps://localhost:{rogue.port}/").status_code == 200
+    assert rogue.bytes_received > 0
+
+
+@pytest.mark.parametrize("prefix", ["HTTPS://", *HIDDEN_SCHEMES])
+def test_another_adapter_on_a_prefix_https_urls_can_match_warns(
+    pki: PKI, good: TLSServer, prefix: str
+) -> None:
+    session = requests.Session()
+    session.verify = pki.bundle
+    # "HTTPS://" matches every https:// URL, as "https://" does: which of the
+    # two requests tries first depends on the order of the mounts.
+    session.mount(prefix, HTTPAdapter())
+    session.mount("https://", PinningAdapter(pins(pki)))
+    with pytest.warns(PinningMountWarning, match=re.escape(f"HTTPAdapter mounted on {prefix!r}")):
+        session.get(f"https://localhost:{good.port}/")
 
 
 def test_pinning_session_pickles(pki: PKI, rogue: TLSServer) -> None:
