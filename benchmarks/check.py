@@ -25,7 +25,7 @@ from typing import Any
 from urllib3.connection import HTTPSConnection
 
 from requests_pinning import PinSet
-from requests_pinning._certs import spki_digest, spki_of_der_cert
+from requests_pinning._certs import _cached_spki_digest, _cached_spki_of, spki_digest
 from requests_pinning._pinset import normalize_host
 from requests_pinning._tls import peer_chain
 from requests_pinning._verify import PinningPolicy, evaluate
@@ -61,8 +61,8 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
             enforcer.check([HOST], port, peer_chain(sock))
 
         def clear() -> None:
-            spki_digest.cache_clear()
-            spki_of_der_cert.cache_clear()
+            _cached_spki_digest.cache_clear()
+            _cached_spki_of.cache_clear()
 
         def cold() -> None:
             clear()
@@ -94,8 +94,8 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
         for _round in range(rounds):  # the parts interleaved, one loop of each per round
             for name, func in parts.items():
                 samples[name] += _per_call_us(func, number, 1)
-        spki_digest.cache_clear()
-        spki_of_der_cert.cache_clear()
+        _cached_spki_digest.cache_clear()
+        _cached_spki_of.cache_clear()
     finally:
         conn.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -118,6 +118,6 @@ def measure_check(chain: Chain, port: int, *, number: int, rounds: int) -> dict[
 def cache_bounds() -> dict[str, int | None]:
     """The bounds of the library's SPKI caches (``None`` would mean unbounded)."""
     return {
-        "spki_digest.maxsize": spki_digest.cache_info().maxsize,
-        "spki_of_der_cert.maxsize": spki_of_der_cert.cache_info().maxsize,
+        "spki_digest.maxsize": _cached_spki_digest.cache_info().maxsize,
+        "spki_of_der_cert.maxsize": _cached_spki_of.cache_info().maxsize,
     }

@@ -136,13 +136,25 @@ def _check_structure(der: bytes) -> None:
         raise ValueError("not a SubjectPublicKeyInfo")
 
 
-@functools.lru_cache(maxsize=1024)
+# Certificates in use are a few kilobytes. The caches below keep each one's
+# DER as their key: one that a server makes large (OpenSSL takes chains of up
+# to 100 KiB) is worked out anew each time instead of being kept, or 3,072 of
+# them, new on every connection, would hold 300 MB.
+_CACHED_DER_BYTES = 16 * 1024
+
+
 def spki_of_der_cert(der: bytes) -> bytes:
     """The SubjectPublicKeyInfo of a DER certificate, byte for byte as encoded.
 
     Cached (bounded): the same intermediate and root certificates come back on
     every handshake, and cutting them out again is wasted work.
     """
+    if len(der) > _CACHED_DER_BYTES:
+        return _spki_of(der)
+    return _cached_spki_of(der)
+
+
+def _spki_of(der: bytes) -> bytes:
     start, end = _tlv(der, 0, _SEQUENCE)
     if end != len(der):
         raise ValueError("trailing data after the certificate")
@@ -156,6 +168,9 @@ def spki_of_der_cert(der: bytes) -> bytes:
     if spki_end > tbs_end:
         raise ValueError("the SubjectPublicKeyInfo runs past the TBSCertificate")
     return der[pos:spki_end]
+
+
+_cached_spki_of = functools.lru_cache(maxsize=1024)(_spki_of)
 
 
 def spki_algorithm_oid(spki: bytes) -> str:
@@ -182,10 +197,16 @@ def spki_algorithm_oid(spki: bytes) -> str:
     return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
-@functools.lru_cache(maxsize=2048)
 def spki_digest(der: bytes, algorithm: str = "sha256") -> bytes:
     """Digest of a DER certificate's SPKI; cached (bounded) for the per-handshake path."""
-    return hashlib.new(algorithm, spki_of_der_cert(der)).digest()
+    if len(der) > _CACHED_DER_BYTES:
+        return hashlib.new(algorithm, _spki_of(der)).digest()
+    return _cached_spki_digest(der, algorithm)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_spki_digest(der: bytes, algorithm: str) -> bytes:
+    return hashlib.new(algorithm, _cached_spki_of(der)).digest()
 
 
 def cert_digest(der: bytes, algorithm: str = "sha256") -> bytes:

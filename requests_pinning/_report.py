@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import textwrap
@@ -187,6 +188,22 @@ def _known_pin(pin: str) -> str:
     return pin
 
 
+def chain_key(chain: Sequence[bytes]) -> bytes:
+    """A digest that tells the served chain ``chain`` from any other, for the tables below.
+
+    The tables of deduplication and log rate limiting keep thousands of keys:
+    holding the chains themselves, which a server chooses (up to about 100 KB
+    each, and new on every connection if it likes), would let it make a
+    client hold gigabytes. Each certificate's length goes in before it, so
+    that no two chains give one text to digest.
+    """
+    digest = hashlib.sha256()
+    for der in chain:
+        digest.update(len(der).to_bytes(8, "big"))
+        digest.update(der)
+    return digest.digest()
+
+
 #: At most one report per (host, port, served chain, pins, URI) per this many seconds.
 DEDUP_SECONDS = 24 * 60 * 60
 _DEDUP_LIMIT = 10_000
@@ -305,7 +322,7 @@ class Reporter:
             )
             self._count("dropped")
             return
-        key = (failure.host, failure.port, failure.served_chain, failure.pinned, uri)
+        key = (failure.host, failure.port, chain_key(failure.served_chain), failure.pinned, uri)
         if not _first_in_window(key, time.monotonic()):
             self._count("deduplicated")
             return

@@ -23,7 +23,16 @@ from ._certs import cert_digest, describe_name, sha256_pin, spki_digest
 from ._errors import printable
 from ._pins import Pin
 from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host
-from ._report import LOG_SECONDS, OnFailure, PinFailure, Reporter, ReportStats, log_gate, pins_of
+from ._report import (
+    LOG_SECONDS,
+    OnFailure,
+    PinFailure,
+    Reporter,
+    ReportStats,
+    chain_key,
+    log_gate,
+    pins_of,
+)
 
 __all__ = ["PeerChain", "PinningPolicy", "Verdict", "evaluate", "make_policy"]
 
@@ -537,7 +546,7 @@ class PinningPolicy:
         # broadly must still leave a trace, and report-only mode (fail-open by
         # the user's explicit choice) must say so loudly. Rate-limited per
         # host, port and served chain, so that a retry loop cannot flood the log.
-        key = (host, port, failure.served_chain, report_only)
+        key = (host, port, chain_key(failure.served_chain), report_only)
         suppressed = log_gate(key, time.monotonic())
         if suppressed is not None:
             verdict_text = "connection allowed" if report_only else "connection refused"

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 import requests
+import trustme
 
-from requests_pinning import HostOptions, PinFailure, PinMismatchError, PinningAdapter, PinSet
+from requests_pinning import (
+    HostOptions,
+    PinFailure,
+    PinMismatchError,
+    PinningAdapter,
+    PinSet,
+    _certs,
+    _report,
+)
 from requests_pinning._report import Reporter
 
-from .conftest import PKI
+from .conftest import HOSTS, PKI
 from .servers import Collector, TLSServer, refused_port
 from .test_adapter import accept, pinned_session, refuse
 
@@ -202,3 +213,40 @@ def test_never_reports_to_the_host_that_failed(
 def test_bad_adapter_report_uri_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="'report_uri' for the adapter: 'mailto:x' is not"):
         PinningAdapter({}, report_uri="mailto:x")
+
+
+def _held_bytes(table: dict[Any, Any]) -> int:
+    """The largest bytes value held in a key of ``table``."""
+    sizes = [len(part) for key in table for part in key if isinstance(part, bytes)]
+    return max(sizes, default=0)
+
+
+def _cache_sizes() -> list[int]:
+    return [
+        cache.cache_info().currsize
+        for cache in (_certs._cached_spki_of, _certs._cached_spki_digest)
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("names", [1500, 0])
+def test_a_server_s_certificates_are_not_kept_by_the_tables_and_caches(
+    pki: PKI, collector: Collector, names: int
+) -> None:
+    # A server chooses its certificates (OpenSSL takes chains of up to 100 KiB),
+    # new ones on every connection if it likes: what the log rate limit and
+    # report deduplication keep per failure, and the SPKI caches per
+    # certificate, must not grow with their size.
+    leaf = trustme.CA().issue_cert(*HOSTS, *(f"n{i}.example" for i in range(names)))
+    size = len(ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode()))
+    assert (size > 16 * 1024) == bool(names)
+    cached = _cache_sizes()
+    session = pinned_session({"localhost": [pki.untrusted_leaf_pin]}, report_uri=collector.url)
+    with TLSServer(leaf) as server:
+        refuse(session, server, verify=False)  # only the leaf is checked, and hashed
+    collector.wait_for(1)
+    assert _held_bytes(_report._log_seen) <= 32  # a digest, not the chain
+    assert _held_bytes(_report._dedup_seen) <= 32
+    grown = [after - before for before, after in zip(cached, _cache_sizes(), strict=True)]
+    # The twin: a certificate of a usual size is cached, once in each.
+    assert grown == ([0, 0] if names else [1, 1])
