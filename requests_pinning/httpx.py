@@ -34,6 +34,7 @@ translation of its error) is in :func:`_enforce`.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import ssl
 import threading
@@ -900,11 +901,9 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
             # (see _Routes).
             route, spare = self._routes.take(origin.sni)
             try:
-                # Shielded: a request cancelled here still closes what it took
-                # out of the routes (and gives its route back, below).
-                with anyio.CancelScope(shield=True):
-                    for idle in spare:
-                        await idle.aclose()
+                # A request cancelled here still closes what it took out of
+                # the routes (and gives its route back, below).
+                await _aclose_all(spare)
                 return await route.transport.handle_async_request(request)
             finally:
                 self._routes.give_back(route)
@@ -914,9 +913,10 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
     async def aclose(self) -> None:
         """Close the pool and stop the report worker (after the reports already queued)."""
         try:
-            await super().aclose()
-            for transport in self._routes.clear():
-                await transport.aclose()
+            try:
+                await super().aclose()
+            finally:
+                await _aclose_all(self._routes.clear())
         finally:
             await _close_reporter(self._pinning)
 
@@ -927,11 +927,51 @@ class AsyncPinningTransport(_PolicyMixin, httpx.AsyncHTTPTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         try:
-            await super().__aexit__(exc_type, exc_value, traceback)
-            for transport in self._routes.clear():
-                await transport.aclose()
+            try:
+                await super().__aexit__(exc_type, exc_value, traceback)
+            finally:
+                await _aclose_all(self._routes.clear())
         finally:
             await _close_reporter(self._pinning)
+
+
+# The tasks closing transports under asyncio (see _aclose_all), kept until done.
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
+async def _aclose_all(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    """Close every one of ``transports``, and their connections, even if the caller is cancelled.
+
+    A shielded anyio scope holds off the cancellation of anyio and trio, not
+    asyncio's own (``Task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``):
+    that stopped the closing at its first checkpoint, and every connection
+    after it stayed open, unclosed, until the garbage collector found it. So
+    under asyncio the closing runs in a task of its own, which cancelling the
+    caller does not reach.
+    """
+    if not transports:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        with anyio.CancelScope(shield=True):
+            await _close_each(transports)
+        return
+    task = asyncio.ensure_future(_close_each(transports))
+    _CLOSING.add(task)
+    task.add_done_callback(_closed)
+    await asyncio.shield(task)
+
+
+async def _close_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    for transport in transports:
+        await transport.aclose()
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    _CLOSING.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: raised to the caller, if it still waits
 
 
 async def _close_reporter(pinning: _Pinning) -> None:

@@ -236,6 +236,116 @@ def test_a_cancelled_request_gives_its_route_back(pki: PKI, good: TLSServer, lib
     assert [route.sending for route in routes] == [0] * len(routes)
 
 
+async def _sleep(lib: str, seconds: float) -> None:
+    await (asyncio.sleep(seconds) if lib == "asyncio" else trio.sleep(seconds))
+
+
+async def _both(lib: str, first: Any, second: Any) -> None:
+    """Await two coroutines at once (two requests: two connections over HTTP/1.1)."""
+    if lib == "asyncio":
+        await asyncio.gather(first, second)
+    else:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: first)
+            nursery.start_soon(lambda: second)
+
+
+async def _cancelled_at_first_suspension(lib: str, call: Any) -> None:
+    """Run ``call()`` and cancel it where it first suspends: asyncio's own way, or trio's."""
+    if lib == "asyncio":
+        task = asyncio.ensure_future(call())
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    else:
+        with trio.move_on_after(0):
+            await call()
+
+
+async def _all_closed(lib: str, connections: list[Any]) -> list[bool]:
+    """Whether each connection is closed, once they all are (or after 5 s)."""
+    for _ in range(500):
+        if all(connection.is_closed() for connection in connections):
+            break
+        await _sleep(lib, 0.01)
+    return [connection.is_closed() for connection in connections]
+
+
+@pytest.mark.parametrize("lib", ["asyncio", "trio"])
+def test_a_request_cancelled_while_it_closes_evicted_transports_closes_all_their_connections(
+    pki: PKI, lib: str
+) -> None:
+    # A request for a new sni_hostname past _MAX_ROUTES closes the idle
+    # transports it evicted, in an anyio shielded scope: which holds off trio's
+    # cancellation and anyio's, not asyncio's own (Task.cancel(), wait_for,
+    # asyncio.timeout). Cancelled as it closed the evicted transport's first
+    # connection, the request left the second one open, in no pool, until the
+    # garbage collector closed it ("unclosed transport").
+    from requests_pinning import httpx as pinning_httpx
+
+    names = [f"h{index}.example" for index in range(pinning_httpx._MAX_ROUTES + 1)]
+    with TLSServer(pki.intermediate.issue_cert(*names)) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+
+        async def get(client: Any, name: str) -> None:
+            accepted(await client.get(url, extensions={"sni_hostname": name}))
+
+        async def main() -> list[bool]:
+            transport = AsyncPinningTransport(
+                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
+            )
+            async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+                await _both(lib, get(client, names[0]), get(client, names[0]))
+                evicted = transport._routes._routes[names[0]].transport._pool.connections
+                assert len(evicted) == 2
+                for name in names[1:-1]:
+                    await get(client, name)
+                # The last name evicts the first name's transport, and is
+                # cancelled where it first suspends: closing its first connection.
+                await _cancelled_at_first_suspension(lib, lambda: get(client, names[-1]))
+                assert names[0] not in transport._routes._routes
+                return await _all_closed(lib, evicted)
+
+        closed = asyncio.run(main()) if lib == "asyncio" else trio.run(main)
+        gc.collect()  # a connection left open would warn now, and warnings are errors
+        server.wait_idle()
+    assert closed == [True, True]
+    assert len(server.requests) == pinning_httpx._MAX_ROUTES + 1  # not the cancelled one
+
+
+@pytest.mark.parametrize("lib", ["asyncio", "trio"])
+def test_a_transport_cancelled_while_it_closes_still_closes_its_routes(pki: PKI, lib: str) -> None:
+    # aclose() closed the transports of the sni_hostname routes after its own
+    # pool: cancelled (asyncio's own way) while the pool closed, it never did,
+    # and their connections stayed open until the garbage collector found them.
+    names = ["h0.example", "h1.example"]
+    with TLSServer(pki.intermediate.issue_cert("127.0.0.1", *names)) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+
+        async def main() -> list[bool]:
+            transport = AsyncPinningTransport(
+                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
+            )
+            client = httpx.AsyncClient(transport=transport, timeout=10)
+            accepted(await client.get(url))  # the transport's own pool: one connection
+            for name in names:
+                accepted(await client.get(url, extensions={"sni_hostname": name}))
+            routes = [
+                connection
+                for route in transport._routes._routes.values()
+                for connection in route.transport._pool.connections
+            ]
+            assert len(routes) == 2
+            await _cancelled_at_first_suspension(lib, client.aclose)
+            return await _all_closed(lib, routes)
+
+        closed = asyncio.run(main()) if lib == "asyncio" else trio.run(main)
+        gc.collect()
+        server.wait_idle()
+    assert closed == [True, True]
+
+
 def test_transports_for_many_tls_names_are_closed_when_idle(pki: PKI, good: TLSServer) -> None:
     # One transport per sni_hostname value, kept for the value's next requests:
     # past _MAX_ROUTES, the idle ones are closed (their connections too).
