@@ -226,6 +226,49 @@ def test_pins_of_a_chain_file_needs_host_for_json(
     PinSet.from_dict(json.loads(out))
 
 
+@pytest.mark.parametrize(
+    "appended", ["nothing", "the rogue root", "an unrelated intermediate", "a copy of the root"]
+)
+def test_pins_json_of_a_fullchain_pins_only_the_leaf_s_chain(
+    capsys: Capture, pki: PKI, tmp_path: Path, appended: str
+) -> None:
+    # Every pinned CA vouches for the host: a CA appended to a fullchain file
+    # (a bundle pasted after it, say) must not become a pin of its own.
+    extra = {
+        "nothing": b"",
+        "the rogue root": pki.rogue_root.cert_pem.bytes(),
+        "an unrelated intermediate": pki.rogue_root.create_child_ca().cert_pem.bytes(),
+        "a copy of the root": pki.root.cert_pem.bytes(),
+    }[appended]
+    chain = tmp_path / "fullchain.pem"
+    pems = [blob.bytes() for blob in pki.leaf.cert_chain_pems]
+    chain.write_bytes(b"".join([pems[0], extra, *pems[1:], pki.root.cert_pem.bytes()]))
+    status, out, err = run(capsys, "pins", "--json", "--host", "api.example.com", str(chain))
+    assert status == 0, err
+    assert json.loads(out) == {"api.example.com": {"pins": [pki.intermediate_pin, pki.root_pin]}}
+    left_out = "left out 1 CA certificate(s) that did not issue the leaf" in err
+    assert left_out == (appended in ("the rogue root", "an unrelated intermediate"))
+    if appended == "the rogue root":
+        assert pki.rogue_root_pin in err
+
+
+def test_pins_json_of_ca_certificates_warns_when_they_are_not_one_chain(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    one_chain = tmp_path / "cas.pem"
+    one_chain.write_bytes(pki.intermediate.cert_pem.bytes() + pki.root.cert_pem.bytes())
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.root.cert_pem.bytes() + pki.rogue_root.cert_pem.bytes())
+    for path, pins in (
+        (one_chain, [pki.intermediate_pin, pki.root_pin]),
+        (bundle, [pki.root_pin, pki.rogue_root_pin]),
+    ):
+        status, out, err = run(capsys, "pins", "--json", "--host", "a.example", str(path))
+        assert status == 0, err
+        assert json.loads(out) == {"a.example": {"pins": pins}}  # CAs only: all of them
+        assert ("are not one chain (a CA bundle?)" in err) == (path == bundle)
+
+
 def test_pins_of_a_private_key_never_shows_it(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
     secret = pki.leaf.private_key_pem.bytes()
     key_file = tmp_path / "key.pem"

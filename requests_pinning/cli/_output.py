@@ -14,6 +14,7 @@ import sys
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from .._certs import cert_digest, describe_name, format_fingerprint, format_name
 from .._pinset import PinSet
@@ -156,8 +157,8 @@ def _pins_config(
     entries: dict[str, list[str]] = {}
     for chain in chains:
         key = host or (chain.endpoint.key if chain.endpoint else chain.name)
-        pins, warning = _entry_pins(chain)
-        if warning:
+        pins, warnings = _entry_pins(chain)
+        for warning in warnings:
             print_warning(warning)
         known = entries.setdefault(key, [])
         known += [pin for pin in pins if pin not in known]
@@ -172,27 +173,95 @@ def _pins_config(
     return {key: {"pins": pins} for key, pins in entries.items()}
 
 
-def _entry_pins(chain: Chain) -> tuple[list[str], str | None]:
-    """The pins ``--json`` proposes for one target, and a warning when only the leaf fits."""
+def _entry_pins(chain: Chain) -> tuple[list[str], list[str]]:
+    """The pins ``--json`` proposes for one target, and warnings about what they are."""
     items = list(chain.items)
     if chain.endpoint is not None and not chain.verified:
         # --insecure: the intermediates were never verified, and the library
         # checks only the leaf when verify=False; pinning the unverified rest
         # would pin whatever was sent, and could never match anyway.
-        return [items[0].pin], (
+        return [items[0].pin], [
             f"{chain.name}: pinned the leaf only: without CA validation requests-pinning "
             "checks only the leaf (verify=False); a new key on renewal breaks this pin"
-        )
+        ]
+    warnings = []
     if chain.endpoint is not None:
         rest = items[1:]
     else:
-        rest = [item for item in items if item.cert is not None and _is_ca(item.cert)]
+        rest, warning = _file_cas(chain.name, items)
+        warnings += [warning] if warning else []
     if rest:
-        return [item.pin for item in rest], None
-    return [item.pin for item in items], (
+        return [item.pin for item in rest], warnings
+    leaf = [item for item in items if item.cert is None or not _is_ca(item.cert)] or items
+    return [item.pin for item in leaf], [
+        *warnings,
         f"{chain.name}: no CA certificate to pin (a self-signed certificate or a bare key): "
-        "pinned the leaf itself, which changes whenever its key is replaced"
+        "pinned the leaf itself, which changes whenever its key is replaced",
+    ]
+
+
+def _file_cas(name: str, items: list[Item]) -> tuple[list[Item], str | None]:
+    """The CA certificates of a file to pin for one host, and a warning about the rest.
+
+    Every pinned CA vouches for the host, so only those of one chain are
+    pinned: with a leaf in the file (a fullchain), the CAs that issued it and
+    its issuers, and none that a bundle appended by mistake would add. A file
+    of CAs only is pinned whole (a primary and a backup CA, say), with a
+    warning when they are not one chain.
+    """
+    cas = [item for item in items if item.cert is not None and _is_ca(item.cert)]
+    leaf = next((item for item in items if item.cert is not None and not _is_ca(item.cert)), None)
+    if leaf is not None:
+        assert leaf.cert is not None
+        chain = _issuers(leaf.cert, cas)
+        outside = [item for item in cas if item not in chain]
+        if not outside:
+            return chain, None
+        return chain, (
+            f"{name}: left out {len(outside)} CA certificate(s) that did not issue the leaf "
+            f"or its issuers, which would vouch for the host too: "
+            f"{', '.join(item.pin for item in outside)}; to pin one on purpose, give it "
+            "in a file of its own"
+        )
+    bottoms = [
+        item
+        for item in cas
+        if not any(other is not item and _issued(other.cert, item.cert) for other in cas)
+    ]
+    if len(cas) < 2 or (len(bottoms) == 1 and len(_issuers(bottoms[0].cert, cas)) == len(cas) - 1):
+        return cas, None
+    return cas, (
+        f"{name}: its {len(cas)} CA certificates are not one chain (a CA bundle?): each "
+        "is pinned and vouches for the host on its own; keep only the CAs of the host's chain"
     )
+
+
+def _issuers(cert: x509.Certificate | None, cas: list[Item]) -> list[Item]:
+    """The items of ``cas`` that issued ``cert``, its issuer, and so on up, in that order."""
+    chain: list[Item] = []
+    while cert is not None and not (chain and _self_issued(cert)):
+        issuer = next((i for i in cas if i not in chain and _issued(cert, i.cert)), None)
+        if issuer is None:
+            break
+        chain.append(issuer)
+        cert = issuer.cert
+    return chain
+
+
+def _issued(child: x509.Certificate | None, issuer: x509.Certificate | None) -> bool:
+    """Whether ``issuer`` signed ``child``: by name, and by signature where it can be checked."""
+    if child is None or issuer is None or child is issuer:
+        return False
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError):  # ValueError: the names differ
+        return False
+    except Exception:  # a key or algorithm cryptography cannot check: the names decide
+        try:
+            return bool(child.issuer == issuer.subject)
+        except Exception:
+            return False
+    return True
 
 
 def _reminder() -> None:
