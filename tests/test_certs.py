@@ -303,6 +303,25 @@ def test_spki_pin_of_a_version_1_certificate(ec_cert: x509.Certificate) -> None:
         assert spki_pin(v1_der) == openssl_spki_pin(v1_cert.public_bytes(PEM))
 
 
+@pytest.mark.parametrize("version", [1, 0, 2, 3])
+def test_a_certificate_of_every_version_openssl_validates_can_be_pinned(
+    ec_cert: x509.Certificate, version: int
+) -> None:
+    # OpenSSL validates v2 certificates (version INTEGER 1) in a chain, and
+    # the handshake check pins them: so must the tools, though cryptography
+    # reads v1 and v3 only. A version past v3 is no X.509 certificate.
+    der = der_of(ec_cert)
+    fields = [element for _, _, element in tbs_fields(der)]
+    fields[0] = der_tlv(0xA0, der_tlv(0x02, bytes([version])))
+    other = rebuild_cert(der, fields)
+    if version < 3:
+        assert spki_pin(other) == spki_pin(ec_cert)
+        assert cert_fingerprint(other) == hashlib.sha256(other).digest().hex(":").upper()
+    else:
+        with pytest.raises(PinConfigError, match="neither a DER certificate"):
+            spki_pin(other)
+
+
 # -- spki_pin: input forms ----------------------------------------------------------------
 
 

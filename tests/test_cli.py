@@ -28,6 +28,7 @@ from requests_pinning.cli.lint import DUMMY_PIN
 
 from .conftest import PKI
 from .servers import TLSServer, refused_port
+from .test_certs import der_tlv, rebuild_cert, tbs_fields
 
 Capture = pytest.CaptureFixture[str]
 
@@ -267,6 +268,19 @@ def test_pins_json_of_ca_certificates_warns_when_they_are_not_one_chain(
         assert status == 0, err
         assert json.loads(out) == {"a.example": {"pins": pins}}  # CAs only: all of them
         assert ("are not one chain (a CA bundle?)" in err) == (path == bundle)
+
+
+def test_pins_of_a_v2_certificate(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
+    # OpenSSL validates X.509 v2 certificates in a chain; cryptography cannot parse them.
+    der = _der_of(pki.intermediate.cert_pem.bytes())
+    fields = [element for _, _, element in tbs_fields(der)]
+    fields[0] = der_tlv(0xA0, der_tlv(0x02, b"\x01"))
+    v2 = tmp_path / "v2.der"
+    v2.write_bytes(rebuild_cert(der, fields))
+    status, out, err = run(capsys, "pins", str(v2))
+    assert status == 0, err
+    assert "X.509 v2: cryptography cannot parse it" in out
+    assert pki.intermediate_pin in out
 
 
 def test_pins_of_a_private_key_never_shows_it(capsys: Capture, pki: PKI, tmp_path: Path) -> None:

@@ -371,6 +371,9 @@ def _cert_item(der: bytes, note: str = "") -> Item:
     check_certificate(der)  # as OpenSSL reads it, also where cryptography refuses
     try:
         cert: x509.Certificate | None = x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion:  # v2: OpenSSL reads it, cryptography does not
+        cert = None
+        note = ", ".join(filter(None, [note, "X.509 v2: cryptography cannot parse it"]))
     except ValueError:  # not strict DER: only what the DER walker reads is shown
         cert = None
         note = ", ".join(filter(None, [note, "not strict DER: cryptography cannot parse it"]))
