@@ -12,6 +12,7 @@ is shown exactly as before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from requests_pinning import PinMismatchError, PinningPolicy, PinningSession
+from requests_pinning import PinMismatchError, PinningPolicy, PinningSession, _certs
 from requests_pinning._certs import escape_hex, format_name
 from requests_pinning._errors import printable
 from requests_pinning._report import Reporter
@@ -125,6 +126,31 @@ def test_a_forged_subject_cannot_add_lines_to_the_log_or_the_error(
     [record] = [r for r in pin_log.records if r.levelno == logging.WARNING]
     logged = record.getMessage()
     assert not any(line.startswith("INFO") for line in lines_without_control(logged))
+
+
+@pytest.mark.parametrize("length", [3000, 10])
+def test_a_long_subject_is_cut_in_the_error_and_the_log(
+    pki: PKI, pin_log: pytest.LogCaptureFixture, length: int
+) -> None:
+    # A server chooses its names: a subject of 3,000 private-use characters
+    # escapes to 27,000 (9 per character), in the message and the log line
+    # of every refused connection.
+    hostile = pki.rogue_root.issue_cert("localhost", organization_unit_name="\ue000" * length)
+    session = PinningSession({"localhost": [pki.intermediate_pin, pki.root_pin]})
+    with TLSServer(hostile) as server, pytest.raises(PinMismatchError) as info:
+        session.get(f"https://{target(server)}/", verify=pki.bundle, timeout=10)
+    [record] = [r for r in pin_log.records if r.levelno == logging.WARNING]
+    for text in (str(info.value), record.getMessage()):
+        escaped = text.count("\\EE\\80\\80")
+        if length > 100:
+            assert escaped == (_certs.SHOWN_NAME - 3) // 9  # after "OU=", whole escapes only
+            cut = re.search(r"\.\.\. \((\d+) more characters\)", text)
+            assert cut is not None
+            assert int(cut.group(1)) >= 9 * (length - escaped)  # and the parts after it
+            assert len(text) < 4000
+        else:  # the twin: a subject of a usual length is shown whole
+            assert escaped == length
+            assert "more characters" not in text
 
 
 def test_a_plain_subject_is_shown_as_it_is(
