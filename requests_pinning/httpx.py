@@ -951,9 +951,7 @@ async def _aclose_all(transports: list[httpx.AsyncHTTPTransport]) -> None:
     """
     if not transports:
         return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # trio
+    if not _in_asyncio_task():  # trio, whose shield holds, also as a guest on an asyncio loop
         with anyio.CancelScope(shield=True):
             await _close_each(transports)
         return
@@ -961,6 +959,18 @@ async def _aclose_all(transports: list[httpx.AsyncHTTPTransport]) -> None:
     _CLOSING.add(task)
     task.add_done_callback(_closed)
     await asyncio.shield(task)
+
+
+def _in_asyncio_task() -> bool:
+    """Whether this runs in an asyncio task (not in trio, nor trio's guest mode on an asyncio loop).
+
+    In guest mode an asyncio loop runs, but trio's code runs outside any
+    asyncio task: a task of asyncio's made there would run trio's code outside trio.
+    """
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no asyncio loop running
+        return False
 
 
 async def _close_each(transports: list[httpx.AsyncHTTPTransport]) -> None:

@@ -346,6 +346,42 @@ def test_a_transport_cancelled_while_it_closes_still_closes_its_routes(pki: PKI,
     assert closed == [True, True]
 
 
+def test_routes_are_closed_under_trio_as_a_guest_on_an_asyncio_loop(pki: PKI) -> None:
+    # In trio's guest mode an asyncio loop runs, but trio's code runs in no
+    # asyncio task: closing the routes in an asyncio task would run trio's
+    # code outside trio (a TypeError from trio, and the route left open).
+    names = ["h0.example"]
+    with TLSServer(pki.intermediate.issue_cert("127.0.0.1", *names)) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+
+        async def guest() -> list[bool]:
+            transport = AsyncPinningTransport(
+                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
+            )
+            client = httpx.AsyncClient(transport=transport, timeout=10)
+            accepted(await client.get(url, extensions={"sni_hostname": names[0]}))
+            [route] = transport._routes._routes.values()
+            connections = list(route.transport._pool.connections)
+            await client.aclose()
+            return await _all_closed("trio", connections)
+
+        async def host() -> list[bool]:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[Any] = loop.create_future()
+            trio.lowlevel.start_guest_run(
+                guest,
+                run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+                done_callback=done.set_result,
+            )
+            result: list[bool] = (await done).unwrap()
+            return result
+
+        closed = asyncio.run(host())
+        gc.collect()
+        server.wait_idle()
+    assert closed == [True]
+
+
 def test_transports_for_many_tls_names_are_closed_when_idle(pki: PKI, good: TLSServer) -> None:
     # One transport per sni_hostname value, kept for the value's next requests:
     # past _MAX_ROUTES, the idle ones are closed (their connections too).
