@@ -391,6 +391,14 @@ class _PinningPoolMixin:
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
+        if not isinstance(conn, _PinningConnectionMixin):
+            # Fail closed: a pool whose ConnectionCls was replaced (say by a
+            # subclass or an SDK, for socket options) makes connections that
+            # check nothing. Refused before it connects.
+            raise TypeError(
+                f"{type(self).__name__} made a {type(conn).__name__}, which does not check "
+                "pins: its ConnectionCls was replaced; refusing to use it"
+            )
         pool: Any = self
         conn._pin_policy = self._pin_policy
         conn._pin_origin = (pool.host, int(pool.port or 443))

@@ -33,6 +33,7 @@ from requests_pinning import (
     PinningProxyManager,
     PinningSession,
 )
+from requests_pinning._urllib3 import _PinningHTTPSConnection
 
 from .conftest import PKI
 from .servers import ConnectProxy, Socks5Proxy, TLSServer
@@ -338,6 +339,37 @@ def test_a_subclass_that_hands_requests_its_own_pool_fails_closed(
             assert rogue.handshakes == 0
     plain.clear()
     assert rogue.bytes_received == 0
+
+
+class _PlainConnectionsAdapter(PinningAdapter):
+    """Hands requests the pinning pool, with urllib3's plain connection class put in it."""
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        pool: Any = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        pool.ConnectionCls = self.connection_class
+        return pool
+
+    connection_class: type = urllib3.connection.HTTPSConnection
+
+
+def test_a_pinning_pool_whose_connection_class_was_replaced_fails_closed(
+    pki: PKI, rogue: TLSServer
+) -> None:
+    pins = {"localhost": [pki.intermediate_pin]}
+    adapter = _PlainConnectionsAdapter(pins)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    with pytest.raises(TypeError, match="does not check pins: its ConnectionCls was replaced"):
+        session.post(f"https://localhost:{rogue.port}/", data=b"secret", verify=pki.bundle)
+    assert rogue.handshakes == 0
+    # The twin: a subclass of the pinning connection class keeps checking.
+    adapter.connection_class = type("Options", (_PinningHTTPSConnection,), {})
+    with pytest.raises(PinMismatchError):
+        session.post(f"https://localhost:{rogue.port}/", data=b"secret", verify=pki.bundle)
+    assert rogue.bytes_received == 0
+    session.close()
 
 
 def test_a_reconnected_connection_checks_its_proxy_session_again(pki: PKI) -> None:
