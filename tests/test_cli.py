@@ -8,6 +8,7 @@ import hashlib
 import importlib.metadata
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,7 +20,9 @@ from typing import Any
 import pytest
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import requests_pinning
 from requests_pinning import PinSet, cli, spki_pin
@@ -29,6 +32,8 @@ from requests_pinning.cli.lint import DUMMY_PIN
 from .conftest import PKI
 from .servers import TLSServer, refused_port
 from .test_certs import der_tlv, rebuild_cert, tbs_fields
+
+DER = serialization.Encoding.DER
 
 Capture = pytest.CaptureFixture[str]
 
@@ -247,10 +252,79 @@ def test_pins_json_of_a_fullchain_pins_only_the_leaf_s_chain(
     status, out, err = run(capsys, "pins", "--json", "--host", "api.example.com", str(chain))
     assert status == 0, err
     assert json.loads(out) == {"api.example.com": {"pins": [pki.intermediate_pin, pki.root_pin]}}
-    left_out = "left out 1 CA certificate(s) that did not issue the leaf" in err
+    left_out = "left out 1 CA certificate(s) that did not issue the first leaf" in err
     assert left_out == (appended in ("the rogue root", "an unrelated intermediate"))
     if appended == "the rogue root":
         assert pki.rogue_root_pin in err
+
+
+def _certificate(
+    subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.BasicConstraints(ca=subject != "leaf.example", path_length=None), critical=True
+        )
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def test_pins_json_of_a_file_takes_the_ca_that_signed_not_one_that_has_its_name(
+    capsys: Capture, tmp_path: Path
+) -> None:
+    # An impostor CA with the issuer's name, and a key cryptography cannot
+    # load (an unknown curve; in the wild SM2 or GOST): its signature cannot
+    # be checked, so only the names speak for it, and the CA whose signature
+    # verifies comes first, wherever it is in the file.
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    real = _certificate("Issuing CA", "Issuing CA", keys[0], keys[0])
+    p256, unknown = bytes.fromhex("06082A8648CE3D030107"), bytes.fromhex("06082A8648CE3D030109")
+    der = _certificate("Issuing CA", "Issuing CA", keys[1], keys[1]).public_bytes(DER)
+    impostor = der.replace(p256, unknown)
+    leaf = _certificate("leaf.example", "Issuing CA", keys[2], keys[0])
+    path = tmp_path / "chain.pem"
+    path.write_bytes(
+        b"".join(
+            ssl.DER_cert_to_PEM_cert(c).encode()
+            for c in (leaf.public_bytes(DER), impostor, real.public_bytes(DER))
+        )
+    )
+    status, out, err = run(capsys, "pins", "--json", "--host", "leaf.example", str(path))
+    assert status == 0, err
+    assert json.loads(out)["leaf.example"]["pins"] == [spki_pin(real.public_bytes(DER))]
+    assert spki_pin(impostor) in err  # left out, and named
+    # The twin: with no CA that signed, the one with the name is taken.
+    path.write_bytes(
+        b"".join(ssl.DER_cert_to_PEM_cert(c).encode() for c in (leaf.public_bytes(DER), impostor))
+    )
+    status, out, err = run(capsys, "pins", "--json", "--host", "leaf.example", str(path))
+    assert json.loads(out)["leaf.example"]["pins"] == [spki_pin(impostor)]
+
+
+def test_pins_json_of_a_file_with_two_leaves_pins_the_first_one_s_chain(
+    capsys: Capture, pki: PKI, tmp_path: Path
+) -> None:
+    other = pki.rogue_root.issue_cert("other.example")
+    path = tmp_path / "two.pem"
+    path.write_bytes(
+        other.cert_chain_pems[0].bytes() + b"".join(b.bytes() for b in pki.leaf.cert_chain_pems)
+    )
+    status, out, err = run(capsys, "pins", "--json", "--host", "other.example", str(path))
+    assert status == 0, err
+    # The first leaf's issuer is not in the file: its own key, not the other leaf's.
+    assert json.loads(out) == {
+        "other.example": {"pins": [spki_pin(other.cert_chain_pems[0].bytes())]}
+    }
+    assert "and 1 other leaf certificate(s)" in err
+    assert pki.leaf_pin in err and pki.intermediate_pin in err
 
 
 def test_pins_json_of_ca_certificates_warns_when_they_are_not_one_chain(
@@ -267,7 +341,7 @@ def test_pins_json_of_ca_certificates_warns_when_they_are_not_one_chain(
         status, out, err = run(capsys, "pins", "--json", "--host", "a.example", str(path))
         assert status == 0, err
         assert json.loads(out) == {"a.example": {"pins": pins}}  # CAs only: all of them
-        assert ("are not one chain (a CA bundle?)" in err) == (path == bundle)
+        assert ("are not one chain, each followed by its issuer" in err) == (path == bundle)
 
 
 def test_pins_of_a_v2_certificate(capsys: Capture, pki: PKI, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ than the leaf wherever the chain allows it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -192,8 +193,11 @@ def _entry_pins(chain: Chain) -> tuple[list[str], list[str]]:
         warnings += [warning] if warning else []
     if rest:
         return [item.pin for item in rest], warnings
-    leaf = [item for item in items if item.cert is None or not _is_ca(item.cert)] or items
-    return [item.pin for item in leaf], [
+    # No CA to pin: the leaf itself (the first, if a file holds others), or
+    # the keys a file holds.
+    leaves = [item for item in items if item.cert is not None and not _is_ca(item.cert)]
+    own = leaves[:1] or [item for item in items if item.cert is None] or items
+    return [item.pin for item in own], [
         *warnings,
         f"{chain.name}: no CA certificate to pin (a self-signed certificate or a bare key): "
         "pinned the leaf itself, which changes whenever its key is replaced",
@@ -204,64 +208,78 @@ def _file_cas(name: str, items: list[Item]) -> tuple[list[Item], str | None]:
     """The CA certificates of a file to pin for one host, and a warning about the rest.
 
     Every pinned CA vouches for the host, so only those of one chain are
-    pinned: with a leaf in the file (a fullchain), the CAs that issued it and
-    its issuers, and none that a bundle appended by mistake would add. A file
-    of CAs only is pinned whole (a primary and a backup CA, say), with a
-    warning when they are not one chain.
+    pinned: with a leaf in the file (a fullchain), the CAs that issued the
+    first leaf and its issuers, and none that a bundle appended by mistake
+    would add. A file of CAs only is pinned whole (a primary and a backup CA,
+    say), with a warning unless each is followed by its issuer.
     """
     cas = [item for item in items if item.cert is not None and _is_ca(item.cert)]
-    leaf = next((item for item in items if item.cert is not None and not _is_ca(item.cert)), None)
-    if leaf is not None:
-        assert leaf.cert is not None
-        chain = _issuers(leaf.cert, cas)
+    leaves = [item for item in items if item.cert is not None and not _is_ca(item.cert)]
+    if leaves:
+        chain = _issuers(leaves[0], cas)
         outside = [item for item in cas if item not in chain]
-        if not outside:
+        if not outside and len(leaves) == 1:
             return chain, None
+        others = f" and {len(leaves) - 1} other leaf certificate(s)" if len(leaves) > 1 else ""
         return chain, (
-            f"{name}: left out {len(outside)} CA certificate(s) that did not issue the leaf "
-            f"or its issuers, which would vouch for the host too: "
-            f"{', '.join(item.pin for item in outside)}; to pin one on purpose, give it "
-            "in a file of its own"
+            f"{name}: left out {len(outside)} CA certificate(s){others} that did not issue "
+            f"the first leaf ({describe_name(leaves[0].der)}) or its issuers: "
+            f"{', '.join(item.pin for item in outside + leaves[1:])}; each CA pinned would "
+            "vouch for the host; to pin one on purpose, give it in a file of its own"
         )
-    bottoms = [
-        item
-        for item in cas
-        if not any(other is not item and _issued(other.cert, item.cert) for other in cas)
-    ]
-    if len(cas) < 2 or (len(bottoms) == 1 and len(_issuers(bottoms[0].cert, cas)) == len(cas) - 1):
+    # Linear: each CA followed by its issuer, as in a chain file.
+    if all(_issued(child, issuer) for child, issuer in itertools.pairwise(cas)):
         return cas, None
     return cas, (
-        f"{name}: its {len(cas)} CA certificates are not one chain (a CA bundle?): each "
-        "is pinned and vouches for the host on its own; keep only the CAs of the host's chain"
+        f"{name}: its {len(cas)} CA certificates are not one chain, each followed by its "
+        "issuer (a CA bundle?): each is pinned and vouches for the host on its own; keep "
+        "only the CAs of the host's chain"
     )
 
 
-def _issuers(cert: x509.Certificate | None, cas: list[Item]) -> list[Item]:
-    """The items of ``cas`` that issued ``cert``, its issuer, and so on up, in that order."""
+#: No chain is longer: a walk up a file's CAs stops there, whatever they hold.
+_MAX_ISSUERS = 16
+
+
+def _issuers(leaf: Item, cas: list[Item]) -> list[Item]:
+    """The items of ``cas`` that issued ``leaf``, its issuer, and so on up, in that order.
+
+    At each step a CA whose signature on the certificate verifies is taken
+    before one that only has the right name (its key or algorithm one that
+    cryptography cannot check): a CA that merely copies the issuer's name
+    must not displace the one that signed.
+    """
     chain: list[Item] = []
-    while cert is not None and not (chain and _self_issued(cert)):
-        issuer = next((i for i in cas if i not in chain and _issued(cert, i.cert)), None)
+    current = leaf
+    while len(chain) < _MAX_ISSUERS and not (chain and _is_root(current)):
+        found = [(_issued(current, item), item) for item in cas if item not in chain]
+        issuer = next((item for how, item in found if how == "signed"), None)
+        issuer = issuer or next((item for how, item in found if how == "named"), None)
         if issuer is None:
             break
         chain.append(issuer)
-        cert = issuer.cert
+        current = issuer
     return chain
 
 
-def _issued(child: x509.Certificate | None, issuer: x509.Certificate | None) -> bool:
-    """Whether ``issuer`` signed ``child``: by name, and by signature where it can be checked."""
-    if child is None or issuer is None or child is issuer:
-        return False
+def _is_root(item: Item) -> bool:
+    return item.cert is not None and _self_issued(item.cert)
+
+
+def _issued(child: Item, issuer: Item) -> str | None:
+    """``"signed"`` when ``issuer`` signed ``child``; ``"named"`` when only the names say so
+    (cryptography cannot check that key or algorithm); else ``None``."""
+    if child.cert is None or issuer.cert is None or child is issuer:
+        return None
     try:
-        child.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError):  # ValueError: the names differ
-        return False
-    except Exception:  # a key or algorithm cryptography cannot check: the names decide
-        try:
-            return bool(child.issuer == issuer.subject)
-        except Exception:
-            return False
-    return True
+        if child.cert.issuer != issuer.cert.subject:
+            return None
+        child.cert.verify_directly_issued_by(issuer.cert)
+    except InvalidSignature:
+        return None
+    except Exception:  # an algorithm or key cryptography cannot check (or read)
+        return "named"
+    return "signed"
 
 
 def _reminder() -> None:
