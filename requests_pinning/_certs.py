@@ -246,13 +246,25 @@ def describe_name(der: bytes) -> str:
         text = format_name(cert.subject) or "(empty subject)"
     except Exception:  # used in failure messages, which must be built whatever the input
         return "(unparseable certificate)"
-    if len(text) <= SHOWN_NAME:
+    return shorten(text, SHOWN_NAME)
+
+
+# One unit that a cut must not split: a character's escaped UTF-8 (\E2\80\AE),
+# another hex escape (\0A), an RFC 4514 escape of a special character (\,),
+# or one character.
+_NAME_UNIT = re.compile(r"\\[C-F][0-9A-F](?:\\[89AB][0-9A-F])*|\\[0-9A-F]{2}|\\.|.", re.DOTALL)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text``, or its whole escapes and characters up to ``limit`` and the count left out."""
+    if len(text) <= limit:
         return text
-    shown = text[:SHOWN_NAME]
-    # Not inside an escape (\0A): drop a backslash and what follows it of its two digits.
-    escape = shown.rfind("\\", SHOWN_NAME - 2)
-    shown = shown[:escape] if escape != -1 else shown
-    return f"{shown}... ({len(text) - len(shown)} more characters)"
+    end = 0
+    for unit in _NAME_UNIT.finditer(text):
+        if unit.end() > limit:
+            break
+        end = unit.end()
+    return f"{text[:end]}... ({len(text) - end} more characters)"
 
 
 def format_name(name: x509.Name) -> str:

@@ -251,12 +251,24 @@ _Judgement = tuple[str | None, datetime, datetime]
 # A server presents the same chain on every connection, and verifying its
 # signatures costs about half a millisecond: each (chain, names) is judged
 # once. What the result depends on is all in the key, the clock apart, which
-# is why the validity window is kept and compared on every use.
-@functools.lru_cache(maxsize=256)
+# is why the validity window is kept and compared on every use. The cache
+# keeps the chain as its key: one that a server makes large (OpenSSL takes up
+# to 100 KiB) is judged each time instead, or 256 of them would hold 25 MB.
+_CACHED_CHAIN_BYTES = 32 * 1024
+
+
 def _judged(
     chain: tuple[bytes, ...], names: tuple[str, ...]
 ) -> tuple[str | None, datetime, datetime]:
     """(the problem or ``None``, the latest not-before, the earliest not-after) of ``chain``."""
+    if sum(map(len, chain)) > _CACHED_CHAIN_BYTES:
+        return _judge(chain, names)
+    return _cached_judge(chain, names)
+
+
+def _judge(
+    chain: tuple[bytes, ...], names: tuple[str, ...]
+) -> tuple[str | None, datetime, datetime]:
     never = datetime.min.replace(tzinfo=timezone.utc)
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
@@ -277,6 +289,9 @@ def _judged(
     except Exception as exc:  # a certificate it cannot read
         return f"{type(exc).__name__}: {exc}", never, never
     return None, valid_from, valid_until
+
+
+_cached_judge = functools.lru_cache(maxsize=256)(_judge)
 
 
 # OpenSSL's host check (X509_check_host, as ssl calls it: no partial

@@ -153,6 +153,25 @@ def test_a_long_subject_is_cut_in_the_error_and_the_log(
             assert "more characters" not in text
 
 
+@given(st.lists(st.sampled_from(["a", "\\\\", "\\,", "\\0A", "\\E2\\80\\AE", "\\F0\\9F\\98\\80"])))
+def test_a_cut_name_ends_with_a_whole_escape(units: list[str]) -> None:
+    text = "O=" + "".join(units)
+    shown = _certs.shorten(text, 40)
+    if len(text) <= 40:
+        assert shown == text
+        return
+    kept, _, rest = shown.rpartition("... (")
+    assert len(kept) <= 40
+    assert rest == f"{len(text) - len(kept)} more characters)"
+    # What is kept is the name's first units, each whole.
+    whole = ["O="]
+    for unit in units:
+        if len("".join(whole)) + len(unit) > 40:
+            break
+        whole.append(unit)
+    assert kept == "".join(whole)
+
+
 def test_a_plain_subject_is_shown_as_it_is(
     pki: PKI, rogue: TLSServer, pin_log: pytest.LogCaptureFixture
 ) -> None:

@@ -145,7 +145,7 @@ def test_a_caller_s_own_name_class_never_judges_another_name(pki: PKI) -> None:
     other = pki.intermediate.issue_cert("attacker.example")
     pems = (other.cert_chain_pems[0].bytes(), pki.intermediate.cert_pem.bytes())
     for liar in (RstripLies("victim.example"), Lying("attacker.example")):
-        _tls._judged.cache_clear()
+        _tls._cached_judge.cache_clear()
         vouched(chain_of(*pems), [liar])
         honest = vouched(chain_of(*pems), ["victim.example"])
         assert honest.checked == () and honest.problem is not None, type(liar).__name__
@@ -203,7 +203,7 @@ def test_a_passing_error_is_never_kept_as_the_chain_s_judgement(
     )
     load = x509.load_der_x509_certificate
     for error in (RecursionError("maximum recursion depth exceeded"), MemoryError()):
-        _tls._judged.cache_clear()
+        _tls._cached_judge.cache_clear()
 
         def failing(data: bytes, error: BaseException = error) -> x509.Certificate:
             raise error
