@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
@@ -395,15 +395,28 @@ class _PinningPoolMixin:
             # Fail closed: a pool whose ConnectionCls was replaced (say by a
             # subclass or an SDK, for socket options) makes connections that
             # check nothing. Refused before it connects.
-            raise TypeError(
-                f"{type(self).__name__} made a {type(conn).__name__}, which does not check "
-                "pins: its ConnectionCls was replaced; refusing to use it"
-            )
+            _refuse_connection(self, conn, "its ConnectionCls was replaced")
         pool: Any = self
         conn._pin_policy = self._pin_policy
         conn._pin_origin = (pool.host, int(pool.port or 443))
         conn._pin_contexts = self._pin_contexts
         return conn
+
+    def _validate_conn(self, conn: Any) -> None:
+        # urllib3 calls this before every request, on a new connection or a
+        # kept-alive one: a connection that checks no pins, however the pool
+        # came by it (a subclass's _new_conn or _get_conn, its queue), is
+        # refused here, before a request byte.
+        if not isinstance(conn, _PinningConnectionMixin):
+            _refuse_connection(self, conn, "it did not come from the pinning connection class")
+        super()._validate_conn(conn)  # type: ignore[misc]
+
+
+def _refuse_connection(pool: object, conn: object, why: str) -> NoReturn:
+    raise TypeError(
+        f"{type(pool).__name__} got a {type(conn).__name__}, which does not check pins: "
+        f"{why}; refusing to use it"
+    )
 
 
 class _UnwrapRefusalsMixin:

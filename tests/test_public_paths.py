@@ -372,6 +372,37 @@ def test_a_pinning_pool_whose_connection_class_was_replaced_fails_closed(
     session.close()
 
 
+@pytest.mark.parametrize("how", ["a subclass's _get_conn", "the pool's queue"])
+def test_a_pinning_pool_handed_a_plain_connection_refuses_it(
+    pki: PKI, rogue: TLSServer, how: str
+) -> None:
+    # However a pool comes by a connection that checks no pins, urllib3
+    # validates every connection before a request on it: refused there.
+    http = PinningPoolManager({"localhost": [pki.intermediate_pin]}, ca_certs=pki.bundle)
+    pool: Any = http.connection_from_url(f"https://localhost:{rogue.port}/")
+
+    def plain() -> urllib3.connection.HTTPSConnection:
+        return urllib3.connection.HTTPSConnection(
+            "localhost", rogue.port, cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle
+        )
+
+    if how == "the pool's queue":
+        pool.pool.get()
+        pool.pool.put(plain())
+    else:
+        pool._get_conn = lambda timeout=None: plain()
+    with pytest.raises(TypeError, match="does not check pins"):
+        pool.urlopen("POST", "/", body=b"secret", retries=False)
+    assert rogue.bytes_received == 0
+    # The twin: a new pool's own connections check, and refuse the impostor.
+    http.clear()
+    pool = http.connection_from_url(f"https://localhost:{rogue.port}/")
+    with pytest.raises(PinMismatchError):
+        pool.urlopen("POST", "/", body=b"secret", retries=False)
+    assert rogue.bytes_received == 0
+    http.clear()
+
+
 def test_a_reconnected_connection_checks_its_proxy_session_again(pki: PKI) -> None:
     # urllib3 reconnects the same connection object when a pooled socket
     # dropped: the new TLS session with the proxy is checked like the first.
