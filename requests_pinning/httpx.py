@@ -817,8 +817,7 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
             # Another name for TLS: never on a connection opened for others.
             route, spare = self._routes.take(origin.sni)
             try:
-                for idle in spare:
-                    idle.close()
+                _close_all(spare)
                 return route.transport.handle_request(request)
             finally:
                 self._routes.give_back(route)
@@ -828,9 +827,10 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
     def close(self) -> None:
         """Close the pool and stop the report worker (after the reports already queued)."""
         try:
-            super().close()
-            for transport in self._routes.clear():
-                transport.close()
+            try:
+                super().close()
+            finally:
+                _close_all(self._routes.clear())
         finally:
             self._pinning.policy.close()
 
@@ -974,8 +974,27 @@ def _in_asyncio_task() -> bool:
 
 
 async def _close_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    # Each one, whatever another raises: the first error is raised after.
+    error: Exception | None = None
     for transport in transports:
-        await transport.aclose()
+        try:
+            await transport.aclose()
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _close_all(transports: list[httpx.HTTPTransport]) -> None:
+    """Close each of ``transports``, whatever another raises; then raise the first error."""
+    error: Exception | None = None
+    for transport in transports:
+        try:
+            transport.close()
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def _closed(task: asyncio.Future[None]) -> None:

@@ -346,6 +346,62 @@ def test_a_transport_cancelled_while_it_closes_still_closes_its_routes(pki: PKI,
     assert closed == [True, True]
 
 
+@pytest.mark.parametrize("lib", ["asyncio", "trio", "sync"])
+def test_a_route_whose_closing_raises_leaves_no_other_route_open(pki: PKI, lib: str) -> None:
+    # The transports of the routes were closed one after another, and the
+    # first whose closing raised left the rest open: now each is closed, and
+    # the first error is raised after.
+    names = ["h0.example", "h1.example", "h2.example"]
+    with TLSServer(pki.intermediate.issue_cert("127.0.0.1", *names)) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        pins = {"localhost": [pki.intermediate_pin]}
+
+        def connections(transport: Any) -> list[Any]:
+            routes = list(transport._routes._routes.values())
+            return [c for route in routes for c in route.transport._pool.connections]
+
+        def failing(close: Any) -> Any:
+            def fail() -> None:
+                close()
+                raise RuntimeError("a route's close failed")
+
+            async def afail() -> None:
+                await close()
+                raise RuntimeError("a route's close failed")
+
+            return fail if lib == "sync" else afail
+
+        if lib == "sync":
+            transport = PinningTransport(pins, verify=trusting(pki))
+            with httpx.Client(transport=transport, timeout=10) as client:
+                for name in names:
+                    accepted(client.get(url, extensions={"sni_hostname": name}))
+                taken = connections(transport)
+                first: Any = next(iter(transport._routes._routes.values())).transport
+                first.close = failing(first.close)
+                with pytest.raises(RuntimeError, match="a route's close failed"):
+                    client.close()
+            closed = [c.is_closed() for c in taken]
+        else:
+
+            async def main() -> list[bool]:
+                transport = AsyncPinningTransport(pins, verify=trusting(pki))
+                client = httpx.AsyncClient(transport=transport, timeout=10)
+                for name in names:
+                    accepted(await client.get(url, extensions={"sni_hostname": name}))
+                taken = connections(transport)
+                first: Any = next(iter(transport._routes._routes.values())).transport
+                first.aclose = failing(first.aclose)
+                with pytest.raises(RuntimeError, match="a route's close failed"):
+                    await client.aclose()
+                return await _all_closed(lib, taken)
+
+            closed = asyncio.run(main()) if lib == "asyncio" else trio.run(main)
+        gc.collect()
+        server.wait_idle()
+    assert closed == [True] * len(names)
+
+
 def test_routes_are_closed_under_trio_as_a_guest_on_an_asyncio_loop(pki: PKI) -> None:
     # In trio's guest mode an asyncio loop runs, but trio's code runs in no
     # asyncio task: closing the routes in an asyncio task would run trio's
