@@ -21,7 +21,7 @@ import requests
 import trustme
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from requests_pinning import PinMismatchError, PinningPolicy, PinningSession, _certs
@@ -98,6 +98,12 @@ def test_a_name_is_printable_whatever_it_holds(value: str) -> None:
 def test_a_name_shown_reads_back_as_the_same_name(value: str) -> None:
     # RFC 4514's own escape: the name it shows is the name, read back.
     name = a_name(value)
+    try:
+        x509.Name.from_rfc4514_string(name.rfc4514_string())
+    except ValueError:
+        # cryptography 42 (the floor) cannot read back its own spelling of
+        # some names (a value of one space): nothing of ours to test there.
+        assume(False)
     assert x509.Name.from_rfc4514_string(printable(name.rfc4514_string(), escape_hex)) == name
 
 
