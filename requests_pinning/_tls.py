@@ -219,6 +219,18 @@ def vouched(chain: PeerChain, names: Sequence[str | None]) -> PeerChain:
     problem = _unvouched(chain, texts)
     if problem is None:
         return chain
+    if problem.startswith(_UNREADABLE):
+        # Not a chain shown to be false: one that cannot be checked here
+        # (OpenSSL validates some certificates cryptography cannot parse).
+        # It fails closed all the same, but the message must not send the
+        # user looking for a shared context that may not exist.
+        return PeerChain(
+            checked=(),
+            verified=False,
+            problem=f"the verified chain cannot be checked on its own: {problem}; a chain "
+            "validated with a context passed in must prove itself here, since that "
+            "context may be shared with connections that do not validate",
+        )
     return PeerChain(
         checked=(),
         verified=False,
@@ -247,6 +259,9 @@ def _unvouched(chain: PeerChain, names: list[str]) -> str | None:
 
 _Judgement = tuple[str | None, datetime, datetime]
 
+# How a problem that is the reader's, not the chain's, begins.
+_UNREADABLE = "cryptography cannot read "
+
 
 # A server presents the same chain on every connection, and verifying its
 # signatures costs about half a millisecond: each (chain, names) is judged
@@ -270,8 +285,20 @@ def _judge(
     chain: tuple[bytes, ...], names: tuple[str, ...]
 ) -> tuple[str | None, datetime, datetime]:
     never = datetime.min.replace(tzinfo=timezone.utc)
+    certs = []
+    for position, der in enumerate(chain, 1):
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except (RecursionError, MemoryError):
+            raise  # never kept as the certificates' judgement (_unvouched)
+        except Exception as exc:
+            return (
+                f"{_UNREADABLE}certificate {position} of {len(chain)} ({type(exc).__name__}: "
+                f"{exc})",
+                never,
+                never,
+            )
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
         valid_from = max(cert.not_valid_before_utc for cert in certs)
         valid_until = min(cert.not_valid_after_utc for cert in certs)
         for child, issuer in itertools.pairwise(certs):

@@ -23,6 +23,7 @@ from requests_pinning._tls import may_misreport, vouched
 from requests_pinning._verify import PeerChain
 
 from .conftest import PKI
+from .test_certs import der_tlv, rebuild_cert, tbs_fields
 
 
 def der(pem: bytes) -> bytes:
@@ -120,6 +121,29 @@ def test_a_chain_that_does_not_hold_fails_closed(pki: PKI, case: str, problem: s
     result = vouched(chain, names)
     assert result.checked == () and result.problem is not None
     assert problem in result.problem
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_chain_that_cannot_be_read_fails_closed_and_says_so(pki: PKI, version: int) -> None:
+    # OpenSSL validates X.509 v2 certificates, which cryptography cannot
+    # parse: such a chain cannot prove itself, so it fails closed, but the
+    # message says it could not be read, not that it is false. Its twin, the
+    # same chain with the leaf left as v3 (version INTEGER 2), holds.
+    leaf = der(pki.leaf.cert_chain_pems[0].bytes())
+    fields = [element for _, _, element in tbs_fields(leaf)]
+    fields[0] = der_tlv(0xA0, der_tlv(0x02, bytes([version])))
+    rebuilt = rebuild_cert(leaf, fields)
+    chain = PeerChain(checked=(rebuilt, der(pki.intermediate.cert_pem.bytes())), verified=True)
+    result = vouched(chain, ["localhost"])
+    if version == 2:
+        assert rebuilt == leaf and result is chain
+        return
+    assert result.checked == () and result.problem is not None
+    assert result.problem.startswith(
+        "the verified chain cannot be checked on its own: cryptography cannot read "
+        "certificate 1 of 2 ("
+    )
+    assert "does not hold" not in result.problem
 
 
 def test_a_caller_s_own_name_class_never_judges_another_name(pki: PKI) -> None:
