@@ -60,6 +60,11 @@ def trusting(pki: PKI) -> ssl.SSLContext:
 Step = tuple[str, dict[str, Any]]  # a URL and the request's extensions
 
 
+def _localhost_transport(pki: PKI) -> AsyncPinningTransport:
+    """A transport pinning localhost to the intermediate, trusting the test PKI."""
+    return AsyncPinningTransport({"localhost": [pki.intermediate_pin]}, verify=trusting(pki))
+
+
 def run(mode: str, pins: Any, steps: list[Step], **kwargs: Any) -> list[Any]:
     """Send each GET in turn through one pinning client; the responses or the errors."""
     results: list[Any] = []
@@ -212,9 +217,7 @@ def test_a_cancelled_request_gives_its_route_back(pki: PKI, good: TLSServer, lib
             await client.get(url, extensions={"sni_hostname": next(names)})
 
     async def main() -> list[Any]:
-        transport = AsyncPinningTransport(
-            {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
-        )
+        transport = _localhost_transport(pki)
         async with httpx.AsyncClient(transport=transport, timeout=10) as client:
             for _ in range(pinning_httpx._MAX_ROUTES):
                 await fetch(client)
@@ -292,9 +295,7 @@ def test_a_request_cancelled_while_it_closes_evicted_transports_closes_all_their
             accepted(await client.get(url, extensions={"sni_hostname": name}))
 
         async def main() -> list[bool]:
-            transport = AsyncPinningTransport(
-                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
-            )
+            transport = _localhost_transport(pki)
             async with httpx.AsyncClient(transport=transport, timeout=10) as client:
                 await _both(lib, get(client, names[0]), get(client, names[0]))
                 evicted = transport._routes._routes[names[0]].transport._pool.connections
@@ -324,9 +325,7 @@ def test_a_transport_cancelled_while_it_closes_still_closes_its_routes(pki: PKI,
         url = f"https://127.0.0.1:{server.port}/"
 
         async def main() -> list[bool]:
-            transport = AsyncPinningTransport(
-                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
-            )
+            transport = _localhost_transport(pki)
             client = httpx.AsyncClient(transport=transport, timeout=10)
             accepted(await client.get(url))  # the transport's own pool: one connection
             for name in names:
@@ -411,9 +410,7 @@ def test_routes_are_closed_under_trio_as_a_guest_on_an_asyncio_loop(pki: PKI) ->
         url = f"https://127.0.0.1:{server.port}/"
 
         async def guest() -> list[bool]:
-            transport = AsyncPinningTransport(
-                {"localhost": [pki.intermediate_pin]}, verify=trusting(pki)
-            )
+            transport = _localhost_transport(pki)
             client = httpx.AsyncClient(transport=transport, timeout=10)
             accepted(await client.get(url, extensions={"sni_hostname": names[0]}))
             [route] = transport._routes._routes.values()
