@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import cast
@@ -19,7 +18,7 @@ import requests.utils
 import urllib3
 from urllib3.connection import HTTPConnection
 
-from ._pinset import PinSet, normalize_host
+from ._pinset import HostPins, PinSet, normalize_host
 from ._report import report_host
 
 __all__ = ["Poster"]
@@ -31,8 +30,6 @@ class Poster:
     def __init__(self, pins: PinSet, *, allow_unpinned: bool) -> None:
         self._pins = pins
         self._allow_unpinned = allow_unpinned
-        self._lock = threading.Lock()
-        self._http: urllib3.PoolManager | None = None
 
     def post(self, uri: str, body: bytes, deadline: float) -> int:
         """POST ``body`` to ``uri`` before ``deadline``; return the response status."""
@@ -60,7 +57,7 @@ class Poster:
                     f"allow_unpinned=False: not sending a report over http to {url.host}, "
                     "which cannot be pinned"
                 )
-        pool = self._pool_manager().connection_from_url(uri)
+        pool = self._pool_manager(url.host or "", url.port or 443).connection_from_url(uri)
         # A connection of our own, never returned to the pool: urllib3's
         # response parsing applies its timeouts to each read, so a collector
         # dripping one byte at a time would hold the worker for ever. Here
@@ -84,39 +81,43 @@ class Poster:
         finally:
             conn.close()
 
-    def _pool_manager(self) -> urllib3.PoolManager:
-        with self._lock:
-            if self._http is None:
-                # Imported here because _urllib3 imports _report (through
-                # _verify). Its pools are what make a report honour the pins of
-                # the collector's host: the same check as any request, with CA
-                # validation on, every entry enforced and none reporting.
-                from ._urllib3 import PinningPoolManager
+    def _pool_manager(self, host: str, port: int) -> urllib3.PoolManager:
+        """A pool manager for one report to ``host``, with the collector's own pins.
 
-                ca_bundle = (
-                    os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
-                )
-                self._http = PinningPoolManager(
-                    _enforced(self._pins),
-                    allow_unpinned=self._allow_unpinned,
-                    cert_reqs="CERT_REQUIRED",
-                    ca_certs=ca_bundle,
-                    retries=False,
-                )
-            return self._http
+        Made for each report (reports are rare, and each is sent on a
+        connection of its own), from the one entry that the collector's host
+        matches: never from a copy of the whole pin set, which for a large
+        set doubled the memory held and took longer than a report's deadline.
+        """
+        # Imported here because _urllib3 imports _report (through _verify).
+        # Its pools are what make a report honour the pins of the collector's
+        # host: the same check as any request, with CA validation on.
+        from ._urllib3 import PinningPoolManager
+
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        return PinningPoolManager(
+            _enforced(self._pins.match(host, port)),
+            allow_unpinned=self._allow_unpinned,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_bundle,
+            retries=False,
+        )
 
 
-def _enforced(pins: PinSet) -> PinSet:
-    """``pins`` with every entry enforced and none reporting, for the collectors' connections.
+def _enforced(entry: HostPins | None) -> PinSet:
+    """The collector's entry alone, enforced and not reporting (none: no entry).
 
     A report-only collector entry must still keep reports from an impostor,
-    and a report that fails must not cause another report (no loops).
+    and a report that fails must not cause another report (no loops). The
+    pool looks the collector's host up in this set as the whole set would
+    have: the entry it finds there is the one found here, or none.
     """
-    config = pins.to_dict()
-    for value in config.values():
-        value.pop("report_only", None)
-        value.pop("report_uri", None)
-    return PinSet(config)
+    if entry is None:
+        return PinSet({})
+    value = entry.to_dict()
+    value.pop("report_only", None)
+    value.pop("report_uri", None)
+    return PinSet({entry.pattern: value})
 
 
 def _read_status(sock: socket.socket | None, time_left: Callable[[], float]) -> int:

@@ -155,6 +155,50 @@ def test_a_report_reaches_a_pinned_collector_only_if_its_pins_match(
     assert collector.reports == []
 
 
+@pytest.mark.usefixtures("trust_test_pki")
+@pytest.mark.parametrize("genuine", [False, True], ids=["impostor", "genuine"])
+def test_a_report_takes_the_collectors_entry_for_its_port_and_reads_no_other(
+    pki: PKI,
+    rogue: TLSServer,
+    collector: Collector,
+    monkeypatch: pytest.MonkeyPatch,
+    genuine: bool,
+) -> None:
+    # The collector's pins are those of its most specific entry (here its
+    # port's, over an entry for the host on any port that pins a key nobody
+    # has): read from that entry alone. The first report once copied the
+    # whole pin set, which at 500,000 entries took longer than the report's
+    # deadline and doubled the memory held; now nothing lists the set.
+    with TLSServer(pki.leaf if genuine else pki.rogue_leaf, bind="::1") as server:
+        pins = PinSet(
+            {
+                "localhost": [pki.intermediate_pin],
+                "::1": ["sha256/" + "A" * 43 + "="],
+                f"[::1]:{server.port}": {"pins": [pki.intermediate_pin], "report_only": True},
+                **{f"h{n}.example": [pki.intermediate_pin] for n in range(100)},
+            }
+        )
+
+        def listed(self: PinSet) -> Any:
+            raise AssertionError("the pin set was listed")
+
+        monkeypatch.setattr(PinSet, "__iter__", listed)
+        monkeypatch.setattr(PinSet, "to_dict", listed)
+        adapter = PinningAdapter(pins, report_uri=f"https://[::1]:{server.port}/pkp")
+        session = requests.Session()
+        session.mount("https://", adapter)
+        refuse(session, rogue, verify=pki.bundle)
+        adapter.close()
+        stats = adapter.report_stats
+        if genuine:
+            assert server.requests == ["POST /pkp HTTP/1.1"]
+            assert (stats.sent, stats.failed) == (1, 0)
+        else:
+            assert_nothing_leaked(server)
+            assert (stats.sent, stats.failed) == (0, 1)
+    assert collector.reports == []
+
+
 def refused_and_reported(
     pki: PKI, rogue: TLSServer, report_uri: str, *, allow_unpinned: bool
 ) -> PinningAdapter:
