@@ -282,8 +282,8 @@ class _Pinning:
         outer_layers: int,
         ssl_context: ssl.SSLContext,
         server_hostname: str | None,
-    ) -> tuple[str, str | None] | None:
-        """Check a new TLS session; return the origin names it was checked for.
+    ) -> _Origin | None:
+        """Check a new TLS session; return the origin it was checked for.
 
         ``None`` for an HTTPS proxy's own session, which carries no request.
         """
@@ -325,7 +325,7 @@ class _Pinning:
         self.check_origin(
             tls, origin, user_context=user_context, server_hostname=server_hostname, asked=asked
         )
-        return origin.names
+        return origin
 
     def check_origin(
         self,
@@ -367,6 +367,16 @@ class _Pinning:
         origin = _ORIGIN.get()
         if origin is None or origin.names in stream.checked:
             return
+        if (origin.host, origin.port) != stream.origin:
+            # Not this request's connection: httpcore gives a request only a
+            # connection of its own origin (scheme, host and port, compared
+            # byte for byte as here). What writes here is another origin's
+            # exchange, moved along inside this request (an HTTP/2 response
+            # read while this request's body is written acknowledges its
+            # data, in this request's context); its own requests were
+            # checked in theirs. Checking it against this request's pins
+            # refused a genuine connection (helper 56).
+            return
         self.check_origin(
             stream.tls,
             origin,
@@ -380,19 +390,21 @@ class _Pinning:
 class _Checked:
     """An origin's TLS session that passed its check, and the request names it passed for."""
 
-    __slots__ = ("asked", "checked", "server_hostname", "tls", "user_context")
+    __slots__ = ("asked", "checked", "origin", "server_hostname", "tls", "user_context")
 
     def __init__(
         self,
         tls: object,
-        names: tuple[str, str | None],
+        origin: _Origin,
         *,
         server_hostname: str | None,
         user_context: bool,
         asked: bool = False,
     ) -> None:
         self.tls = tls
-        self.checked = {names}
+        #: The host and port of the origin the session was opened for.
+        self.origin = (origin.host, origin.port)
+        self.checked = {origin.names}
         self.server_hostname = server_hostname
         self.user_context = user_context
         self.asked = asked
@@ -438,7 +450,7 @@ class _Stream(httpcore.NetworkStream):
         tls = self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
             server_hostname = _tls_name(server_hostname)
-            names = self._pinning.check(
+            checked_for = self._pinning.check(
                 tls,
                 peer=self._peer,
                 outer_layers=self._layers,
@@ -446,10 +458,10 @@ class _Stream(httpcore.NetworkStream):
                 server_hostname=server_hostname,
             )
             origin = None
-            if names is not None:
+            if checked_for is not None:
                 origin = _Checked(
                     _tls_object(tls),
-                    names,
+                    checked_for,
                     server_hostname=server_hostname,
                     user_context=self._pinning.is_users(ssl_context),
                     asked=self._pinning.asked(ssl_context),
@@ -501,7 +513,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
             server_hostname = _tls_name(server_hostname)
-            names = self._pinning.check(
+            checked_for = self._pinning.check(
                 tls,
                 peer=self._peer,
                 outer_layers=self._layers,
@@ -509,10 +521,10 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
                 server_hostname=server_hostname,
             )
             origin = None
-            if names is not None:
+            if checked_for is not None:
                 origin = _Checked(
                     _tls_object(tls),
-                    names,
+                    checked_for,
                     server_hostname=server_hostname,
                     user_context=self._pinning.is_users(ssl_context),
                     asked=self._pinning.asked(ssl_context),

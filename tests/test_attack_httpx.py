@@ -137,6 +137,55 @@ def test_sni_hostname_request_on_a_pooled_connection_reaches_the_impostor(
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_response_piped_into_a_pinned_upload_is_not_checked_against_its_pins(
+    pki: PKI, mode: str
+) -> None:
+    # Helper 56: an HTTP/2 download from an unpinned origin piped into an
+    # upload to a pinned one. Reading the download while the upload's body is
+    # written acknowledges its data on its own connection, in the upload's
+    # context: that connection was checked against the upload's pins, and a
+    # genuine exchange was refused (a false failure, logged and reported).
+    # Its twin: a request on that connection naming the pinned host for TLS
+    # is still checked, and refused.
+    pins = {"localhost": [pki.intermediate_pin]}
+    with (
+        TLSServer(pki.rogue_leaf, http2=True) as unpinned,
+        TLSServer(pki.leaf, http2=True) as pinned,
+    ):
+        source = f"https://127.0.0.1:{unpinned.port}/download"
+        target = f"https://localhost:{pinned.port}/upload"
+        twin = (f"https://127.0.0.1:{unpinned.port}/secret", {"sni_hostname": "localhost"})
+        if mode == "sync":
+            transport = PinningTransport(pins, verify=trusting(pki), http2=True)
+            with (
+                httpx.Client(transport=transport, timeout=10) as client,
+                client.stream("GET", source) as download,
+            ):
+                upload = client.post(target, content=download.iter_bytes())
+                with pytest.raises(PinMismatchError):
+                    client.get(twin[0], extensions=twin[1])
+        else:
+
+            async def main() -> Any:
+                transport = AsyncPinningTransport(pins, verify=trusting(pki), http2=True)
+                async with (
+                    httpx.AsyncClient(transport=transport, timeout=10) as client,
+                    client.stream("GET", source) as download,
+                ):
+                    upload = await client.post(target, content=download.aiter_bytes())
+                    with pytest.raises(PinMismatchError):
+                        await client.get(twin[0], extensions=twin[1])
+                return upload
+
+            upload = asyncio.run(main()) if mode == "asyncio" else trio.run(main)
+        unpinned.wait_idle()
+        pinned.wait_idle()
+    assert upload.status_code == 200 and upload.http_version == "HTTP/2"
+    assert pinned.requests == ["POST /upload HTTP/2"]
+    assert unpinned.requests == ["GET /download HTTP/2"]  # not the twin's secret
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_request_naming_another_host_for_tls_never_shares_a_connection(
     pki: PKI, mode: str
 ) -> None:
