@@ -57,6 +57,7 @@ __all__ = [
     "check_report_uri",
     "normalize_host",
     "read_pin_file",
+    "tls_ip_form",
 ]
 
 _Kind = Literal["exact", "one", "tree"]
@@ -1241,6 +1242,15 @@ def _parse_any_pattern(
     # IP literals are recognised after normalisation, as in lookups: "1.2.3.4."
     # (or in fullwidth digits) is an address, not a name that may take wildcards.
     ip = None if name is None else _ip_form(name)
+    tls_ip = None if name is None else tls_ip_form(name)
+    if tls_ip is not None and tls_ip != ip:
+        # The resolver and OpenSSL read it as different things (127.0.0.010:
+        # 127.0.0.8 dialled, 127.0.0.10 validated): which did the user mean?
+        dialled = f"the resolver dials {ip}" if ip else "the resolver reads it as a name"
+        raise bad(
+            f"ambiguous: {dialled}, but TLS validates the address {tls_ip}; write the "
+            "address meant as four decimal numbers without leading zeros"
+        )
     if ip is not None and name is not None:
         if "%" in name:
             # A zone id names an interface of this machine, not the server, and
@@ -1341,6 +1351,88 @@ def _ip_form(host: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return address.compressed
+
+
+# OpenSSL's reading of an IPv4 address (ipv4_from_asc: sscanf("%d.%d.%d.%d%n")
+# and then the end of the text or a space): C's whitespace before each number,
+# a sign, decimal digits only, leading zeros ignored; after the fourth number,
+# nothing or a space and anything.
+_C_SPACE = " \t\n\v\f\r"
+_SCANF_INT = rf"[{_C_SPACE}]*([+-]?[0-9]+)"
+_TLS_IPV4 = re.compile(
+    rf"{_SCANF_INT}\.{_SCANF_INT}\.{_SCANF_INT}\.{_SCANF_INT}(?:[{_C_SPACE}].*)?", re.S
+)
+_LONG = 2**63
+# What may begin a name that OpenSSL reads as an address: a digit, a sign,
+# C's whitespace, or a bracket.
+_IP_START = frozenset("0123456789+-[" + _C_SPACE)
+
+
+def tls_ip_form(host: str) -> str | None:
+    """The IP address TLS validates the certificate against for ``host``, or None.
+
+    ``ssl`` hands OpenSSL the name (IDNA-encoded), and OpenSSL reads it as an
+    address where it can, its own way: ``127.0.0.010`` is 127.0.0.10 to it
+    (decimal), while the resolver dials 127.0.0.8 (octal), the address
+    :func:`normalize_host` gives. It also takes ``127.0.0.+10``,
+    ``127.0.0. 10``, ``127.0.0.10 x``, and a number past 32 bits wrapped into
+    one. The pinned name is the authenticated name, so this reading is looked
+    up beside the resolver's: a spelling read two ways can only add pins.
+    """
+    if type(host) is not str:
+        host = _host_text(host)  # its text, never a subclass's methods
+    if host.isascii() and host[:1] not in _IP_START and ":" not in host:
+        return None  # the common case, a name beginning with a letter
+    return _tls_ip_form(host)
+
+
+# A connection's names repeat (this is per new connection): each is read once.
+@functools.lru_cache(maxsize=4096)
+def _tls_ip_form(host: str) -> str | None:
+    try:
+        host = host.encode("idna").decode("ascii")  # what ssl hands OpenSSL
+    except UnicodeError:
+        return None  # ssl refuses to start TLS with it (an empty label, say)
+    if host[:1] not in _IP_START and ":" not in host:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host:
+        # IPv6, whose last group may be an IPv4 address read as above.
+        head, _, last = host.rpartition(":")
+        if "." in last:
+            quad = _tls_ipv4(last)
+            if quad is None:
+                return None
+            host = f"{head}:{quad}"
+        if "%" in host:
+            return None  # a zone id, which Python's reading takes and OpenSSL's does not
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return address.compressed
+    return _tls_ipv4(host)
+
+
+def _tls_ipv4(text: str) -> str | None:
+    match = _TLS_IPV4.fullmatch(text)
+    if match is None:
+        return None
+    parts = []
+    for number in match.groups():
+        # As glibc's scanf stores %d: strtol's long (saturated), cut to an int.
+        # (Digits past a long's are not converted: int() refuses 4,300.)
+        digits = number.lstrip("+-").lstrip("0")
+        value = int(digits or "0") if len(digits) <= 19 else _LONG
+        value = max(-_LONG, min(_LONG - 1, -value if number[0] == "-" else value))
+        value = (value + 2**31) % 2**32 - 2**31
+        if not 0 <= value <= 255:
+            return None
+        parts.append(str(value))
+    return ".".join(parts)
 
 
 def _normalize_name(name: str, *, all_dots: bool = False) -> str | None:

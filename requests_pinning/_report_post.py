@@ -18,7 +18,7 @@ import requests.utils
 import urllib3
 from urllib3.connection import HTTPConnection
 
-from ._pinset import HostPins, PinSet, normalize_host
+from ._pinset import HostPins, PinSet, normalize_host, tls_ip_form
 from ._report import report_host
 
 __all__ = ["Poster"]
@@ -48,7 +48,7 @@ class Poster:
         if url.scheme == "http":
             # A cleartext report cannot honour pins, and with allow_unpinned=False
             # nothing unpinned is spoken to: an http:// collector never is either.
-            if self._pins.match(url.host or "", url.port or 80) is not None:
+            if _entries(self._pins, url.host or "", url.port or 80):
                 raise ConnectionRefusedError(
                     f"{url.host} is pinned; not sending it a report over http"
                 )
@@ -96,7 +96,7 @@ class Poster:
 
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
         return PinningPoolManager(
-            _enforced(self._pins.match(host, port)),
+            _enforced(_entries(self._pins, host, port)),
             allow_unpinned=self._allow_unpinned,
             cert_reqs="CERT_REQUIRED",
             ca_certs=ca_bundle,
@@ -104,20 +104,31 @@ class Poster:
         )
 
 
-def _enforced(entry: HostPins | None) -> PinSet:
-    """The collector's entry alone, enforced and not reporting (none: no entry).
+def _entries(pins: PinSet, host: str, port: int) -> list[HostPins]:
+    """The entries a connection to ``host`` is checked against (see PinningPolicy.check)."""
+    found: dict[int, HostPins] = {}
+    for name in (host, tls_ip_form(host)):
+        entry = None if name is None else pins.match(name, port)
+        if entry is not None:
+            found[id(entry)] = entry
+    return list(found.values())
+
+
+def _enforced(entries: list[HostPins]) -> PinSet:
+    """The collector's entries alone, enforced and not reporting.
 
     A report-only collector entry must still keep reports from an impostor,
     and a report that fails must not cause another report (no loops). The
     pool looks the collector's host up in this set as the whole set would
-    have: the entry it finds there is the one found here, or none.
+    have: the entries it finds there are the ones found here, or none.
     """
-    if entry is None:
-        return PinSet({})
-    value = entry.to_dict()
-    value.pop("report_only", None)
-    value.pop("report_uri", None)
-    return PinSet({entry.pattern: value})
+    config = {}
+    for entry in entries:
+        value = entry.to_dict()
+        value.pop("report_only", None)
+        value.pop("report_uri", None)
+        config[entry.pattern] = value
+    return PinSet(config)
 
 
 def _read_status(sock: socket.socket | None, time_left: Callable[[], float]) -> int:

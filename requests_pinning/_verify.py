@@ -22,7 +22,7 @@ from typing import Any, Literal
 from ._certs import cert_digest, describe_name, sha256_pin, spki_digest
 from ._errors import printable
 from ._pins import Pin
-from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host
+from ._pinset import HostPins, PinSet, PinSource, check_policy, normalize_host, tls_ip_form
 from ._report import (
     LOG_SECONDS,
     OnFailure,
@@ -489,6 +489,11 @@ class PinningPolicy:
             for name in dict.fromkeys(names):
                 if name:
                     hosts[normalize_host(name)] = None
+                    # And the address TLS validated, where OpenSSL reads the
+                    # name as one otherwise than the resolver (127.0.0.010).
+                    address = tls_ip_form(name)
+                    if address is not None:
+                        hosts[address] = None
             for host in hosts:
                 entry = self._pinset.match(host, port)
                 if entry is not None:
