@@ -853,9 +853,12 @@ class PinningTransport(_PolicyMixin, httpx.HTTPTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         try:
-            super().__exit__(exc_type, exc_value, traceback)
-            for transport in self._routes.clear():
-                transport.close()
+            try:
+                super().__exit__(exc_type, exc_value, traceback)
+            finally:
+                # As close(): every route's transport, even if one raises
+                # (helper 56: a with-block left them open when one did).
+                _close_all(self._routes.clear())
         finally:
             self._pinning.policy.close()
 

@@ -394,11 +394,13 @@ def test_a_transport_cancelled_while_it_closes_still_closes_its_routes(pki: PKI,
     assert closed == [True, True]
 
 
-@pytest.mark.parametrize("lib", ["asyncio", "trio", "sync"])
+@pytest.mark.parametrize("lib", ["asyncio", "trio", "sync", "sync-with"])
 def test_a_route_whose_closing_raises_leaves_no_other_route_open(pki: PKI, lib: str) -> None:
     # The transports of the routes were closed one after another, and the
     # first whose closing raised left the rest open: now each is closed, and
-    # the first error is raised after.
+    # the first error is raised after; also when the client's with-block
+    # ends, which closes the transport through __exit__, not close()
+    # (helper 56).
     names = ["h0.example", "h1.example", "h2.example"]
     with TLSServer(pki.intermediate.issue_cert("127.0.0.1", *names)) as server:
         url = f"https://127.0.0.1:{server.port}/"
@@ -417,17 +419,18 @@ def test_a_route_whose_closing_raises_leaves_no_other_route_open(pki: PKI, lib: 
                 await close()
                 raise RuntimeError("a route's close failed")
 
-            return fail if lib == "sync" else afail
+            return fail if lib.startswith("sync") else afail
 
-        if lib == "sync":
+        if lib.startswith("sync"):
             transport = PinningTransport(pins, verify=trusting(pki))
-            with httpx.Client(transport=transport, timeout=10) as client:
+            client = httpx.Client(transport=transport, timeout=10)
+            with pytest.raises(RuntimeError, match="a route's close failed"), client:
                 for name in names:
                     accepted(client.get(url, extensions={"sni_hostname": name}))
                 taken = connections(transport)
                 first: Any = next(iter(transport._routes._routes.values())).transport
                 first.close = failing(first.close)
-                with pytest.raises(RuntimeError, match="a route's close failed"):
+                if lib == "sync":
                     client.close()
             closed = [c.is_closed() for c in taken]
         else:
@@ -595,3 +598,27 @@ def test_a_changed_user_context_vouches_for_the_pinned_cas_certificate_for_anoth
     accepted(
         run(mode, pins, [(f"https://localhost:{good.port}/", {})], verify=raced_context(pki))[0]
     )
+
+
+@pytest.mark.parametrize("given_transport", [True, False])
+def test_mounts_with_a_transport_ignore_the_proxy_environment(
+    pki: PKI, rogue: TLSServer, monkeypatch: pytest.MonkeyPatch, given_transport: bool
+) -> None:
+    # Helper 56: a client given mounts= but no transport= reads the proxy
+    # environment, and NO_PROXY mounts httpx's own plain transport on
+    # all://*localhost, which outranks the user's https:// mount: the request
+    # reached the impostor (the README's caveat). With transport= as well,
+    # httpx reads no proxy variables, and the pins hold.
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    pins = {"localhost": [pki.intermediate_pin]}
+    mounts = {"https://": PinningTransport(pins, verify=trusting(pki))}
+    extra = {"transport": PinningTransport(pins, verify=trusting(pki))} if given_transport else {}
+    with httpx.Client(mounts=mounts, verify=trusting(pki), timeout=10, **extra) as client:
+        url = f"https://localhost:{rogue.port}/secret"
+        if given_transport:
+            with pytest.raises(PinMismatchError):
+                client.get(url)
+        else:
+            accepted(client.get(url))  # the caveat: unpinned
+    rogue.wait_idle()
+    assert (rogue.requests == []) == given_transport
