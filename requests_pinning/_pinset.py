@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias, TypedDict, cast
+from urllib.parse import urlsplit
 
 import idna
 
@@ -1071,6 +1072,33 @@ def check_report_uri(value: object, where: str) -> str:
     uri = _HTTP_URI.fullmatch(value)
     if uri is None or not _is_uri_host(uri.group(1).rpartition("@")[2]):
         raise PinConfigError(problem)
+    try:
+        split = urlsplit(value)
+        stdlib_host = split.hostname or ""
+    except ValueError:
+        raise PinConfigError(problem) from None
+    if "@" in uri.group(1) or "@" in split.netloc:
+        # Not shown: it may hold a password. Reports are sent without
+        # credentials, so they would only ever appear in log lines.
+        raise PinConfigError(
+            f"'report_uri' for {where}: remove the user name and password from it; "
+            "reports are sent without credentials"
+        )
+    host = _URI_HOST_PORT.fullmatch(uri.group(1))
+    written = "" if host is None else host.group(1)
+    if not written.startswith("[") and "%" in written:
+        raise PinConfigError(
+            f"'report_uri' for {where}: {safe_repr(value)} has percent-escapes in its host; "
+            "write the host plainly"
+        )
+    if written.strip("[]").lower() != stdlib_host:
+        # The reporter judges "is the collector the failing host?" with the
+        # standard library's reading, and the delivery goes where urllib3
+        # reads: a URI the two read apart could never be sent a report.
+        raise PinConfigError(
+            f"'report_uri' for {where}: {safe_repr(value)} names its host ambiguously "
+            f"({written!r} or {stdlib_host!r})"
+        )
     return value
 
 

@@ -395,7 +395,9 @@ class Reporter:
                 # close() is waiting: what cannot start before its own deadline
                 # is dropped, and what starts may not run past it.
                 if now >= stop_at:
-                    log.warning("pin violation report to %s dropped: the reporter closed", uri)
+                    log.warning(
+                        "pin violation report to %s dropped: the reporter closed", _logged(uri)
+                    )
                     self._count("dropped")
                     continue
                 deadline = min(deadline, stop_at)
@@ -404,13 +406,15 @@ class Reporter:
             except Exception as exc:
                 # Whatever went wrong (a refused pin check, a timeout, a bad
                 # answer), one report is lost, never the worker.
-                log.warning("pin violation report to %s failed: %s", uri, _Shown(exc))
+                log.warning("pin violation report to %s failed: %s", _logged(uri), _Shown(exc))
                 self._count("failed")
                 continue
             if 200 <= status < 300:
                 self._count("sent")
             else:
-                log.warning("pin violation report to %s failed: HTTP status %d", uri, status)
+                log.warning(
+                    "pin violation report to %s failed: HTTP status %d", _logged(uri), status
+                )
                 self._count("failed")
 
     def _post(self, uri: str, body: bytes, deadline: float) -> int:
@@ -424,6 +428,16 @@ class Reporter:
                 self._poster = Poster(self._pins, allow_unpinned=self._allow_unpinned)
             poster = self._poster
         return poster.post(uri, body, deadline)
+
+
+def _logged(uri: str) -> str:
+    """``uri`` as log lines show it: without its query or fragment.
+
+    Collectors often take a key in the query (``?sentry_key=...``); a log
+    line is no place for it. (A user name and password are refused when the
+    URI is configured.)
+    """
+    return uri.partition("#")[0].partition("?")[0]
 
 
 def report_host(uri: str) -> str:

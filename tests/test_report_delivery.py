@@ -231,6 +231,22 @@ def test_allow_unpinned_false_applies_to_collectors_too(
         assert adapter.report_stats.failed == 1
 
 
+def test_a_failed_report_is_logged_without_the_collectors_query(
+    pki: PKI, rogue: TLSServer, pin_log: Any
+) -> None:
+    # Helper 57: the WARNING line of a failed report showed the whole URI,
+    # a collector's key in the query too (sentry_key=...). The URI is shown
+    # without its query; the collector here refuses the connection.
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    uri = f"http://127.0.0.1:{port}/pkp?sentry_key=T0KEN#frag"
+    adapter = refused_and_reported(pki, rogue, uri, allow_unpinned=True)
+    assert adapter.report_stats.failed == 1
+    assert f"pin violation report to http://127.0.0.1:{port}/pkp failed" in pin_log.text
+    assert "T0KEN" not in pin_log.text
+
+
 @pytest.mark.parametrize("allow_unpinned", [False, True])
 def test_allow_unpinned_false_sends_nothing_to_an_http_collector(
     pki: PKI, rogue: TLSServer, collector: Collector, pin_log: Any, allow_unpinned: bool
