@@ -197,6 +197,8 @@ def test_a_zone_id_is_kept_for_connecting(text: str) -> None:
         (["pins", "./missing.pem"], "no such file"),
         (["pins"], "the following arguments are required: TARGET"),
         (["check", "--timeout", "0", "p.json", "x"], "not a positive number"),
+        (["check", "--timeout", "1e10", "p.json", "x"], "is more than a day"),
+        (["pins", "--timeout", "86401", "x.example"], "is more than a day"),
         ([], "the following arguments are required: COMMAND"),
     ],
 )
@@ -355,6 +357,25 @@ def test_pins_of_a_v2_certificate(capsys: Capture, pki: PKI, tmp_path: Path) -> 
     assert status == 0, err
     assert "X.509 v2: cryptography cannot parse it" in out
     assert pki.intermediate_pin in out
+
+
+@pytest.mark.parametrize("what", ["leaf", "key"])
+def test_pins_json_of_a_lone_leaf_says_how_to_pin_its_ca(
+    capsys: Capture, pki: PKI, tmp_path: Path, what: str
+) -> None:
+    # Helper 57: a CA-issued leaf given alone was called "a self-signed
+    # certificate or a bare key"; what helps is the full chain. A bare key
+    # (the twin) is still called one.
+    path = tmp_path / "leaf.pem"
+    if what == "leaf":
+        path.write_bytes(pki.leaf.cert_chain_pems[0].bytes())
+    else:
+        path.write_bytes(pki.leaf.private_key_pem.bytes())
+    status, _, err = run(capsys, "pins", "--json", "--host", "a.example", str(path))
+    assert status == 0, err
+    full_chain = "the file holds the leaf only; give the full chain" in err
+    assert full_chain == (what == "leaf")
+    assert ("a self-signed certificate or a bare key" in err) == (what == "key")
 
 
 def test_pins_of_a_private_key_never_shows_it(capsys: Capture, pki: PKI, tmp_path: Path) -> None:
@@ -709,6 +730,31 @@ def test_lint_clean_file(capsys: Capture, tmp_path: Path) -> None:
             "override",
             "example.com:8443: overrides example.com where both apply",
         ),
+        # Helper 57: a narrower entry's switches weaken the broader one's
+        # enforcement where it wins, with the same pins.
+        (
+            {"**.example.com": [A, B], "api.example.com": {"pins": [A, B], "report_only": True}},
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and it is "
+            "report-only, so nothing is enforced there, where **.example.com is [override]",
+        ),
+        (
+            {
+                "**.example.com": {"pins": [A, B], "expires": "2098-01-01"},
+                "api.example.com": {"pins": [A, B], "expires": "2097-01-01"},
+            },
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and it expires "
+            "2097-01-01 23:59:59 UTC, before **.example.com does: from then on no pins "
+            "apply there at all [override]",
+        ),
+        (
+            {"**.example.com": [A, B], "api.example.com": {"deny": [C]}},
+            "override",
+            "api.example.com: overrides **.example.com where both apply, and it has deny "
+            "pins only, so any certificate it does not deny is accepted there, not only "
+            "the pinned keys of **.example.com [override]",
+        ),
         (
             {"example.com": [A, B, A]},
             "duplicate-pin",
@@ -809,6 +855,12 @@ def test_lint_override_is_not_reported_for_unrelated_or_wider_entries(
             "**.example.com": [A, B],
             "a.b.example.com": [A, B, C],
             "example.org": [C, B],
+            # The twins of the switch overrides: the narrower entry expires
+            # later, or both entries are report-only.
+            "**.example.net": {"pins": [A, B], "expires": "2097-01-01"},
+            "api.example.net": {"pins": [A, B], "expires": "2098-01-01"},
+            "**.example.info": {"pins": [A, B], "report_only": True},
+            "api.example.info": {"pins": [A, B], "report_only": True},
         },
     )
     status, out, err = run(capsys, "lint", path)
@@ -848,8 +900,16 @@ def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_demo(capsys: Capture) -> None:
-    status, out, _ = run(capsys, "demo")
+@pytest.mark.parametrize("proxy", [False, True])
+def test_demo(capsys: Capture, monkeypatch: pytest.MonkeyPatch, proxy: bool) -> None:
+    with refused_port() as port:
+        if proxy:
+            # Offline whatever the environment says (helper 57): with a proxy
+            # that refuses every connection, the demo passes all the same.
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+        status, out, _ = run(capsys, "demo")
     assert status == 0
     assert "0 bytes" in out
     assert "PinMismatchError" in out

@@ -24,7 +24,14 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    if value > _MOST_SECONDS:
+        # A socket timeout past what the platform's clock holds is an
+        # OverflowError in the middle of a connection: a usage error here.
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a day ({_MOST_SECONDS:.0f} s)")
     return value
+
+
+_MOST_SECONDS = 86400.0
 
 
 def network_options() -> argparse.ArgumentParser:

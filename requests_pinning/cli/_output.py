@@ -197,9 +197,18 @@ def _entry_pins(chain: Chain) -> tuple[list[str], list[str]]:
     # the keys a file holds.
     leaves = [item for item in items if item.cert is not None and not _is_ca(item.cert)]
     own = leaves[:1] or [item for item in items if item.cert is None] or items
+    why = "a self-signed certificate or a bare key"
+    if own[0].cert is not None and not _is_root(own[0]):
+        # A CA issued it, but its certificate is not here: say where to get it.
+        why = (
+            "the server sent its leaf only"
+            if chain.endpoint is not None
+            else "the file holds the leaf only; give the full chain, the leaf followed by "
+            "its CA certificates, to pin a CA"
+        )
     return [item.pin for item in own], [
         *warnings,
-        f"{chain.name}: no CA certificate to pin (a self-signed certificate or a bare key): "
+        f"{chain.name}: no CA certificate to pin ({why}): "
         "pinned the leaf itself, which changes whenever its key is replaced",
     ]
 

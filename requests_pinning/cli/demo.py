@@ -201,12 +201,18 @@ def _run(out: TextIO, records: _Records) -> int:
         say(f"  impostor:       {impostor_url}  (chain: leaf <- Rogue CA)\n")
 
         say("1. Plain requests, CA validation on, talks to the impostor:")
-        response = requests.get(impostor_url, verify=bundle, timeout=10)
+        # Offline as promised: no proxy from the environment (HTTPS_PROXY),
+        # which would be asked to reach this machine's servers, for any session.
+        plain = requests.Session()
+        plain.trust_env = False
+        response = plain.get(impostor_url, verify=bundle, timeout=10)
+        plain.close()
         impostor.wait_finished(1)
         say(f"   -> HTTP {response.status_code}; the impostor received {impostor.received} bytes")
         ok &= response.status_code == 200 and impostor.received > 0
 
         session = requests.Session()
+        session.trust_env = False
         session.mount("https://", PinningAdapter({_HOST: [pin]}))
         say(f"\n2. A pinned session ({_HOST} pinned to the intermediate key {pin}):")
         response = session.get(genuine_url, verify=bundle, timeout=10)

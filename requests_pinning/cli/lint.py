@@ -107,7 +107,7 @@ def _single_pin(entry: HostPins) -> Iterator[LintWarning]:
 def _expiry(entry: HostPins, now: datetime, warn_days: int) -> Iterator[LintWarning]:
     if entry.expires is None:
         return
-    when = entry.expires.strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = _when(entry.expires)
     days = days_until(entry.expires, now)
     if entry.is_expired(now):
         yield LintWarning(
@@ -276,8 +276,14 @@ def _override(
     lost = [pin for pin in loser.pins if pin not in kept]
     winner_deny: frozenset[Pin] = frozenset(getattr(winner, "deny", ()))
     lost_deny = [pin for pin in getattr(loser, "deny", ()) if pin not in winner_deny]
-    if not lost and not lost_deny:
-        return
+    problems = []
+    if lost and not winner.pins:
+        # A deny-list alone accepts whatever it does not deny.
+        problems.append(
+            f"it has deny pins only, so any certificate it does not deny is accepted "
+            f"there, not only the pinned keys of {loser.pattern}"
+        )
+        lost = []
     parts = []
     if lost:
         parts.append(
@@ -289,12 +295,40 @@ def _override(
             f"{_count(len(lost_deny), len(getattr(loser, 'deny', ())), 'deny pin')} of "
             f"{loser.pattern} {'is' if len(lost_deny) == 1 else 'are'} not applied there"
         )
-    yield LintWarning(
-        "override",
-        winner.pattern,
-        f"overrides {loser.pattern} where both apply, and its pins replace, not add to, "
-        f"those of {loser.pattern}: {'; '.join(parts)}",
+    if parts:
+        problems.append(
+            f"its pins replace, not add to, those of {loser.pattern}: {'; '.join(parts)}"
+        )
+    # The switches are the winner's too: a narrower entry can turn
+    # enforcement off (report-only), or end it sooner (expires), for the
+    # hosts that the broader entry enforces.
+    enforced = bool(loser.pins or getattr(loser, "deny", ()))
+    if enforced and winner.report_only and not loser.report_only:
+        problems.append(
+            f"it is report-only, so nothing is enforced there, where {loser.pattern} is"
+        )
+    sooner = winner.expires is not None and (
+        loser.expires is None or winner.expires < loser.expires
     )
+    if enforced and sooner:
+        assert winner.expires is not None
+        problems.append(
+            f"it expires {_when(winner.expires)}, before {loser.pattern} "
+            f"{'does' if loser.expires else '(which does not expire)'}: from then on "
+            "no pins apply there at all"
+        )
+    if problems:
+        yield LintWarning(
+            "override",
+            winner.pattern,
+            f"overrides {loser.pattern} where both apply, and {', and '.join(problems)}",
+        )
+
+
+def _when(moment: datetime) -> str:
+    """A moment as lint shows it: ``2027-06-30 23:59:59 UTC`` (year 1 as ``0001``)."""
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment.year:04d}-{moment:%m-%d %H:%M:%S} UTC"  # (%Y: "1" for year 1)
 
 
 def _count(part: int, whole: int, noun: str) -> str:
@@ -344,7 +378,9 @@ line on stdout:
                   built-in list of common ones; the output says which
   override        a more specific entry that takes precedence over a broader
                   one where both apply, and lacks some of its pins (or deny
-                  pins): its pins replace, not add to, the broader entry's.
+                  pins): its pins replace, not add to, the broader entry's;
+                  or that enforces less there (report-only, deny pins only,
+                  or an earlier expiry).
                   (No entry can be shadowed completely: the same pattern
                   twice is a load error, and any other entry is still the
                   one that applies to some host or port. An override is the
