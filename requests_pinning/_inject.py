@@ -53,6 +53,8 @@ from ._mismatch import PinMismatchError
 from ._pinset import PinSource
 from ._report import OnFailure
 from ._urllib3 import (
+    _URLLIB3_1,
+    _asserted_names,
     _PinningConnectionMixin,
     _PinRefused,
     check_connection,
@@ -348,8 +350,13 @@ def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str,
         elif getattr(conn, "proxy", None) is not None and not getattr(conn, "_tunnel_host", None):
             # The one TLS session is with the proxy (an http:// URL through an
             # HTTPS proxy, or forwarding): the proxy's names apply to it,
-            # proxy_assert_hostname included, as at connect.
-            check_proxy_session(conn, (policy,), conn.sock, conn.host)
+            # proxy_assert_hostname included, as at connect. urllib3 1.26
+            # validates it as the connection's own server_hostname or
+            # assert_hostname (2.x as proxy_assert_hostname only): their pins
+            # apply too, or this check, which check_connection then takes as
+            # the proxy's, would skip the very entry a fresh connect applies.
+            asserted = _asserted_names(conn) if _URLLIB3_1 else []
+            check_proxy_session(conn, (policy,), conn.sock, conn.host, asserted)
         check_connection(conn, (policy,), origin)
     except PinMismatchError as error:
         _abort(conn)

@@ -22,6 +22,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+import urllib3
 from urllib3 import HTTPSConnectionPool, PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
@@ -42,6 +43,8 @@ __all__ = [
     "PinningProxyManager",
     "socks_proxy_manager",
 ]
+
+_URLLIB3_1 = urllib3.__version__.startswith("1.")  # type: ignore[attr-defined]
 
 
 def _base_https_connection() -> type[HTTPSConnection]:

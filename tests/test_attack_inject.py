@@ -277,6 +277,37 @@ def test_proxy_assert_hostname_names_the_proxys_pins(
         http.clear()
 
 
+@pytest.mark.parametrize("route", ["good", "rogue"])
+@pytest.mark.parametrize("opened", ["after", "before"])
+def test_assert_hostname_names_the_proxys_pins_on_urllib3_1(
+    pki: PKI, cleanup: None, route: str, opened: str
+) -> None:
+    if not URLLIB3_1:
+        pytest.skip("urllib3 2.x validates the proxy as proxy_assert_hostname (above)")
+    # urllib3 1.26 validates an HTTPS proxy that forwards an http:// URL as
+    # the connection's assert_hostname: the pins of pinned.test apply to it,
+    # also when the connection was kept alive from before the injection.
+    issuer = pki.intermediate if route == "good" else pki.rogue_root
+    cert = issuer.issue_cert("pinned.test")
+    with ConnectProxy(tls_cert=cert) as proxy:
+        http = urllib3.ProxyManager(
+            proxy.url, assert_hostname="pinned.test", cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle
+        )
+        url = "http://origin.test/x"
+        if opened == "before":
+            assert http.request("GET", url).data == b"forwarded"  # kept alive
+        inject_into_urllib3({"pinned.test": [pki.intermediate_pin]})
+        if route == "good":
+            assert http.request("GET", url).data == b"forwarded"
+        else:
+            forwarded = list(proxy.forwarded)
+            with pytest.raises(MaxRetryError) as info:
+                http.request("POST", url, body=b"secret")
+            assert isinstance(info.value.reason, PinMismatchError), info.value
+            assert proxy.forwarded == forwarded
+        http.clear()
+
+
 # --- a connection opened before injection, used without a pool ---------------------
 
 
