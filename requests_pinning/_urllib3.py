@@ -503,10 +503,32 @@ class _PinningManagerMixin:
         if isinstance(pool, _PinningPoolMixin):
             pool._pin_policy = self._pin_policy
             pool._pin_contexts = self._pin_contexts
-        elif isinstance(pool, HTTPSConnectionPool):
-            # Fail closed: something replaced our pool classes.
-            raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
+        else:
+            _pinning_pool(pool)  # fail closed: something replaced our pool classes
         return pool
+
+    # Every way urllib3 hands out a pool (urlopen and connection_from_url go
+    # through connection_from_host; connection_from_context and
+    # connection_from_pool_key may be called directly) checks what it got:
+    # a subclass's _new_pool, or a mixin's, may build the pool itself and
+    # never reach the one above. Refused before the pool is used, so before a
+    # byte. An isinstance per request: the hot path pays nothing more.
+
+    def connection_from_host(self, *args: Any, **kwargs: Any) -> Any:
+        return _pinning_pool(super().connection_from_host(*args, **kwargs))  # type: ignore[misc]
+
+    def connection_from_context(self, *args: Any, **kwargs: Any) -> Any:
+        return _pinning_pool(super().connection_from_context(*args, **kwargs))  # type: ignore[misc]
+
+    def connection_from_pool_key(self, *args: Any, **kwargs: Any) -> Any:
+        return _pinning_pool(super().connection_from_pool_key(*args, **kwargs))  # type: ignore[misc]
+
+
+def _pinning_pool(pool: Any) -> Any:
+    """``pool``, unless it is an HTTPS pool that checks no pins: then a ``TypeError``."""
+    if isinstance(pool, HTTPSConnectionPool) and not isinstance(pool, _PinningPoolMixin):
+        raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
+    return pool
 
 
 class PinningPoolManager(_PinningManagerMixin, PoolManager):

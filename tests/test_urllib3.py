@@ -152,3 +152,68 @@ def test_pins_of_the_validated_name_apply_when_connecting_by_address(
     assert isinstance(error, PinMismatchError)
     assert error.host == "localhost"
     assert_nothing_leaked(rogue)
+
+
+class _OwnPools:
+    """A mixin that builds the manager's HTTPS pools itself (say, to bind a source address)."""
+
+    plain = True  # urllib3's own pool, which checks no pins; else the manager's
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> Any:
+        manager: Any = self
+        context = dict(request_context or manager.connection_pool_kw)
+        context["source_address"] = ("127.0.0.1", 0)
+        if scheme == "https" and self.plain:
+            for key in ("scheme", "host", "port"):
+                context.pop(key, None)
+            return urllib3.HTTPSConnectionPool(host, port, **context)
+        return super()._new_pool(scheme, host, port, context)  # type: ignore[misc]
+
+
+class _OwnPoolManager(_OwnPools, PinningPoolManager):
+    pass
+
+
+class _OwnProxyManager(_OwnPools, PinningProxyManager):
+    pass
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain pool", "pinning pool"])
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "proxied"])
+@pytest.mark.parametrize("how", ["request", "connection_from_url"])
+def test_a_subclass_whose_pools_check_no_pins_is_refused_before_a_byte(
+    pki: PKI, good: TLSServer, rogue: TLSServer, plain: bool, proxied: bool, how: str
+) -> None:
+    # The pool the manager is about to use is looked at, however it was made:
+    # a subclass's _new_pool never reaches the manager's own.
+    pins = {"localhost": [pki.intermediate_pin]}
+    kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": pki.bundle}
+    with ConnectProxy() as proxy:
+        http: Any = (
+            _OwnProxyManager(pins, proxy.url, **kwargs)
+            if proxied
+            else _OwnPoolManager(pins, **kwargs)
+        )
+        http.plain = plain
+
+        def post(server: TLSServer) -> Any:
+            url = f"https://localhost:{server.port}/"
+            if how == "request":
+                return http.request("POST", url, body=b"secret")
+            return http.connection_from_url(url).urlopen("POST", "/", body=b"secret")
+
+        if plain:
+            with pytest.raises(TypeError, match="HTTPSConnectionPool does not check pins"):
+                post(rogue)
+            rogue.wait_idle()
+            assert rogue.handshakes == 0
+            assert proxy.connects == []
+        else:  # the twin: a subclass that lets the manager make its pools
+            assert post(good).status == 200
+            with pytest.raises(MaxRetryError) as info:
+                post(rogue)
+            assert isinstance(info.value.reason, PinMismatchError)
+            assert_nothing_leaked(rogue)
+        http.clear()
