@@ -30,6 +30,9 @@ methods are replaced, and put back as they were:
   more is written: also a request begun before the injection and finished
   after it. ``HTTP2Connection`` writes its own frames, in its own
   ``putrequest``, ``endheaders`` and ``send``: those are replaced too.
+- A connect during which the pins were replaced checks again, under the new
+  ones, before it returns: http.client's ``send()`` connects and writes in the
+  same call, and ``HTTP2Connection`` sends its preface as connect returns.
 
 Each connection records the injection (a token per call) and the socket it
 was checked under (``_pin_checked``); anything else is checked again. A
@@ -218,11 +221,13 @@ def _checking_connect(original: Callable[[Any], None]) -> Callable[[Any], None]:
         # What connect writes itself (a CONNECT line through its proxy's
         # session) is not a request on an unchecked socket: the proxy's
         # session is checked as it is made, and the origin's as connect ends.
-        self._pin_connecting = True
+        # The token says under which pins: after a re-injection the CONNECT
+        # line is checked again, before it goes out (see _rechecking).
+        self._pin_connecting = token
         try:
             _connect_and_check(self, original, policy, token)
         finally:
-            self._pin_connecting = False
+            self._pin_connecting = None
 
     return connect
 
@@ -235,6 +240,9 @@ def _connect_and_check(
         # against this policy too (_pin_global), and closes it if it
         # fails: checking it here as well would read the chain twice and
         # report a failure twice.
+        # (If the pins were replaced meanwhile: a pinning connection is
+        # used only through its pool, whose _validate_conn checks it again
+        # before the request, and the CONNECT line is checked in send.)
         original(conn)
         pinning: Any = conn
         pinning._pin_checked = (token, pinning.sock)
@@ -245,8 +253,10 @@ def _connect_and_check(
     conn._pin_user_context = conn.ssl_context is not None
     try:
         original(conn)
-        check_connection(conn, (policy,), _origin(conn))
+        origin = _origin(conn)
+        check_connection(conn, (policy,), origin)
         conn._pin_checked = (token, conn.sock)
+        _recheck_if_replaced(conn, token, origin)
     except PinMismatchError as error:
         _abort(conn)
         # A MaxRetryError: urllib3's urlopen neither wraps nor retries it
@@ -261,11 +271,17 @@ def _checking_connect_tls_proxy(original: Callable[..., Any]) -> Callable[..., A
     @functools.wraps(original)
     def _connect_tls_proxy(self: Any, hostname: str, sock: Any) -> Any:
         wrapped = original(self, hostname, sock)
-        # The policy this connect began under (None if it began before
-        # injection: then the request is checked in _validate_conn).
-        policy = self.__dict__.get("_pin_global")
-        if policy is None or isinstance(self, _PinningConnectionMixin):
-            return wrapped  # a pinning connection checks this session itself
+        if isinstance(self, _PinningConnectionMixin):
+            # A pinning connection checks this session itself, as this
+            # returns; the CONNECT line is checked again if the pins were
+            # replaced meanwhile (see _rechecking).
+            return wrapped
+        # The pins in force now, when the handshake is over, not those the
+        # connect began under: an injection during the handshake (or a
+        # re-injection) applies to the CONNECT line about to go out.
+        policy, token = _policy, _token
+        if policy is None:  # extracted meanwhile: nothing is in force
+            return wrapped
         try:
             check_proxy_session(self, (policy,), wrapped, hostname)
         except PinMismatchError as error:
@@ -276,6 +292,8 @@ def _checking_connect_tls_proxy(original: Callable[..., Any]) -> Callable[..., A
         except BaseException:
             wrapped.close()
             raise
+        # The CONNECT line goes out on this session under these pins.
+        self._pin_checked = (token, wrapped)
         return wrapped
 
     return _connect_tls_proxy
@@ -315,7 +333,10 @@ def _rechecking(original: Callable[..., Any]) -> Callable[..., Any]:
         # connection not open yet is opened, and checked, when its first byte
         # is sent.) The refusal is the MaxRetryError form, as from connect():
         # urllib3's urlopen neither wraps nor retries it.
-        if not self.__dict__.get("_pin_connecting"):
+        # Inside a connect (the CONNECT line), only if the pins were
+        # replaced since it began: its sessions are checked as they are made.
+        connecting = self.__dict__.get("_pin_connecting")
+        if connecting is None or connecting is not _token:
             _recheck_if_stale(self, None)
         return original(self, *args, **kwargs)
 
@@ -340,11 +361,27 @@ def _recheck_if_stale(conn: Any, origin: tuple[str, int] | None) -> None:
     _recheck(conn, policy, token, origin or _origin(conn))
 
 
+def _recheck_if_replaced(conn: Any, token: object, origin: tuple[str, int]) -> None:
+    """Check ``conn`` again if the pins were replaced since ``token``, its connect's.
+
+    Called as a connect ends, after its check: http.client's ``send()``
+    connects and writes the request in one call, ``HTTP2Connection`` sends its
+    preface as soon as connect returns, so a re-injection during the handshake
+    must apply before connect returns. Repeated until no injection came in
+    between; when none came (almost always), one comparison.
+    """
+    while _token is not token:
+        policy, token = _policy, _token
+        if policy is None:  # extracted: nothing is in force
+            return
+        _recheck(conn, policy, token, origin)
+
+
 def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str, int]) -> None:
-    conn._pin_proxy_checked = False
-    # Whatever context made this session, it may have changed since.
-    conn._pin_user_context = True
     try:
+        conn._pin_proxy_checked = False
+        # Whatever context made this session, it may have changed since.
+        conn._pin_user_context = True
         if isinstance(conn.sock, SSLTransport):  # TLS in TLS: the proxy's session first
             check_proxy_session(conn, (policy,), conn.sock.socket, conn.host)
         elif getattr(conn, "proxy", None) is not None and not getattr(conn, "_tunnel_host", None):
