@@ -30,6 +30,8 @@ methods are replaced, and put back as they were:
   more is written: also a request begun before the injection and finished
   after it. ``HTTP2Connection`` writes its own frames, in its own
   ``putrequest``, ``endheaders`` and ``send``: those are replaced too.
+  Inside a connect, the socket ``send`` finds may be an HTTPS proxy's session,
+  about to carry the CONNECT line: it is checked as the proxy's.
 - A connect during which the pins were replaced checks again, under the new
   ones, before it returns: http.client's ``send()`` connects and writes in the
   same call, and ``HTTP2Connection`` sends its preface as connect returns.
@@ -379,6 +381,16 @@ def _recheck_if_replaced(conn: Any, token: object, origin: tuple[str, int]) -> N
 
 def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str, int]) -> None:
     try:
+        if _setting_up_tunnel(conn):
+            # Mid-connect, about to write the CONNECT line: the socket is
+            # the HTTPS proxy's session, checked as the proxy's (its names,
+            # proxy_assert_hostname included), not as the origin's. The
+            # origin's session will be a new socket, checked before the
+            # request is written. (Nothing of the connection's state about
+            # the origin changes: the connect goes on.)
+            check_proxy_session(conn, (policy,), conn.sock, conn.host)
+            conn._pin_checked = (token, conn.sock)
+            return
         conn._pin_proxy_checked = False
         # Whatever context made this session, it may have changed since.
         conn._pin_user_context = True
@@ -400,6 +412,20 @@ def _recheck(conn: Any, policy: PinningPolicy, token: object, origin: tuple[str,
         raise _PinRefused(error) from error
     conn._pin_global = policy
     conn._pin_checked = (token, conn.sock)
+
+
+def _setting_up_tunnel(conn: Any) -> bool:
+    """True while ``conn.sock`` is an HTTPS proxy's own session, a tunnel through it not yet up.
+
+    Through an HTTPS proxy, the origin's session is TLS in TLS, always an
+    ``SSLTransport``; any other TLS socket of a tunnelling connection through
+    one is the proxy's.
+    """
+    return (
+        bool(getattr(conn, "_tunnel_host", None))
+        and getattr(getattr(conn, "proxy", None), "scheme", None) == "https"
+        and not isinstance(conn.sock, SSLTransport)
+    )
 
 
 def _origin(conn: Any) -> tuple[str, int]:

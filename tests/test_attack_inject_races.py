@@ -29,7 +29,7 @@ from requests_pinning import (
 
 from .conftest import PKI
 from .servers import ConnectProxy, TLSServer
-from .test_attack_inject import Relay
+from .test_attack_inject import URLLIB3_1, Relay
 
 PROXY_AUTHORIZATION = {"Proxy-Authorization": "Basic c2VjcmV0OnNlY3JldA=="}
 
@@ -81,6 +81,71 @@ def _unrelated(pki: PKI) -> dict[str, list[str]]:
 
 
 # --- the HTTPS proxy's session, when the CONNECT line goes out ------------------------
+
+
+@pytest.mark.parametrize("route", ["good", "rogue"])
+def test_a_connect_begun_before_injection_checks_the_proxy_as_its_asserted_name(
+    pki: PKI, cleanup: None, good: TLSServer, route: str
+) -> None:
+    if URLLIB3_1:
+        pytest.skip("proxy_assert_hostname is urllib3 2.x")
+    # The proxy is dialled as localhost and validated as pinned.test: the
+    # pins of pinned.test apply to the session that carries the CONNECT line
+    # and Proxy-Authorization, also in a connect that began before injection.
+    issuer = pki.intermediate if route == "good" else pki.rogue_root
+    with (
+        ConnectProxy(tls_cert=issuer.issue_cert("pinned.test")) as proxy,
+        Relay(proxy.port, hold=True) as relay,
+    ):
+        http = urllib3.ProxyManager(
+            f"https://localhost:{relay.port}",
+            proxy_headers=PROXY_AUTHORIZATION,
+            proxy_assert_hostname="pinned.test",
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        outcome = _straddling(
+            relay,
+            lambda: http.request("POST", f"https://localhost:{good.port}/", body=b"secret").status,
+            lambda: inject_into_urllib3({"pinned.test": [pki.intermediate_pin]}),
+        )
+        http.clear()
+        proxy.wait_idle()
+    if route == "good":
+        assert outcome == 200
+        assert proxy.connects == [f"localhost:{good.port}"]
+    else:
+        assert _refused(outcome).host == "pinned.test"
+        assert proxy.connects == []  # not the CONNECT line, not the credentials
+
+
+@pytest.mark.parametrize("route", ["good", "rogue"])
+def test_a_connect_begun_before_injection_checks_the_proxy_as_the_proxy(
+    pki: PKI, cleanup: None, good: TLSServer, rogue: TLSServer, route: str
+) -> None:
+    # Only the origin (127.0.0.1) is pinned; the proxy (localhost) is a
+    # genuine one with a certificate of another CA, as a corporate proxy's.
+    # Its session is not the origin's: the origin's pins do not apply to it
+    # (they refused the genuine origin, saying the origin's chain failed).
+    target = good if route == "good" else rogue
+    with ConnectProxy(tls_cert=pki.rogue_leaf) as proxy, Relay(proxy.port, hold=True) as relay:
+        http = urllib3.ProxyManager(
+            f"https://localhost:{relay.port}", cert_reqs="CERT_REQUIRED", ca_certs=pki.bundle
+        )
+        outcome = _straddling(
+            relay,
+            lambda: (
+                http.request("POST", f"https://127.0.0.1:{target.port}/", body=b"secret").status
+            ),
+            lambda: inject_into_urllib3({"127.0.0.1": [pki.intermediate_pin]}),
+        )
+        http.clear()
+    target.wait_idle()
+    if route == "good":
+        assert outcome == 200
+    else:
+        assert _refused(outcome).host == "127.0.0.1"
+        assert target.bytes_received == 0
 
 
 @pytest.mark.parametrize("route", ["good", "rogue"])
