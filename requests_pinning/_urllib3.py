@@ -258,7 +258,13 @@ def check_connection(conn: Any, policies: Sequence[PinningPolicy], origin: tuple
                 "certificate cannot be checked; use a tunnelling (CONNECT) proxy"
             ),
         )
-        enforce(policies, [host, *asserted], port, chain)
+        # urllib3 2.x validates the proxy as proxy_assert_hostname: the
+        # pool's asserted names are the origin's, which fail closed with it.
+        # 1.26 validated the proxy's certificate as them, and their pins
+        # were applied to its chain just above: they are the proxy's, and a
+        # genuine proxy passes.
+        origin_names: list[str | None] = [host] if _URLLIB3_1 else [host, *asserted]
+        enforce(policies, origin_names, port, chain)
         return
     # The names first, and apart: however reading the chain fails, the
     # pins of every name of the connection still apply to that failure.

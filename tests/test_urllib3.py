@@ -217,3 +217,34 @@ def test_a_subclass_whose_pools_check_no_pins_is_refused_before_a_byte(
             assert isinstance(info.value.reason, PinMismatchError)
             assert_nothing_leaked(rogue)
         http.clear()
+
+
+@pytest.mark.parametrize("route", ["good", "rogue"])
+def test_forwarding_on_urllib3_1_applies_the_asserted_names_pins_to_the_proxy_only(
+    pki: PKI, route: str
+) -> None:
+    if not urllib3.__version__.startswith("1."):  # type: ignore[attr-defined]
+        pytest.skip("urllib3 2.x validates a forwarding proxy as proxy_assert_hostname")
+    # urllib3 1.26 validates a forwarding proxy's certificate as the pool's
+    # assert_hostname: that name's pins apply to the proxy's session, which
+    # is its TLS peer. They are not the origin's (unpinned here), whose
+    # certificate is never seen: a genuine proxy passes.
+    issuer = pki.intermediate if route == "good" else pki.rogue_root
+    with ConnectProxy(tls_cert=issuer.issue_cert("pinned.test")) as proxy:
+        http = PinningProxyManager(
+            {"pinned.test": [pki.intermediate_pin]},
+            proxy.url,
+            use_forwarding_for_https=True,
+            assert_hostname="pinned.test",
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        if route == "good":
+            assert http.request("GET", "https://127.0.0.1/x").data == b"forwarded"
+            assert proxy.forwarded == ["https://127.0.0.1/x"]
+        else:
+            with pytest.raises(PinMismatchError) as info:
+                http.request("POST", "https://127.0.0.1/", body=b"secret", retries=False)
+            assert info.value.pattern == "pinned.test"
+            assert proxy.forwarded == []
+        http.clear()
