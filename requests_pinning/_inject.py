@@ -281,9 +281,13 @@ def _checking_connect_tls_proxy(original: Callable[..., Any]) -> Callable[..., A
         # The pins in force now, when the handshake is over, not those the
         # connect began under: an injection during the handshake (or a
         # re-injection) applies to the CONNECT line about to go out.
+        # Extracted meanwhile: the connect goes on with the policy it began
+        # under, as its origin's check does (none if it began before).
         policy, token = _policy, _token
-        if policy is None:  # extracted meanwhile: nothing is in force
-            return wrapped
+        if policy is None:
+            policy = self.__dict__.get("_pin_global")
+            if policy is None:
+                return wrapped
         try:
             check_proxy_session(self, (policy,), wrapped, hostname)
         except PinMismatchError as error:

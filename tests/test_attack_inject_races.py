@@ -186,6 +186,35 @@ def test_pins_replaced_during_the_proxys_handshake_apply_to_the_connect_line(
         assert proxy.connects == []
 
 
+@pytest.mark.parametrize("route", ["good", "rogue"])
+def test_a_connect_under_way_when_extracted_checks_its_proxy_under_the_pins_it_began_with(
+    pki: PKI, cleanup: None, good: TLSServer, route: str
+) -> None:
+    # extract_from_urllib3() during the proxy's handshake: the connect goes
+    # on with the policy it read, for the proxy's session as for the origin's.
+    inject_into_urllib3({"localhost": [pki.intermediate_pin]})
+    cert = pki.leaf if route == "good" else pki.rogue_leaf
+    with ConnectProxy(tls_cert=cert) as proxy, Relay(proxy.port, hold=True) as relay:
+        http = urllib3.ProxyManager(
+            f"https://localhost:{relay.port}",
+            proxy_headers=PROXY_AUTHORIZATION,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=pki.bundle,
+        )
+        outcome = _straddling(
+            relay,
+            lambda: http.request("POST", f"https://127.0.0.1:{good.port}/", body=b"secret").status,
+            extract_from_urllib3,
+        )
+        http.clear()
+        proxy.wait_idle()
+    if route == "good":
+        assert outcome == 200
+    else:
+        assert _refused(outcome).host == "localhost"
+        assert proxy.connects == []
+
+
 # --- what is written as the connect returns -------------------------------------------
 
 
