@@ -513,20 +513,13 @@ class _PinningManagerMixin:
             _pinning_pool(pool)  # fail closed: something replaced our pool classes
         return pool
 
-    # Every way urllib3 hands out a pool (urlopen and connection_from_url go
-    # through connection_from_host; connection_from_context and
-    # connection_from_pool_key may be called directly) checks what it got:
-    # a subclass's _new_pool, or a mixin's, may build the pool itself and
-    # never reach the one above. Refused before the pool is used, so before a
-    # byte. An isinstance per request: the hot path pays nothing more.
-
-    def connection_from_host(self, *args: Any, **kwargs: Any) -> Any:
-        return _pinning_pool(super().connection_from_host(*args, **kwargs))  # type: ignore[misc]
-
-    def connection_from_context(self, *args: Any, **kwargs: Any) -> Any:
-        return _pinning_pool(super().connection_from_context(*args, **kwargs))  # type: ignore[misc]
-
     def connection_from_pool_key(self, *args: Any, **kwargs: Any) -> Any:
+        # Where every way urllib3 hands out a pool ends (urlopen,
+        # connection_from_url, _host, _context, in 1.26 and 2.x): what it
+        # got is checked, however it was made. A subclass's _new_pool, or a
+        # mixin's, may build the pool itself and never reach the one above.
+        # Refused before the pool is used, so before a byte; one isinstance
+        # more per request.
         return _pinning_pool(super().connection_from_pool_key(*args, **kwargs))  # type: ignore[misc]
 
 
