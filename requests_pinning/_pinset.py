@@ -57,6 +57,7 @@ __all__ = [
     "check_policy",
     "check_report_uri",
     "normalize_host",
+    "openssl_address",
     "read_pin_file",
     "tls_ip_form",
 ]
@@ -1403,46 +1404,66 @@ def tls_ip_form(host: str) -> str | None:
     address where it can, its own way: ``127.0.0.010`` is 127.0.0.10 to it
     (decimal), while the resolver dials 127.0.0.8 (octal), the address
     :func:`normalize_host` gives. It also takes ``127.0.0.+10``,
-    ``127.0.0. 10``, ``127.0.0.10 x``, and a number past 32 bits wrapped into
-    one. The pinned name is the authenticated name, so this reading is looked
-    up beside the resolver's: a spelling read two ways can only add pins.
+    ``127.0.0. 10``, ``127.0.0.10 x``, a number past 32 bits wrapped into
+    one, and ``:`` for ``::``. The pinned name is the authenticated name, so
+    this reading is looked up beside the resolver's: a spelling read two ways
+    can only add pins. Brackets around an IPv6 literal are dropped first, as
+    urllib3 drops them before TLS; the form is that of the keys (an
+    IPv4-mapped address is its IPv4 address).
     """
     if type(host) is not str:
         host = _host_text(host)  # its text, never a subclass's methods
     if host.isascii() and host[:1] not in _IP_START and ":" not in host:
         return None  # the common case, a name beginning with a letter
-    return _tls_ip_form(host)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    address = openssl_address(host)
+    if address is None:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return address.compressed
+
+
+def openssl_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address OpenSSL validates a certificate against when ``ssl`` starts TLS
+    with ``host``, exactly (a2i_IPADDRESS), or None: then it is checked as a name.
+
+    OpenSSL compares an address with a certificate's IP addresses byte for
+    byte: ``::ffff:127.0.0.10`` is not 127.0.0.10 there.
+    """
+    if type(host) is not str:
+        host = _host_text(host)  # the cache answers every caller of that text
+    return _openssl_address(host)
 
 
 # A connection's names repeat (this is per new connection): each is read once.
 @functools.lru_cache(maxsize=4096)
-def _tls_ip_form(host: str) -> str | None:
+def _openssl_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        host = host.encode("idna").decode("ascii")  # what ssl hands OpenSSL
+        text = host.encode("idna").decode("ascii")  # what ssl hands OpenSSL
     except UnicodeError:
         return None  # ssl refuses to start TLS with it (an empty label, say)
-    if host[:1] not in _IP_START and ":" not in host:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if ":" in host:
-        # IPv6, whose last group may be an IPv4 address read as above.
-        head, _, last = host.rpartition(":")
-        if "." in last:
-            quad = _tls_ipv4(last)
-            if quad is None:
-                return None
-            host = f"{head}:{quad}"
-        if "%" in host:
-            return None  # a zone id, which Python's reading takes and OpenSSL's does not
-        try:
-            address = ipaddress.IPv6Address(host)
-        except ValueError:
+    if ":" not in text:
+        quad = _tls_ipv4(text)
+        return None if quad is None else ipaddress.IPv4Address(quad)
+    if text == ":":
+        # OpenSSL splits the text at colons: a lone one is two empty
+        # elements, which it reads as "::" (Python's reading refuses it).
+        return ipaddress.IPv6Address("::")
+    # IPv6, whose last group may be an IPv4 address read as above.
+    head, _, last = text.rpartition(":")
+    if "." in last:
+        quad = _tls_ipv4(last)
+        if quad is None:
             return None
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return address.compressed
-    return _tls_ipv4(host)
+        text = f"{head}:{quad}"
+    if "%" in text:
+        return None  # a zone id, which Python's reading takes and OpenSSL's does not
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
 
 
 def _tls_ipv4(text: str) -> str | None:

@@ -20,7 +20,6 @@ decision turns into a refusal.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import itertools
 import operator
 import re
@@ -33,6 +32,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ._pinset import openssl_address
 from ._verify import PeerChain
 
 __all__ = [
@@ -345,10 +345,9 @@ def _issued_for(cert: x509.Certificate, name: str) -> bool:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    try:
-        address = ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        address = None
+    # An address as OpenSSL reads the name (127.0.0.010 is 127.0.0.10 to it,
+    # and [::1] is no address), compared as it compares: v4 with v4 only.
+    address = openssl_address(name)
     if address is not None:
         return address in sans.get_values_for_type(x509.IPAddress)
     wanted = name[:-1] if name.endswith(".") else name
