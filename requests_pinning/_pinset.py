@@ -1067,7 +1067,13 @@ def _parse_pin_list(
 
 def check_report_uri(value: object, where: str) -> str:
     """Return ``value`` if it is an http(s) URL with a host, else raise PinConfigError."""
-    problem = f"'report_uri' for {where}: {safe_repr(value)} is not an http:// or https:// URL"
+    # A URI with an "@" may hold a password: no message shows it (helper 60).
+    shown = (
+        "the URI (not shown: it holds an '@', which may come with a password)"
+        if isinstance(value, str) and "@" in value
+        else safe_repr(value)
+    )
+    problem = f"'report_uri' for {where}: {shown} is not an http:// or https:// URL"
     if not isinstance(value, str) or not value.isascii() or any(c.isspace() for c in value):
         raise PinConfigError(problem)
     uri = _HTTP_URI.fullmatch(value)

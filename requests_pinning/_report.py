@@ -25,7 +25,15 @@ from ._pinset import PinSet, normalize_host
 if TYPE_CHECKING:
     from ._report_post import Poster
 
-__all__ = ["LOG_SECONDS", "OnFailure", "PinFailure", "ReportStats", "Reporter", "log_gate"]
+__all__ = [
+    "LOG_SECONDS",
+    "OnFailure",
+    "PinFailure",
+    "ReportStats",
+    "Reporter",
+    "log_gate",
+    "shown_uri",
+]
 
 log = logging.getLogger("requests_pinning")
 
@@ -396,7 +404,7 @@ class Reporter:
                 # is dropped, and what starts may not run past it.
                 if now >= stop_at:
                     log.warning(
-                        "pin violation report to %s dropped: the reporter closed", _logged(uri)
+                        "pin violation report to %s dropped: the reporter closed", shown_uri(uri)
                     )
                     self._count("dropped")
                     continue
@@ -406,14 +414,14 @@ class Reporter:
             except Exception as exc:
                 # Whatever went wrong (a refused pin check, a timeout, a bad
                 # answer), one report is lost, never the worker.
-                log.warning("pin violation report to %s failed: %s", _logged(uri), _Shown(exc))
+                log.warning("pin violation report to %s failed: %s", shown_uri(uri), _Shown(exc))
                 self._count("failed")
                 continue
             if 200 <= status < 300:
                 self._count("sent")
             else:
                 log.warning(
-                    "pin violation report to %s failed: HTTP status %d", _logged(uri), status
+                    "pin violation report to %s failed: HTTP status %d", shown_uri(uri), status
                 )
                 self._count("failed")
 
@@ -430,8 +438,8 @@ class Reporter:
         return poster.post(uri, body, deadline)
 
 
-def _logged(uri: str) -> str:
-    """``uri`` as log lines show it: without its query or fragment.
+def shown_uri(uri: str) -> str:
+    """``uri`` as log lines and the command show it: without its query or fragment.
 
     Collectors often take a key in the query (``?sentry_key=...``); a log
     line is no place for it. (A user name and password are refused when the

@@ -462,6 +462,22 @@ def test_check_passes(capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path
     assert expected | {"checked", "expires", "expires_in_days", "report_only"} <= set(record)
 
 
+@pytest.mark.parametrize("uri", ["https://collector.example/pkp", None])
+def test_check_json_shows_a_report_uri_without_its_query(
+    capsys: Capture, pki: PKI, good: TLSServer, tmp_path: Path, uri: str | None
+) -> None:
+    # Helper 60: made for monitoring, the output showed a collector's key.
+    entry: dict[str, Any] = {"pins": [pki.intermediate_pin, pki.root_pin]}
+    if uri is not None:
+        entry["report_uri"] = uri + "?sentry_key=T0KEN#f"
+    pins = write_pins(tmp_path, {"localhost": entry})
+    status, out, err = run(capsys, "check", "--json", "--ca-bundle", pki.bundle, pins, target(good))
+    assert status == 0, err
+    [record] = json.loads(out)
+    assert record["report_uri"] == uri
+    assert "T0KEN" not in out
+
+
 def test_check_fails_against_a_rogue_certificate_and_shows_what_is_served(
     capsys: Capture, pki: PKI, good: TLSServer, rogue: TLSServer, tmp_path: Path
 ) -> None:
@@ -843,6 +859,24 @@ def test_lint_warn_days(capsys: Capture, tmp_path: Path) -> None:
     status, out, _ = run(capsys, "lint", "--warn-days", "60", path)
     assert status == 1
     assert "[expires-soon]" in out
+
+
+@pytest.mark.parametrize("broader", ["expired", "report-only"])
+def test_lint_override_is_not_reported_where_the_broader_entry_enforces_nothing(
+    capsys: Capture, tmp_path: Path, broader: str
+) -> None:
+    # Helper 60: the override warning compared a deny-only narrower entry
+    # with a broader one that had expired, or enforced nothing.
+    options: dict[str, Any] = (
+        {"expires": "2020-01-01"} if broader == "expired" else {"report_only": True}
+    )
+    path = write_pins(
+        tmp_path,
+        {"**.example.com": {"pins": [A, B], **options}, "api.example.com": {"deny": [C]}},
+    )
+    _, out, err = run(capsys, "lint", path)
+    assert "[override]" not in out, out + err
+    assert ("[expired]" in out) == (broader == "expired")
 
 
 def test_lint_override_is_not_reported_for_unrelated_or_wider_entries(

@@ -164,3 +164,22 @@ def test_report_uris_that_could_never_be_sent_a_report_are_refused(
     with pytest.raises(PinConfigError, match=message) as error:
         check_report_uri(value, "the adapter")
     assert "S3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://user:S3cret@example.com:99999/r",
+        "https://user:S3cret pw@example.com/r",
+        "https://user:S3cret\u00e9@example.com/r",
+        "https://user:S3cret@[::1/r",
+        "https://user:S3cret@example.com:80:80/r",
+    ],
+)
+def test_a_password_is_never_shown_in_any_refusal(value: str) -> None:
+    # Helper 60: a URI with a password and another fault was refused with
+    # the generic message, which showed it.
+    with pytest.raises(PinConfigError) as error:
+        check_report_uri(value, "the adapter")
+    assert "S3cret" not in str(error.value)
+    assert "not shown: it holds an '@'" in str(error.value)

@@ -23,6 +23,7 @@ from typing import Any
 from .._certs import describe_name, sha256_pin
 from .._pins import Pin
 from .._pinset import HostPins, PinSet
+from .._report import shown_uri
 from .._verify import PeerChain, evaluate
 from ._errors import EXIT_FAILED, EXIT_OK, print_warning, show
 from ._options import read_network, subparser
@@ -99,7 +100,9 @@ def _record(
         "expires_in_days": days_until(expires, now) if expires is not None else None,
         "report_only": bool(entry is not None and entry.report_only),
         "expired": bool(entry is not None and entry.is_expired(now)),
-        "report_uri": getattr(entry, "report_uri", None),
+        # Without its query, where collectors take a key: this output is
+        # made for monitoring, whose logs are no place for one.
+        "report_uri": shown_uri(entry.report_uri) if entry and entry.report_uri else None,
     }
 
 
@@ -215,7 +218,7 @@ were given: target, host, port, ok, status ("matched", "failed", or
 "unreachable" / "tls_error" when there was no usable handshake), reason,
 pattern, matched, pinned, denied, verified, checked and served (each a list
 of {pin, subject}), expires, expires_in_days, report_only, expired,
-report_uri.
+report_uri (without its query or fragment).
 
 examples:
   requests-pinning check pins.json api.example.com https://cdn.example.com/

@@ -49,7 +49,7 @@ def lint(
     found = [
         *_lint_entries(pinset, now, warn_days, suffixes),
         *_lint_raw(text),
-        *_lint_overrides(pinset),
+        *_lint_overrides(pinset, now),
     ]
     order = {entry.pattern: index for index, entry in enumerate(pinset)}
     found.sort(key=lambda warning: order.get(warning.pattern, len(order)))
@@ -185,7 +185,7 @@ def _duplicates(pattern: str, lists: dict[str, Any]) -> Iterator[LintWarning]:
 # -- entries that override others -------------------------------------------------------
 
 
-def _lint_overrides(pinset: PinSet) -> Iterator[LintWarning]:
+def _lint_overrides(pinset: PinSet, now: datetime) -> Iterator[LintWarning]:
     """More specific entries whose pins replace some of a broader entry's, where both apply.
 
     Precedence is asked of the library itself: for each pair of entries whose
@@ -230,7 +230,7 @@ def _lint_overrides(pinset: PinSet) -> Iterator[LintWarning]:
                         yield _unchecked(entry)
                         return
                     done.add(pair)
-                    yield from _override(entry, other, keys, alone)
+                    yield from _override(entry, other, keys, alone, now)
 
 
 # Pairs of entries that may overlap, asked about at most (about 2 s): a file
@@ -266,23 +266,30 @@ def _override(
     b: HostPins,
     keys: dict[str, _PatternKey],
     alone: dict[str, PinSet],
+    now: datetime,
 ) -> Iterator[LintWarning]:
     winner = _winner(a, b, keys, alone)
     if winner is None:
         return
     loser = b if winner is a else a
+    if loser.is_expired(now):
+        return  # it enforces nothing to lose (its own warning says it expired)
     # Sets: entries of thousands of pins made each pair cost the product.
     kept = set(winner.pins)
     lost = [pin for pin in loser.pins if pin not in kept]
     winner_deny: frozenset[Pin] = frozenset(getattr(winner, "deny", ()))
     lost_deny = [pin for pin in getattr(loser, "deny", ()) if pin not in winner_deny]
+    # Whether the broader entry enforces anything the winner could weaken.
+    enforced = bool(loser.pins or getattr(loser, "deny", ())) and not loser.report_only
     problems = []
     if lost and not winner.pins:
-        # A deny-list alone accepts whatever it does not deny.
-        problems.append(
-            f"it has deny pins only, so any certificate it does not deny is accepted "
-            f"there, not only the pinned keys of {loser.pattern}"
-        )
+        # A deny-list alone accepts whatever it does not deny: no pin of the
+        # broader entry is "not accepted", each is, and so is any other key.
+        if enforced:
+            problems.append(
+                f"it has deny pins only, so any certificate it does not deny is accepted "
+                f"there, not only the pinned keys of {loser.pattern}"
+            )
         lost = []
     parts = []
     if lost:
@@ -302,8 +309,7 @@ def _override(
     # The switches are the winner's too: a narrower entry can turn
     # enforcement off (report-only), or end it sooner (expires), for the
     # hosts that the broader entry enforces.
-    enforced = bool(loser.pins or getattr(loser, "deny", ()))
-    if enforced and winner.report_only and not loser.report_only:
+    if enforced and winner.report_only:
         problems.append(
             f"it is report-only, so nothing is enforced there, where {loser.pattern} is"
         )
