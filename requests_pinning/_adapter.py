@@ -254,9 +254,15 @@ class PinningAdapter(HTTPAdapter):
         manager: Any
         if proxy.lower().startswith("socks"):
             username, password = get_auth_from_url(proxy)
-            manager = socks_proxy_manager(
-                self._policy, proxy, username=username, password=password, **common
-            )
+            try:
+                manager = socks_proxy_manager(
+                    self._policy, proxy, username=username, password=password, **common
+                )
+            except ImportError as missing:
+                # What requests raises without PySocks (requests[socks]).
+                raise requests.exceptions.InvalidSchema(
+                    "Missing dependencies for SOCKS support."
+                ) from missing
         else:
             manager = PinningProxyManager(
                 self._policy, proxy, proxy_headers=self.proxy_headers(proxy), **common

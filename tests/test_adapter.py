@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -17,7 +19,13 @@ import requests
 import urllib3
 from urllib3.util.retry import Retry
 
-from requests_pinning import PinFailure, PinMismatchError, PinningAdapter, cert_fingerprint
+from requests_pinning import (
+    PinFailure,
+    PinMismatchError,
+    PinningAdapter,
+    _urllib3,
+    cert_fingerprint,
+)
 
 from .conftest import PKI
 from .servers import ConnectProxy, Socks5Proxy, TLSServer
@@ -366,6 +374,27 @@ def test_socks_proxy_pins_the_origin(
     error = refuse(session, rogue, verify=pki.bundle, proxies=proxies)
     assert error.port == rogue.port
     assert socks_proxy.connects == [f"localhost:{good.port}", f"localhost:{rogue.port}"]
+
+
+def test_socks_proxy_without_pysocks_is_requests_own_error(
+    monkeypatch: pytest.MonkeyPatch, good: TLSServer
+) -> None:
+    # It was a ModuleNotFoundError from the import; requests, which looks for
+    # PySocks when it is imported, raises this (requests/adapters.py).
+    monkeypatch.setitem(sys.modules, "socks", None)  # as if PySocks were not installed
+    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks", raising=False)
+    _urllib3._socks_manager_class.cache_clear()
+    try:
+        with pinned_session({}) as session, warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.DependencyWarning)
+            with pytest.raises(
+                requests.exceptions.InvalidSchema,
+                match=r"^Missing dependencies for SOCKS support\.",
+            ):
+                session.get(url(good), proxies={"https": "socks5h://127.0.0.1:1"}, timeout=10)
+    finally:
+        _urllib3._socks_manager_class.cache_clear()
+    assert good.handshakes == 0
 
 
 # -- policy -----------------------------------------------------------------------------
