@@ -9,9 +9,11 @@ host (``user@host``, the IP address, a trailing dot) to an unpinned adapter.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import re
 import warnings
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -272,3 +274,113 @@ def test_the_bypasses_of_a_per_host_mount_are_the_documented_ones(
         assert prepared.url is not None
         chosen = session.get_adapter(prepared.url)
         assert (chosen is adapter) == (url in seen), url
+
+
+# -- the audit follows every change of the session's mounts ---------------------------
+
+
+def test_a_mount_replaced_in_place_is_audited_again(
+    pki: PKI, good: TLSServer, rogue: TLSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The audit ran again only when the number of mounts changed: a pinning
+    # twin replaced by a plain adapter on its prefix went unsaid (attack pass).
+    session = requests.Session()
+    session.verify = pki.bundle
+    session.mount("https://", PinningAdapter(pins(pki)))
+    prefix = f"https://localhost:{rogue.port}/"
+    session.mount(prefix, PinningAdapter(pins(pki), max_retries=1))  # a twin
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PinningMountWarning)
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+    # (The twin, mounted per host, audits its own mounts on its first request.)
+    own_audit = pytest.warns(PinningMountWarning, match="not on 'https://'")
+    with own_audit, pytest.raises(PinMismatchError):
+        session.post(prefix, data=b"secret")
+    assert rogue.bytes_received == 0
+    session.mount(prefix, HTTPAdapter())  # as many mounts as before
+    said = re.escape(f"HTTPAdapter mounted on {prefix!r} takes the URLs under that prefix")
+    with pytest.warns(PinningMountWarning, match=said):
+        session.get(f"https://localhost:{good.port}/")
+    assert re.search(said, caplog.text)
+    # What it says: that prefix now goes out unpinned (a plain Session can only warn).
+    assert session.post(prefix, data=b"secret").status_code == 200
+    assert rogue.bytes_received > 0
+    # Said once: the mounts as audited raise nothing more.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PinningMountWarning)
+        assert session.get(f"https://localhost:{good.port}/").status_code == 200
+
+
+def test_an_adapter_audits_the_next_session_once_the_first_is_gone(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    adapter = PinningAdapter(pins(pki))
+    with requests.Session() as first:
+        first.mount("https://", adapter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PinningMountWarning)
+            assert first.get(f"https://localhost:{good.port}/", verify=pki.bundle).ok
+    del first
+    gc.collect()
+    second = requests.Session()
+    second.verify = pki.bundle
+    second.mount("https://", adapter)
+    second.mount(f"https://localhost:{rogue.port}/", HTTPAdapter())
+    with pytest.warns(PinningMountWarning, match="HTTPAdapter mounted on"):
+        assert second.get(f"https://localhost:{good.port}/").ok
+    # Its twin: the first session's mounts would have said nothing.
+    assert rogue.handshakes == 0
+
+
+def test_a_change_in_the_audited_session_is_audited_whoever_sends_next(
+    pki: PKI, good: TLSServer, rogue: TLSServer
+) -> None:
+    adapter = PinningAdapter(pins(pki))
+    first, second = requests.Session(), requests.Session()
+    for session in (first, second):
+        session.verify = pki.bundle
+        session.mount("https://", adapter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PinningMountWarning)
+        assert first.get(f"https://localhost:{good.port}/").ok  # the session audited
+        assert second.get(f"https://localhost:{good.port}/").ok
+    prefix = f"https://localhost:{rogue.port}/"
+    first.mount(prefix, HTTPAdapter())
+    with pytest.warns(PinningMountWarning, match=re.escape(f"HTTPAdapter mounted on {prefix!r}")):
+        assert second.get(f"https://localhost:{good.port}/").ok
+    assert rogue.handshakes == 0
+
+
+def test_the_audit_keeps_nothing_of_a_session_that_is_gone(pki: PKI, good: TLSServer) -> None:
+    # Its copy of the mounts goes with the session: the adapters in it hold
+    # pools and kept-alive sockets.
+    adapter = PinningAdapter(pins(pki))
+    session = requests.Session()
+    session.mount("https://", adapter)
+    other = HTTPAdapter()
+    session.mount("http://", other)
+    assert session.get(f"https://localhost:{good.port}/", verify=pki.bundle).ok
+    gone = weakref.ref(other)
+    session.close()
+    del session, other
+    gc.collect()
+    assert gone() is None
+    # The twin: while the session lives, so does what it mounts.
+    with requests.Session() as session:
+        session.mount("http://", HTTPAdapter())
+        kept = weakref.ref(session.adapters["http://"])
+        gc.collect()
+        assert kept() is not None
+
+
+def test_a_request_sent_without_a_session_leaves_the_audit_to_the_next(
+    pki: PKI, good: TLSServer
+) -> None:
+    adapter = PinningAdapter(pins(pki))
+    prepared = requests.Request("GET", f"https://localhost:{good.port}/").prepare()
+    assert adapter.send(prepared, verify=pki.bundle).ok
+    session = requests.Session()
+    session.mount("https://", adapter)
+    session.mount("https://localhost.example", HTTPAdapter())
+    with pytest.warns(PinningMountWarning, match="HTTPAdapter mounted on"):
+        session.get(f"https://localhost:{good.port}/", verify=pki.bundle)
