@@ -105,7 +105,10 @@ class PinningSession(requests.Session):
         # self.mount, before there is a pinning adapter: they are replaced
         # just below, so let them in.
         self.pinning_adapter = None  # type: ignore[assignment]
-        self._approved: list[PinningAdapter] = []
+        # The PinningAdapters other than the session's own that mount() let
+        # onto a web prefix, by prefix: remounting a prefix forgets its
+        # adapter, so a replaced adapter (its pools, its sockets) is let go.
+        self._approved: dict[str, PinningAdapter] = {}
         super().__init__()
         self.pinning_adapter = PinningAdapter(
             pins,
@@ -126,6 +129,7 @@ class PinningSession(requests.Session):
     def mount(self, prefix: str | bytes, adapter: BaseAdapter) -> None:
         """Mount ``adapter`` on ``prefix``, unless that would let URLs bypass the pins."""
         text = prefix.decode("latin-1") if isinstance(prefix, bytes) else prefix
+        approved: PinningAdapter | None = None
         if self.pinning_adapter is not None and _covers_web_urls(text):
             if not isinstance(adapter, PinningAdapter):
                 raise ValueError(
@@ -140,25 +144,48 @@ class PinningSession(requests.Session):
                     "session: URLs under that prefix would escape the session's policy; give "
                     "it the same pins and switches (other options, such as max_retries, may differ)"
                 )
-            self._approved.append(adapter)
+            if adapter is not self.pinning_adapter:
+                approved = adapter
         # As text: requests compares prefixes with str URLs, and a bytes prefix
         # would break every later request with a TypeError.
         super().mount(text, adapter)
+        self._forget_unmounted()
+        if approved is not None:
+            self._approved[text] = approved
+
+    def _forget_unmounted(self) -> None:
+        # Approval goes with the mount: only what is still mounted where it was
+        # approved stays approved (session.adapters may have been edited).
+        self._approved = {
+            prefix: approved
+            for prefix, approved in self._approved.items()
+            if self.adapters.get(prefix) is approved
+        }
 
     def get_adapter(self, url: str) -> BaseAdapter:
         adapter = super().get_adapter(url)
         # Fail closed: the mount check above can be sidestepped by editing
         # session.adapters directly; this cannot. Only the session's adapter
         # and those that passed mount() may carry http(s) URLs.
-        approved = adapter is self.pinning_adapter or any(
-            adapter is other for other in self._approved
-        )
-        if not approved and _as_parsed(url).startswith("http"):
+        if adapter is self.pinning_adapter or not _as_parsed(url).startswith("http"):
+            return adapter
+        if not any(adapter is approved for approved in self._approved.values()):
             raise ValueError(
                 f"refusing {url!r}: its adapter, {type(adapter).__name__}, was not mounted "
                 "through PinningSession.mount, so it may not check the session's pins"
             )
         return adapter
+
+    def close(self) -> None:
+        """Close the mounted adapters and the session's own, mounted or not."""
+        super().close()
+        # requests closes what is mounted; the session's adapter, made here,
+        # may have been remounted away (its pools and report worker with it).
+        # Closing is idempotent, so one still mounted may be closed twice.
+        self.pinning_adapter.close()
+        # And approvals of adapters no longer mounted (edits of the mapping)
+        # let them go: the session closes what it mounts, not what it held.
+        self._forget_unmounted()
 
 
 def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> str:

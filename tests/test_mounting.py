@@ -384,3 +384,46 @@ def test_a_request_sent_without_a_session_leaves_the_audit_to_the_next(
     session.mount("https://localhost.example", HTTPAdapter())
     with pytest.warns(PinningMountWarning, match="HTTPAdapter mounted on"):
         session.get(f"https://localhost:{good.port}/", verify=pki.bundle)
+
+
+# -- PinningSession keeps no adapter it no longer mounts ------------------------------
+
+
+def test_pinning_session_lets_go_of_the_adapters_it_remounts(pki: PKI, good: TLSServer) -> None:
+    # Every approved adapter was kept, replaced or not: with a request each,
+    # 200 remounts held 400 descriptors, and close() did not free them.
+    session = PinningSession(pins(pki))
+    session.verify = pki.bundle
+    prefix = f"https://localhost:{good.port}/"
+    mounted = []
+    for _ in range(4):
+        adapter = PinningAdapter(pins(pki))
+        session.mount(prefix, adapter)
+        assert session.get(prefix).ok
+        mounted.append(weakref.ref(adapter))
+    del adapter
+    gc.collect()
+    assert [ref() is None for ref in mounted] == [True, True, True, False]
+    # Approval went with the mount: put back by an edit of the mapping, a
+    # replaced adapter is refused, like any other that did not pass mount().
+    session.mount(f"https://localhost:{good.port}/x", replaced := PinningAdapter(pins(pki)))
+    session.mount(f"https://localhost:{good.port}/x", PinningAdapter(pins(pki)))
+    session.adapters[prefix] = replaced
+    with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+        session.get(prefix)
+    session.close()
+    gc.collect()
+    good.wait_idle(5)
+
+
+def test_pinning_session_closes_its_own_adapter_when_remounted_away(
+    pki: PKI, good: TLSServer
+) -> None:
+    session = PinningSession(pins(pki))
+    session.verify = pki.bundle
+    assert session.get(f"https://localhost:{good.port}/").ok  # kept alive by its adapter
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, PinningAdapter(pins(pki)))
+    assert session.pinning_adapter not in session.adapters.values()
+    session.close()
+    good.wait_idle(5)  # its kept-alive connection was closed
