@@ -17,6 +17,7 @@ requests it is given. Hence two defences:
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import warnings
 from typing import Any
@@ -49,9 +50,9 @@ class PinningMountWarning(UserWarning):
 # requests matches a URL against the mounted prefixes as it is written, but
 # the parsers that then connect read it otherwise: urllib.parse removes tabs
 # and line breaks anywhere ("ht\ttps://host" is sent to https://host) and
-# strips leading whitespace and control characters, as urllib3 does. So these
-# checks read a prefix or a URL with every such character removed: a web URL
-# cannot hide behind one, and a prefix that needs them is refused (fail closed).
+# strips leading whitespace and control characters, as urllib3 does. So the
+# mount audit reads a prefix with every such character removed: a web URL
+# cannot hide behind one. (PinningSession's checks, _may_be_web, go further.)
 _INVISIBLE = "".join(map(chr, range(33)))
 _REMOVE_INVISIBLE = str.maketrans("", "", _INVISIBLE)
 
@@ -59,6 +60,27 @@ _REMOVE_INVISIBLE = str.maketrans("", "", _INVISIBLE)
 def _as_parsed(text: str) -> str:
     """``text`` lower-cased, with every character a URL parser may drop removed."""
     return text.translate(_REMOVE_INVISIBLE).lower()
+
+
+# A scheme at the very start of a URL, as urllib.parse and urllib3's
+# parse_url both read one (urllib3's is the narrower: no "."), in ASCII only.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+-]*:")
+
+
+def _may_be_web(text: str) -> bool:
+    """Whether ``text``, a URL or a mount prefix, may be (or start) an http(s) URL.
+
+    Only text that starts with a scheme of its own, other than those two, is
+    not (``http+unix://`` of requests-unixsocket and docker-py): both parsers
+    read that scheme, urllib3 has no pool for it, and every URL under such a
+    prefix has it too. Fail closed: anything else may be; urllib3 sends a URL
+    without a scheme with http (``//host/``, ``127.0.0.1:80``), urllib.parse
+    drops tabs and leading control characters (``"\\thttps://"``), and a
+    prefix that stops short of its colon (``"ftp"``) also starts URLs without
+    one (``ftp.example:80``).
+    """
+    scheme = _SCHEME.match(text)
+    return scheme is None or scheme.group().lower() in ("http:", "https:")
 
 
 def _covers_web_urls(prefix: str, schemes: tuple[str, ...] = _SCHEMES) -> bool:
@@ -83,6 +105,8 @@ class PinningSession(requests.Session):
     with the same pins and those options instead. If an adapter that is not a
     pinning one is found for an http(s) URL anyway (say ``session.adapters``
     was edited directly), the request is refused with ``ValueError``.
+    Adapters for schemes of their own (``"http+unix://"``) mount and serve
+    their URLs as in any session.
 
     ``pins`` and the keyword arguments are those of :class:`PinningAdapter`
     (``pins`` may be a :class:`PinningPolicy`).
@@ -130,7 +154,7 @@ class PinningSession(requests.Session):
         """Mount ``adapter`` on ``prefix``, unless that would let URLs bypass the pins."""
         text = prefix.decode("latin-1") if isinstance(prefix, bytes) else prefix
         approved: PinningAdapter | None = None
-        if self.pinning_adapter is not None and _covers_web_urls(text):
+        if self.pinning_adapter is not None and _may_be_web(text):
             if not isinstance(adapter, PinningAdapter):
                 raise ValueError(
                     f"mounting a {type(adapter).__name__} on {prefix!r} would take those URLs "
@@ -167,7 +191,7 @@ class PinningSession(requests.Session):
         # Fail closed: the mount check above can be sidestepped by editing
         # session.adapters directly; this cannot. Only the session's adapter
         # and those that passed mount() may carry http(s) URLs.
-        if adapter is self.pinning_adapter or not _as_parsed(url).startswith("http"):
+        if adapter is self.pinning_adapter or not _may_be_web(url):
             return adapter
         if not any(adapter is approved for approved in self._approved.values()):
             raise ValueError(

@@ -9,16 +9,22 @@ host (``user@host``, the IP address, a trailing dot) to an unpinned adapter.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import pickle
 import re
+import urllib.parse
 import warnings
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3.util
+from hypothesis import given
+from hypothesis import strategies as st
+from requests.adapters import BaseAdapter, HTTPAdapter
 
 from requests_pinning import (
     HostPins,
@@ -31,7 +37,7 @@ from requests_pinning import (
 )
 
 from .conftest import PKI
-from .servers import TLSServer
+from .servers import ConnectProxy, TLSServer
 
 
 def pins(pki: PKI) -> dict[str, list[str]]:
@@ -427,3 +433,130 @@ def test_pinning_session_closes_its_own_adapter_when_remounted_away(
     assert session.pinning_adapter not in session.adapters.values()
     session.close()
     good.wait_idle(5)  # its kept-alive connection was closed
+
+
+# -- PinningSession and adapters for other schemes ------------------------------------
+
+
+class Recording(BaseAdapter):
+    """An adapter for a scheme of its own (as requests-unixsocket's): no network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.urls.append(str(request.url))
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"served"
+        response.url = str(request.url)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_pinning_session_serves_a_scheme_of_its_own_through_its_adapter(
+    pki: PKI, rogue: TLSServer
+) -> None:
+    # It mounted, then refused every request, "not mounted through
+    # PinningSession.mount" (requests-unixsocket, docker-py).
+    session = PinningSession(pins(pki))
+    session.verify = pki.bundle
+    unix = Recording()
+    session.mount("http+unix://", unix)
+    session.mount("HTTP+DOCKER://", unix)
+    for url in ("http+unix://%2Frun%2Fdocker.sock/info", "http+docker://localhost/v1/info"):
+        assert session.get(url).text == "served"
+    # The twins: that adapter put in place of the pinning one for web URLs, and
+    # spellings that are sent with http(s), are refused.
+    session.adapters["https://"] = session.adapters["http://"] = unix  # sidesteps mount()
+    for url in (f"https://localhost:{rogue.port}/", f"http://localhost:{rogue.port}/"):
+        with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+            session.get(url)
+    assert len(unix.urls) == 2
+    assert rogue.handshakes == 0
+
+
+def test_pinning_session_refuses_a_url_without_a_scheme_to_another_adapter() -> None:
+    # urllib3 sends it with http, and requests passes it to the adapter as it is.
+    with ConnectProxy() as origin:
+        url = f"//127.0.0.1:{origin.port}/"
+        session = PinningSession({})
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount("/", HTTPAdapter())
+        session.adapters["/"] = HTTPAdapter()  # sidesteps mount()
+        with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+            session.get(url)
+        assert origin.forwarded == []
+        # The failing twin: a plain Session sends it, with http.
+        plain = requests.Session()
+        plain.mount("/", HTTPAdapter())
+        assert plain.get(url).text == "forwarded"
+        assert origin.forwarded == ["/"]
+
+
+@pytest.mark.parametrize(
+    ("text", "web"),
+    [
+        ("https://host/", True),
+        ("HTTP://host/", True),
+        ("https:host", True),
+        ("ht\ttps://host/", True),
+        (" https://host/", True),
+        ("\x00http://host/", True),
+        ("//host/", True),
+        ("127.0.0.1:80/", True),
+        ("a.b://host/", True),  # no scheme to urllib3, which would send it with http
+        ("http", True),  # prefixes
+        ("ftp", True),
+        ("/", True),
+        ("", True),
+        ("http+unix://%2Frun%2Fdocker.sock/", False),
+        ("HTTP+Unix://x/", False),
+        ("ftp://host/", False),
+        ("ftp:", False),
+        ("localhost:443/", False),  # urllib3 and urllib.parse: the scheme "localhost"
+        ("https+x://host/", False),
+    ],
+)
+def test_what_a_pinning_session_takes_for_a_web_url(text: str, web: bool) -> None:
+    session = PinningSession({})
+    plain = Recording()
+    session.adapters.clear()
+    session.adapters[""] = plain  # every URL's adapter, sidestepping mount()
+    if web:
+        with pytest.raises(ValueError, match="was not mounted through PinningSession"):
+            session.get_adapter(text)
+        with pytest.raises(ValueError, match="out of pinning"):
+            session.mount(text, HTTPAdapter())
+    else:
+        assert session.get_adapter(text) is plain
+        session.mount(text, HTTPAdapter())
+
+
+SCHEME_PIECES = st.sampled_from(
+    ["http", "https", "HTTP", "s", "+unix", "+", "-", ".", "1", "a", ":", "//", "/", "h",
+     "\t", "\n", " ", "\x00", "\x7f", "\u212a", "\u0130", "host", "[::1]", "%2F", "@"]
+)  # fmt: skip
+
+
+@given(st.lists(SCHEME_PIECES, max_size=8).map("".join))
+def test_a_url_taken_for_another_scheme_is_one_to_both_parsers(text: str) -> None:
+    session = PinningSession({})
+    plain = Recording()
+    session.adapters.clear()
+    session.adapters[""] = plain
+    try:
+        session.get_adapter(text)
+    except ValueError:
+        return  # taken for a web URL: refused
+    # Not a web URL to the session: neither urllib.parse (requests' adapter)
+    # nor urllib3's parse_url reads an http(s) scheme, or none, in it.
+    # A parser that refuses the URL sends nothing.
+    web = ("http", "https", "")
+    with contextlib.suppress(ValueError):
+        assert urllib.parse.urlsplit(text).scheme.lower() not in web
+    with contextlib.suppress(ValueError):  # urllib3's LocationParseError is one
+        assert (urllib3.util.parse_url(text).scheme or "").lower() not in web
