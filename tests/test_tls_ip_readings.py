@@ -155,11 +155,14 @@ def _libcrypto() -> ctypes.CDLL | None:
     paths = {line.split()[-1] for line in maps.splitlines() if "/libcrypto" in line}
     if len(paths) != 1:
         return None  # linked statically, or not found
-    lib = ctypes.CDLL(paths.pop())
-    lib.OpenSSL_version.restype = ctypes.c_char_p
-    lib.OpenSSL_version.argtypes = [ctypes.c_int]
-    if lib.OpenSSL_version(0) != ssl.OPENSSL_VERSION.encode():
-        return None
+    try:
+        lib = ctypes.CDLL(paths.pop())
+        lib.OpenSSL_version.restype = ctypes.c_char_p
+        lib.OpenSSL_version.argtypes = [ctypes.c_int]
+        if lib.OpenSSL_version(0) != ssl.OPENSSL_VERSION.encode():
+            return None
+    except (OSError, AttributeError):
+        return None  # not loadable, or an OpenSSL without these functions (1.0)
     lib.a2i_IPADDRESS.restype = ctypes.c_void_p
     lib.a2i_IPADDRESS.argtypes = [ctypes.c_char_p]
     lib.ASN1_STRING_get0_data.restype = ctypes.c_void_p
