@@ -200,6 +200,32 @@ class PinningSession(requests.Session):
             )
         return adapter
 
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send ``request``; refuse one that a non-pinning adapter would send through an
+        HTTPS proxy (ValueError)."""
+        url = request.url or ""
+        if not url.startswith(("https://", "http://")):  # (requests lower-cases the scheme)
+            # An adapter for a scheme of its own (get_adapter lets it carry
+            # its URLs) sends them through a proxy as urllib3 does any scheme
+            # but https: to the proxy's own pool, TLS for an https:// proxy,
+            # with no pins checked (helper 61: an impostor proxy got the
+            # request). Such adapters (unix sockets) use no proxy.
+            proxies = kwargs.get("proxies")
+            if proxies is None:
+                proxies = requests.utils.resolve_proxies(
+                    request, dict(self.proxies), self.trust_env
+                )
+                kwargs["proxies"] = proxies
+            proxy = requests.utils.select_proxy(url, proxies)
+            adapter = self.get_adapter(url)
+            if proxy and not isinstance(adapter, PinningAdapter) and _tls_proxy(proxy):
+                raise ValueError(
+                    f"refusing {url!r}: its adapter, {type(adapter).__name__}, would send it "
+                    f"through the proxy {proxy!r} without checking the proxy's pins; send it "
+                    "without a proxy, or mount a PinningAdapter for it"
+                )
+        return super().send(request, **kwargs)
+
     def close(self) -> None:
         """Close the mounted adapters and the session's own, mounted or not."""
         super().close()
@@ -210,6 +236,13 @@ class PinningSession(requests.Session):
         # And approvals of adapters no longer mounted (edits of the mapping)
         # let them go: the session closes what it mounts, not what it held.
         self._forget_unmounted()
+
+
+def _tls_proxy(proxy: str) -> bool:
+    """Whether requests would speak TLS to ``proxy`` (any scheme but http and SOCKS's)."""
+    # Without "://" requests takes it for http (prepend_scheme_if_needed).
+    scheme = proxy.partition("://")[0] if "://" in proxy else "http"
+    return scheme.strip().lower() not in ("http", "socks4", "socks4a", "socks5", "socks5h")
 
 
 def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> str:

@@ -525,7 +525,17 @@ class _PinningManagerMixin:
 
 def _pinning_pool(pool: Any) -> Any:
     """``pool``, unless it is an HTTPS pool that checks no pins: then a ``TypeError``."""
-    if isinstance(pool, HTTPSConnectionPool) and not isinstance(pool, _PinningPoolMixin):
+    if isinstance(pool, _PinningPoolMixin):
+        return pool
+    # Any pool that may speak TLS: urllib3's HTTPS pool, or another pool class
+    # given the https scheme or a TLS connection class (helper 61).
+    connection_class = getattr(pool, "ConnectionCls", None)
+    if (
+        isinstance(pool, HTTPSConnectionPool)
+        or getattr(pool, "scheme", None) != "http"
+        or not isinstance(connection_class, type)
+        or issubclass(connection_class, HTTPSConnection)
+    ):
         raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
     return pool
 

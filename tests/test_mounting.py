@@ -479,6 +479,41 @@ def test_pinning_session_serves_a_scheme_of_its_own_through_its_adapter(
     assert rogue.handshakes == 0
 
 
+@pytest.mark.parametrize("session_kind", ["pinning", "plain"])
+def test_a_scheme_of_its_own_is_not_sent_through_an_https_proxy_unchecked(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch, session_kind: str
+) -> None:
+    # Helper 61: a plain adapter mounted on a scheme of its own sends its URLs
+    # through a proxy as urllib3 sends any scheme but https: to the proxy's
+    # own pool, over TLS for an https:// proxy, whose pins nobody checked
+    # (requests does not even validate it). The impostor proxy, pinned as
+    # localhost, got the request. The twin, a plain Session, shows it does.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle)
+    with ConnectProxy(tls_cert=pki.rogue_root.issue_cert("localhost")) as proxy:
+        session = PinningSession(pins(pki)) if session_kind == "pinning" else requests.Session()
+        session.mount("x://", HTTPAdapter())
+        proxies = {"all": proxy.url}
+        if session_kind == "pinning":
+            with pytest.raises(ValueError, match="without checking the proxy's pins"):
+                session.get("x://origin.example/secret", proxies=proxies, timeout=10)
+            assert proxy.forwarded == [] and proxy.connects == []
+            # Through a cleartext (http://) proxy, which has no TLS session to
+            # pin, it goes as in any session.
+            with ConnectProxy() as cleartext:
+                response = session.get(
+                    "x://origin.example/open", proxies={"all": cleartext.url}, timeout=10
+                )
+                assert response.text == "forwarded"
+                assert cleartext.forwarded == ["x://origin.example/open"]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning
+                response = session.get("x://origin.example/secret", proxies=proxies, timeout=10)
+            assert response.text == "forwarded"
+            assert proxy.forwarded == ["x://origin.example/secret"]
+        session.close()
+
+
 def test_pinning_session_refuses_a_url_without_a_scheme_to_another_adapter() -> None:
     # urllib3 sends it with http, and requests passes it to the adapter as it is.
     with ConnectProxy() as origin:

@@ -157,7 +157,9 @@ def test_pins_of_the_validated_name_apply_when_connecting_by_address(
 class _OwnPools:
     """A mixin that builds the manager's HTTPS pools itself (say, to bind a source address)."""
 
-    plain = True  # urllib3's own pool, which checks no pins; else the manager's
+    # urllib3's own HTTPS pool, or its HTTP pool made to speak TLS, neither
+    # of which checks pins; or (False) the manager's.
+    plain: str | bool = "https"
 
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
@@ -168,8 +170,19 @@ class _OwnPools:
         if scheme == "https" and self.plain:
             for key in ("scheme", "host", "port"):
                 context.pop(key, None)
-            return urllib3.HTTPSConnectionPool(host, port, **context)
+            if self.plain == "https":
+                return urllib3.HTTPSConnectionPool(host, port, **context)
+            # Helper 61: not an HTTPSConnectionPool, yet TLS all the same.
+            for key in list(context):
+                if key not in ("source_address", "timeout", "retries", "headers"):
+                    context.pop(key)
+            return _TLSInHTTPPool(host, port, **context)
         return super()._new_pool(scheme, host, port, context)  # type: ignore[misc]
+
+
+class _TLSInHTTPPool(urllib3.HTTPConnectionPool):
+    scheme = "https"
+    ConnectionCls = urllib3.connection.HTTPSConnection
 
 
 class _OwnPoolManager(_OwnPools, PinningPoolManager):
@@ -180,11 +193,13 @@ class _OwnProxyManager(_OwnPools, PinningProxyManager):
     pass
 
 
-@pytest.mark.parametrize("plain", [True, False], ids=["plain pool", "pinning pool"])
+@pytest.mark.parametrize(
+    "plain", ["https", "http-tls", False], ids=["plain pool", "tls in an http pool", "pinning pool"]
+)
 @pytest.mark.parametrize("proxied", [False, True], ids=["direct", "proxied"])
 @pytest.mark.parametrize("how", ["request", "connection_from_url"])
 def test_a_subclass_whose_pools_check_no_pins_is_refused_before_a_byte(
-    pki: PKI, good: TLSServer, rogue: TLSServer, plain: bool, proxied: bool, how: str
+    pki: PKI, good: TLSServer, rogue: TLSServer, plain: str | bool, proxied: bool, how: str
 ) -> None:
     # The pool the manager is about to use is looked at, however it was made:
     # a subclass's _new_pool never reaches the manager's own.
@@ -205,7 +220,7 @@ def test_a_subclass_whose_pools_check_no_pins_is_refused_before_a_byte(
             return http.connection_from_url(url).urlopen("POST", "/", body=b"secret")
 
         if plain:
-            with pytest.raises(TypeError, match="HTTPSConnectionPool does not check pins"):
+            with pytest.raises(TypeError, match="Pool does not check pins"):
                 post(rogue)
             rogue.wait_idle()
             assert rogue.handshakes == 0
