@@ -28,6 +28,7 @@ from requests.adapters import BaseAdapter
 from ._adapter import PinningAdapter
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure
+from ._urllib3 import unpinned_tls_pool
 from ._verify import PinningPolicy
 
 __all__ = ["PinningMountWarning", "PinningSession", "audit_mounts"]
@@ -201,30 +202,53 @@ class PinningSession(requests.Session):
         return adapter
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """Send ``request``; refuse one that a non-pinning adapter would send through an
-        HTTPS proxy (ValueError)."""
+        """Send ``request``; refuse one that its adapter would send through an HTTPS
+        proxy without checking the session's pins on it (ValueError)."""
         url = request.url or ""
         if not url.startswith(("https://", "http://")):  # (requests lower-cases the scheme)
-            # An adapter for a scheme of its own (get_adapter lets it carry
-            # its URLs) sends them through a proxy as urllib3 does any scheme
-            # but https: to the proxy's own pool, TLS for an https:// proxy,
-            # with no pins checked (helper 61: an impostor proxy got the
-            # request). Such adapters (unix sockets) use no proxy.
-            proxies = kwargs.get("proxies")
-            if proxies is None:
-                proxies = requests.utils.resolve_proxies(
+            if "proxies" not in kwargs:  # as requests resolves them (None: no proxy)
+                kwargs["proxies"] = requests.utils.resolve_proxies(
                     request, dict(self.proxies), self.trust_env
                 )
-                kwargs["proxies"] = proxies
-            proxy = requests.utils.select_proxy(url, proxies)
-            adapter = self.get_adapter(url)
-            if proxy and not isinstance(adapter, PinningAdapter) and _tls_proxy(proxy):
-                raise ValueError(
-                    f"refusing {url!r}: its adapter, {type(adapter).__name__}, would send it "
-                    f"through the proxy {proxy!r} without checking the proxy's pins; send it "
-                    "without a proxy, or mount a PinningAdapter for it"
-                )
+            self._check_proxy(request, url, kwargs)
         return super().send(request, **kwargs)
+
+    def _check_proxy(self, request: requests.PreparedRequest, url: str, kwargs: Any) -> None:
+        # An adapter for a scheme of its own (get_adapter lets it carry its
+        # URLs) may send them through a proxy as urllib3 does any scheme but
+        # https: to the proxy's own pool, over TLS for an https:// proxy
+        # (helper 61: an impostor proxy got the request). That TLS session
+        # must be checked against the session's pins, as for any URL.
+        proxy = requests.utils.select_proxy(url, kwargs["proxies"])
+        if not proxy or not _tls_proxy(proxy):
+            return
+        adapter = self.get_adapter(url)
+        if isinstance(adapter, PinningAdapter):
+            # Its pins check the proxy: they must be the session's (helper
+            # 62: PinningAdapter({}) on "x://" let an impostor proxy through).
+            different = _policy_difference(adapter, self.pinning_adapter)
+            if not different:
+                return
+            why = f"its adapter's {different} is not the session's"
+        elif isinstance(adapter, requests.adapters.HTTPAdapter):
+            # Whether it talks TLS to the proxy is the pool it would use: an
+            # adapter for unix sockets (docker-py, requests-unixsocket) uses
+            # one of its own and no proxy, whatever ALL_PROXY says (helper 62).
+            pool = adapter.get_connection_with_tls_context(
+                request,
+                kwargs.get("verify", self.verify),
+                proxies=kwargs["proxies"],
+                cert=kwargs.get("cert", self.cert),
+            )
+            if not unpinned_tls_pool(pool):
+                return
+            why = f"its adapter, {type(adapter).__name__}, checks no pins"
+        else:
+            return  # an adapter of another kind connects its own way, not through urllib3's
+        raise ValueError(
+            f"refusing {url!r}: it would go through the proxy {proxy!r} over TLS, and {why}; "
+            "send it without a proxy, or through an adapter with the session's pins"
+        )
 
     def close(self) -> None:
         """Close the mounted adapters and the session's own, mounted or not."""
@@ -253,8 +277,8 @@ def _policy_difference(adapter: PinningAdapter, reference: PinningAdapter) -> st
 def audit_mounts(adapter: PinningAdapter, session: object) -> None:
     """Warn (:class:`PinningMountWarning`, and a log line) about every bypass of ``adapter``.
 
-    Called on the adapter's first request, and again when the session's
-    number of mounts changes, with the session that sent it.
+    Called on the adapter's first request, and again whenever the audited
+    session's mounts change (compared with a copy), with that session.
     """
     adapters = getattr(session, "adapters", None)
     if isinstance(session, PinningSession) or not isinstance(adapters, dict):
@@ -294,7 +318,9 @@ def calling_session() -> object:
 
     requests gives an adapter no reference to its session; its ``Session.send``
     frame has one, a few frames up. This runs only when the adapter audits its
-    mounts, not on every request.
+    mounts: on its first request, when the audited session's mounts changed or
+    the session is gone, and on every request sent without a session (the
+    next one may come from one).
     """
     frame = sys._getframe(1)
     for _ in range(8):

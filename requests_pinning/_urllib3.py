@@ -42,6 +42,7 @@ __all__ = [
     "PinningPoolManager",
     "PinningProxyManager",
     "socks_proxy_manager",
+    "unpinned_tls_pool",
 ]
 
 _URLLIB3_1 = urllib3.__version__.startswith("1.")  # type: ignore[attr-defined]
@@ -525,19 +526,24 @@ class _PinningManagerMixin:
 
 def _pinning_pool(pool: Any) -> Any:
     """``pool``, unless it is an HTTPS pool that checks no pins: then a ``TypeError``."""
+    if unpinned_tls_pool(pool):
+        raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
+    return pool
+
+
+def unpinned_tls_pool(pool: Any) -> bool:
+    """Whether ``pool`` may speak TLS without checking pins."""
     if isinstance(pool, _PinningPoolMixin):
-        return pool
+        return False
     # Any pool that may speak TLS: urllib3's HTTPS pool, or another pool class
     # given the https scheme or a TLS connection class (helper 61).
     connection_class = getattr(pool, "ConnectionCls", None)
-    if (
+    return (
         isinstance(pool, HTTPSConnectionPool)
         or getattr(pool, "scheme", None) != "http"
         or not isinstance(connection_class, type)
         or issubclass(connection_class, HTTPSConnection)
-    ):
-        raise TypeError(f"{type(pool).__name__} does not check pins; refusing to use it")
-    return pool
+    )
 
 
 class PinningPoolManager(_PinningManagerMixin, PoolManager):

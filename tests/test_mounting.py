@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 import urllib3.util
 from hypothesis import given
 from hypothesis import strategies as st
@@ -494,7 +495,7 @@ def test_a_scheme_of_its_own_is_not_sent_through_an_https_proxy_unchecked(
         session.mount("x://", HTTPAdapter())
         proxies = {"all": proxy.url}
         if session_kind == "pinning":
-            with pytest.raises(ValueError, match="without checking the proxy's pins"):
+            with pytest.raises(ValueError, match="over TLS, and its adapter, HTTPAdapter, checks"):
                 session.get("x://origin.example/secret", proxies=proxies, timeout=10)
             assert proxy.forwarded == [] and proxy.connects == []
             # Through a cleartext (http://) proxy, which has no TLS session to
@@ -511,6 +512,72 @@ def test_a_scheme_of_its_own_is_not_sent_through_an_https_proxy_unchecked(
                 response = session.get("x://origin.example/secret", proxies=proxies, timeout=10)
             assert response.text == "forwarded"
             assert proxy.forwarded == ["x://origin.example/secret"]
+        session.close()
+
+
+class _OwnSocketAdapter(HTTPAdapter):
+    """An adapter that, like docker-py's and requests-unixsocket's, makes its own
+    (here: plain TCP to one loopback port) pool and uses no proxy."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        return urllib3.HTTPConnectionPool("127.0.0.1", self.port)
+
+    def request_url(self, request: Any, proxies: Any) -> str:
+        return "/own"
+
+
+@pytest.mark.parametrize("adapter_kind", ["own socket", "other pins", "same pins"])
+def test_a_scheme_of_its_own_through_an_https_proxy_is_judged_by_what_its_adapter_does(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch, adapter_kind: str
+) -> None:
+    # Helper 62: an adapter that never uses the proxy (unix sockets) was
+    # refused whenever ALL_PROXY named an https:// one; a PinningAdapter with
+    # other pins than the session's checked the impostor proxy against those
+    # (none) and let the request through. The twin: the same pins pass the
+    # proxy check, and the proxy's own pins then refuse the impostor.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle)
+    with (
+        ConnectProxy(tls_cert=pki.rogue_root.issue_cert("localhost")) as proxy,
+        ConnectProxy() as own,
+    ):
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        session = PinningSession(pins(pki))
+        if adapter_kind == "own socket":
+            session.mount("x://", _OwnSocketAdapter(own.port))
+            assert session.get("x://anything/", timeout=10).text == "forwarded"
+            assert own.forwarded == ["/own"]
+        elif adapter_kind == "other pins":
+            session.mount("x://", PinningAdapter({}))
+            with pytest.raises(ValueError, match="its adapter's pin set is not the session's"):
+                session.get("x://origin.example/secret", timeout=10)
+        else:
+            session.mount("x://", PinningAdapter(pins(pki)))
+            with pytest.raises(requests.exceptions.SSLError):
+                session.get("x://origin.example/secret", timeout=10)
+        session.close()
+        assert proxy.forwarded == [] and proxy.connects == []
+
+
+def test_proxies_none_means_no_proxy_for_a_scheme_of_its_own(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Helper 62: requests resolves proxies only when none are given at all;
+    # send(..., proxies=None) had the session resolve them from ALL_PROXY.
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        session = PinningSession(pins(pki))
+        session.mount("x://", HTTPAdapter())
+        prepared = session.prepare_request(requests.Request("GET", "x://origin.example/a"))
+        with pytest.raises(requests.exceptions.InvalidURL):  # no proxy: urllib3 has no x://
+            session.send(prepared, proxies=None, timeout=10)
+        assert proxy.forwarded == []
+        response = session.send(prepared, timeout=10)  # the twin: resolved, the proxy
+        assert response.text == "forwarded"
+        assert proxy.forwarded == ["x://origin.example/a"]
         session.close()
 
 
