@@ -28,7 +28,6 @@ from requests.adapters import BaseAdapter
 from ._adapter import PinningAdapter
 from ._pinset import PinSet, PinSource
 from ._report import OnFailure
-from ._urllib3 import unpinned_tls_pool
 from ._verify import PinningPolicy
 
 __all__ = ["PinningMountWarning", "PinningSession", "audit_mounts"]
@@ -218,36 +217,28 @@ class PinningSession(requests.Session):
         # URLs) may send them through a proxy as urllib3 does any scheme but
         # https: to the proxy's own pool, over TLS for an https:// proxy
         # (helper 61: an impostor proxy got the request). That TLS session
-        # must be checked against the session's pins, as for any URL.
+        # must be checked against the session's pins, as for any URL, and
+        # only a PinningAdapter with the session's policy does that. Whether
+        # another adapter would use the proxy cannot be known beforehand
+        # (helper 63: asking it for its pool was answered with one pool and
+        # sent through another), so it is refused: fail closed. One that
+        # never uses a proxy (a unix socket) is sent with the proxy turned
+        # off for its URLs (NO_PROXY, or proxies={"all": None}).
         proxy = requests.utils.select_proxy(url, kwargs["proxies"])
         if not proxy or not _tls_proxy(proxy):
             return
         adapter = self.get_adapter(url)
         if isinstance(adapter, PinningAdapter):
-            # Its pins check the proxy: they must be the session's (helper
-            # 62: PinningAdapter({}) on "x://" let an impostor proxy through).
             different = _policy_difference(adapter, self.pinning_adapter)
             if not different:
                 return
-            why = f"its adapter's {different} is not the session's"
-        elif isinstance(adapter, requests.adapters.HTTPAdapter):
-            # Whether it talks TLS to the proxy is the pool it would use: an
-            # adapter for unix sockets (docker-py, requests-unixsocket) uses
-            # one of its own and no proxy, whatever ALL_PROXY says (helper 62).
-            pool = adapter.get_connection_with_tls_context(
-                request,
-                kwargs.get("verify", self.verify),
-                proxies=kwargs["proxies"],
-                cert=kwargs.get("cert", self.cert),
-            )
-            if not unpinned_tls_pool(pool):
-                return
-            why = f"its adapter, {type(adapter).__name__}, checks no pins"
+            why = f"its adapter's {different} is not the session's"  # helper 62
         else:
-            return  # an adapter of another kind connects its own way, not through urllib3's
+            why = f"its adapter, {type(adapter).__name__}, is no PinningAdapter to check its pins"
         raise ValueError(
-            f"refusing {url!r}: it would go through the proxy {proxy!r} over TLS, and {why}; "
-            "send it without a proxy, or through an adapter with the session's pins"
+            f"refusing {url!r}: it would go through the proxy {proxy!r}, over TLS, and {why}; "
+            "turn the proxy off for it (NO_PROXY, or proxies={'all': None}), or mount a "
+            "PinningAdapter with the session's pins for its scheme"
         )
 
     def close(self) -> None:

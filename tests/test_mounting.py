@@ -495,7 +495,7 @@ def test_a_scheme_of_its_own_is_not_sent_through_an_https_proxy_unchecked(
         session.mount("x://", HTTPAdapter())
         proxies = {"all": proxy.url}
         if session_kind == "pinning":
-            with pytest.raises(ValueError, match="over TLS, and its adapter, HTTPAdapter, checks"):
+            with pytest.raises(ValueError, match="HTTPAdapter, is no PinningAdapter"):
                 session.get("x://origin.example/secret", proxies=proxies, timeout=10)
             assert proxy.forwarded == [] and proxy.connects == []
             # Through a cleartext (http://) proxy, which has no TLS session to
@@ -530,15 +530,32 @@ class _OwnSocketAdapter(HTTPAdapter):
         return "/own"
 
 
-@pytest.mark.parametrize("adapter_kind", ["own socket", "other pins", "same pins"])
-def test_a_scheme_of_its_own_through_an_https_proxy_is_judged_by_what_its_adapter_does(
+class _Wrapping(BaseAdapter):
+    """An adapter of another kind that sends through an HTTPAdapter (as Betamax's does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = HTTPAdapter()
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.inner.send(request, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("adapter_kind", ["own socket", "wrapping", "other pins", "same pins"])
+def test_a_scheme_of_its_own_goes_through_an_https_proxy_only_with_the_sessions_pins(
     pki: PKI, monkeypatch: pytest.MonkeyPatch, adapter_kind: str
 ) -> None:
-    # Helper 62: an adapter that never uses the proxy (unix sockets) was
-    # refused whenever ALL_PROXY named an https:// one; a PinningAdapter with
-    # other pins than the session's checked the impostor proxy against those
-    # (none) and let the request through. The twin: the same pins pass the
-    # proxy check, and the proxy's own pins then refuse the impostor.
+    # Helpers 62 and 63: a PinningAdapter with other pins than the session's
+    # checked an impostor proxy against those (none); an adapter of another
+    # kind, or one that named one pool and used another, sent through it
+    # unchecked. Whether an adapter would use the proxy cannot be known, so
+    # only the session's pins let a URL of another scheme through a TLS
+    # proxy; one that never uses a proxy (a unix socket) works with the proxy
+    # turned off for it. The twin: the same pins pass the session's check,
+    # and the proxy's own pins then refuse the impostor.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle)
     with (
         ConnectProxy(tls_cert=pki.rogue_root.issue_cert("localhost")) as proxy,
@@ -546,18 +563,28 @@ def test_a_scheme_of_its_own_through_an_https_proxy_is_judged_by_what_its_adapte
     ):
         monkeypatch.setenv("ALL_PROXY", proxy.url)
         session = PinningSession(pins(pki))
+        url = "x://origin.example/secret"
         if adapter_kind == "own socket":
             session.mount("x://", _OwnSocketAdapter(own.port))
-            assert session.get("x://anything/", timeout=10).text == "forwarded"
-            assert own.forwarded == ["/own"]
+            with pytest.raises(ValueError, match="is no PinningAdapter to check its pins"):
+                session.get(url, timeout=10)
+            off: Any = {"all": None}  # requests takes None as "no proxy"
+            assert session.get(url, proxies=off, timeout=10).text == "forwarded"
+            monkeypatch.setenv("NO_PROXY", "origin.example")
+            assert session.get(url, timeout=10).text == "forwarded"
+            assert own.forwarded == ["/own", "/own"]
+        elif adapter_kind == "wrapping":
+            session.mount("x://", _Wrapping())
+            with pytest.raises(ValueError, match="_Wrapping, is no PinningAdapter"):
+                session.get(url, timeout=10)
         elif adapter_kind == "other pins":
             session.mount("x://", PinningAdapter({}))
             with pytest.raises(ValueError, match="its adapter's pin set is not the session's"):
-                session.get("x://origin.example/secret", timeout=10)
+                session.get(url, timeout=10)
         else:
             session.mount("x://", PinningAdapter(pins(pki)))
             with pytest.raises(requests.exceptions.SSLError):
-                session.get("x://origin.example/secret", timeout=10)
+                session.get(url, timeout=10)
         session.close()
         assert proxy.forwarded == [] and proxy.connects == []
 
