@@ -195,7 +195,7 @@ class PinningSession(requests.Session):
             return adapter
         if not any(adapter is approved for approved in self._approved.values()):
             raise ValueError(
-                f"refusing {url!r}: its adapter, {type(adapter).__name__}, was not mounted "
+                f"refusing {_shown(url)!r}: its adapter, {type(adapter).__name__}, was not mounted "
                 "through PinningSession.mount, so it may not check the session's pins"
             )
         return adapter
@@ -236,7 +236,8 @@ class PinningSession(requests.Session):
         else:
             why = f"its adapter, {type(adapter).__name__}, is no PinningAdapter to check its pins"
         raise ValueError(
-            f"refusing {url!r}: it would go through the proxy {proxy!r}, over TLS, and {why}; "
+            f"refusing {_shown(url)!r}: it would go through the proxy {_shown(proxy)!r}, over "
+            f"TLS, and {why}; "
             "turn the proxy off for it (NO_PROXY, or proxies={'all': None}), or mount a "
             "PinningAdapter with the session's pins for its scheme"
         )
@@ -251,6 +252,15 @@ class PinningSession(requests.Session):
         # And approvals of adapters no longer mounted (edits of the mapping)
         # let them go: the session closes what it mounts, not what it held.
         self._forget_unmounted()
+
+
+def _shown(url: str) -> str:
+    """``url`` for an error message: a user name and password replaced by ``***``."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not separator or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _tls_proxy(proxy: str) -> bool:

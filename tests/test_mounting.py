@@ -575,8 +575,13 @@ def test_a_scheme_of_its_own_goes_through_an_https_proxy_only_with_the_sessions_
             assert own.forwarded == ["/own", "/own"]
         elif adapter_kind == "wrapping":
             session.mount("x://", _Wrapping())
-            with pytest.raises(ValueError, match="_Wrapping, is no PinningAdapter"):
+            with pytest.raises(ValueError, match="_Wrapping, is no PinningAdapter") as info:
                 session.get(url, timeout=10)
+            # A proxy's (or the URL's) password is never shown.
+            secret = proxy.url.replace("https://", "https://user:S3cret@")
+            with pytest.raises(ValueError, match=r"https://\*\*\*@localhost") as info:
+                session.get("x://u:S3cret@origin.example/", proxies={"all": secret}, timeout=10)
+            assert "S3cret" not in str(info.value)
         elif adapter_kind == "other pins":
             session.mount("x://", PinningAdapter({}))
             with pytest.raises(ValueError, match="its adapter's pin set is not the session's"):
