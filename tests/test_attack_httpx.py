@@ -147,6 +147,7 @@ def test_a_response_piped_into_a_pinned_upload_is_not_checked_against_its_pins(
     # genuine exchange was refused (a false failure, logged and reported).
     # Its twin: a request on that connection naming the pinned host for TLS
     # is still checked, and refused.
+    pytest.importorskip("h2", reason="HTTP/2 needs the h2 package (not in tox -e httpx-no-h2)")
     pins = {"localhost": [pki.intermediate_pin]}
     with (
         TLSServer(pki.rogue_leaf, http2=True) as unpinned,
